@@ -1,0 +1,1 @@
+"""What Celery runs: thin, named tasks with one declared retry policy."""

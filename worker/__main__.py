@@ -1,0 +1,5 @@
+"""`python -m worker` runs the `extendq` command line."""
+
+from worker.cli import main
+
+main()
