@@ -1,1 +1,46 @@
-"""What Celery runs: thin, named tasks with one declared retry policy."""
+"""What Celery runs, and the producer helpers: `submit`, `cancel`, `result`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from tasks.producer import CANCEL, RUN_WORKFLOW, build_request, enqueue, job_id_for
+
+__all__ = ["CANCEL", "RUN_WORKFLOW", "cancel", "job_id_for", "seal_secrets", "submit"]
+
+
+def _default_app() -> Celery:
+    from config.celery import app
+
+    return app
+
+
+def submit(*, app: Celery | None = None, **request: Any) -> AsyncResult[Any]:
+    """Validate a job request and queue it; `AsyncResult(job_id)` at once.
+
+    Keyword arguments are those of `extendq.run_workflow`: `workflow`, `file` or `package`, and optionally
+    `metadata`, `priority`, `job_key`, `deadline_s`, `secrets` (a dict, sealed here with EXTENDQ_SECRETS_KEY).
+    Raises `worker.errors.InvalidJobRequest` when the request is malformed; nothing is queued then.
+    """
+    from config.settings import get_settings
+
+    settings = get_settings()
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    return enqueue(app or _default_app(), build_request(secrets_key=key, **request))
+
+
+def cancel(job_id: str, *, app: Celery | None = None) -> AsyncResult[Any]:
+    """Ask the workers to cancel a job (its Extend run, or the job itself if not submitted yet)."""
+    return (app or _default_app()).send_task(CANCEL, args=[job_id])
+
+
+def seal_secrets(secrets: dict[str, Any]) -> str:
+    """Seal per-run secrets for a producer that enqueues by name (`secrets` kwarg of `extendq.run_workflow`)."""
+    from config.settings import get_settings
+    from worker.secrets import seal
+
+    key = get_settings().secrets_key
+    return seal(secrets, key.get_secret_value() if key else None)

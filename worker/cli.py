@@ -19,7 +19,7 @@ def emulator(
     profile: str = typer.Option("default", help="Built-in profile name, or a YAML/JSON file."),
     webhook_url: str | None = typer.Option(None, help="Where to deliver workflow_run.* webhooks."),
     webhook_secret: str | None = typer.Option(None, help="Signing secret (wss_...) for webhooks."),
-    api_key: list[str] = typer.Option([], help="Accept only these API keys (repeatable); any key when unset."),
+    api_key: list[str] = typer.Option([], help="Accept only these API keys (repeatable); any key when unset."),  # noqa: B008
 ) -> None:
     """Serve the local Extend API emulator."""
     from emulator.server import serve

@@ -1,0 +1,51 @@
+"""The Celery app; `celery -A config worker` and `extendq worker` both start it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings, get_settings
+
+QUEUE = "extendq"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for `settings`, one per line, each with its reason."""
+    return {
+        "broker_url": settings.broker,
+        "result_backend": settings.result_backend,
+        # JSON only: no pickle on the wire, and producers in any language can enqueue by name.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A task is acknowledged after it ran, and requeued if its process dies mid-task.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message at a time per process: waits live in Redis, never in prefetched messages.
+        "worker_prefetch_multiplier": 1,
+        # Unacked messages of a worker that vanished come back after this long (no task runs this long).
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_expires": settings.result_ttl_s,
+        "task_default_queue": QUEUE,
+        # A step is one or two HTTP calls; an upload may take longer, never minutes.
+        "task_soft_time_limit": settings.request_timeout_s * 4,
+        "task_time_limit": settings.request_timeout_s * 4 + 30,
+        # Results are published by the job itself; the tasks' own return values are not.
+        "task_ignore_result": True,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app wired to `settings` (tests and producers with their own settings use this)."""
+    celery_app = Celery("extendq", include=["tasks.runs"])
+    celery_app.config_from_object(celery_config(settings))
+    return celery_app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,133 @@
+"""Settings: the one typed, frozen configuration object, read from `EXTENDQ_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+API_VERSION = "2026-02-09"
+
+
+class Region(StrEnum):
+    """Extend's regions and their base URLs (the SDK's `ExtendEnvironment`)."""
+
+    US = "us"
+    US2 = "us2"
+    EU = "eu"
+
+    @property
+    def base_url(self) -> str:
+        return _REGION_URLS[self]
+
+
+_REGION_URLS = {
+    Region.US: "https://api.extend.ai",
+    Region.US2: "https://api.us2.extend.app",
+    Region.EU: "https://api.eu1.extend.ai",
+}
+
+
+class Settings(BaseSettings):
+    """Everything a producer, worker or receiver process needs to know, validated once at startup."""
+
+    model_config = SettingsConfigDict(env_prefix="EXTENDQ_", frozen=True, extra="ignore", case_sensitive=False)
+
+    # Redis: broker, result backend and job records; separate URLs are optional.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+    result_backend_url: str | None = None
+    key_prefix: str = "extendq:"
+
+    # Extend: the SDK's own EXTEND_API_KEY is honoured.
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("EXTENDQ_API_KEY", "EXTEND_API_KEY", "api_key")
+    )
+    base_url: str | None = None
+    region: Region = Region.US
+    api_version: str = API_VERSION
+    workspace_id: str | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Check schedule: the SDK's create_and_poll defaults.
+    fast_poll_interval_s: float = Field(default=1.0, gt=0)
+    fast_poll_duration_s: float = Field(default=30.0, ge=0)
+    poll_backoff: float = Field(default=1.15, ge=1)
+    poll_max_interval_s: float = Field(default=30.0, gt=0)
+    poll_jitter: float = Field(default=0.25, ge=0, lt=1)
+
+    # Retries of transient failures (connection errors, timeouts, 408, 429, 5xx).
+    retry_budget: int = Field(default=10, ge=0)
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    retry_backoff_max_s: float = Field(default=120.0, gt=0)
+
+    result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    default_deadline_s: float | None = Field(default=None, gt=0)
+    secrets_key: SecretStr | None = None
+    files_root: str | None = None
+
+    # Dispatcher of due checks, running inside every worker.
+    dispatch_interval_s: float = Field(default=0.05, gt=0)
+    dispatch_batch: int = Field(default=500, gt=0)
+    claim_lease_s: float = Field(default=120.0, gt=0)
+    visibility_timeout_s: int = Field(default=900, gt=0)
+
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_key_prefix(self) -> Settings:
+        if not self.key_prefix or any(ch.isspace() for ch in self.key_prefix):
+            raise ValueError("key_prefix must be a non-empty string without spaces")
+        return self
+
+    @property
+    def extend_base_url(self) -> str:
+        return (self.base_url or self.region.base_url).rstrip("/")
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.result_backend_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping shaped like `os.environ`; a bad value raises `ConfigError` naming it."""
+        values = _values_from(environ)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+def _values_from(environ: Mapping[str, str]) -> dict[str, Any]:
+    fields = {name.upper() for name in Settings.model_fields}
+    values: dict[str, Any] = {}
+    for key, value in environ.items():
+        upper = key.upper()
+        if upper.startswith("EXTENDQ_") and upper[len("EXTENDQ_") :] in fields:
+            values[upper[len("EXTENDQ_") :].lower()] = value
+    if "api_key" not in values and environ.get("EXTEND_API_KEY"):
+        values["api_key"] = environ["EXTEND_API_KEY"]
+    return values
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = [f"EXTENDQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+    return "invalid settings: " + "; ".join(problems)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings.from_env(os.environ)

@@ -1,0 +1,67 @@
+"""The producer's side: validate a job request, queue it, and get its `AsyncResult` back at once."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from worker.errors import InvalidJobRequest
+from worker.models import JobRequest, PathFile
+from worker.secrets import seal
+
+RUN_WORKFLOW = "extendq.run_workflow"
+CANCEL = "extendq.cancel"
+_JOB_KEY_NAMESPACE = uuid.UUID("6f1c2b8e-4d0a-4c55-9a43-1b7a7f0e9d21")
+
+
+def job_id_for(job_key: str) -> str:
+    """The job id a job key maps to: the same key always gives the same job."""
+    return str(uuid.uuid5(_JOB_KEY_NAMESPACE, job_key))
+
+
+def build_request(
+    *,
+    workflow: str | dict[str, Any],
+    file: dict[str, Any] | None = None,
+    package: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    priority: int | None = None,
+    job_key: str | None = None,
+    deadline_s: float | None = None,
+    secrets: dict[str, Any] | None = None,
+    secrets_key: str | None = None,
+    check_paths: bool = True,
+) -> JobRequest:
+    """A validated job request; raises `InvalidJobRequest` naming every problem before anything is queued."""
+    data: dict[str, Any] = {
+        "workflow": workflow,
+        "file": file,
+        "package": package,
+        "metadata": metadata or {},
+        "priority": priority,
+        "job_key": job_key,
+        "deadline_s": deadline_s,
+    }
+    if secrets is not None:
+        data["secrets"] = seal(secrets, secrets_key)
+    request = JobRequest.parse({key: value for key, value in data.items() if value is not None})
+    if check_paths:
+        _check_paths(request)
+    return request
+
+
+def enqueue(app: Celery, request: JobRequest) -> AsyncResult[Any]:
+    """Queue a validated request; the `AsyncResult` whose id is the job id."""
+    job_id = job_id_for(request.job_key) if request.job_key else str(uuid.uuid4())
+    return app.send_task(RUN_WORKFLOW, kwargs=request.wire(), task_id=job_id)
+
+
+def _check_paths(request: JobRequest) -> None:
+    files = [request.file] if request.file is not None else list(request.package.files if request.package else [])
+    for item in files:
+        if isinstance(item, PathFile) and not Path(item.path).expanduser().is_file():
+            raise InvalidJobRequest(f"input path {item.path!r} does not exist or is not a file")

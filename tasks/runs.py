@@ -1,0 +1,64 @@
+"""The job tasks: start a job, advance it when due, cancel it. Thin: the work is in `worker.jobs`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+from config.celery import app
+from config.settings import get_settings
+from tasks.base import get_runner, store_for
+from worker.dispatcher import Dispatcher
+
+_dispatcher: Dispatcher | None = None
+
+
+@app.task(name="extendq.run_workflow", bind=True)
+def run_workflow(self: Any, /, **kwargs: Any) -> None:
+    """Start a job: the task id is the job id; kwargs are the job request (see `worker.models.JobRequest`)."""
+    get_runner().start_message(self.request.id, kwargs)
+
+
+@app.task(name="extendq.advance")
+def advance(job_id: str, lease: float | None = None) -> None:
+    """Take a due job's next step; the dispatcher sends this."""
+    get_runner().advance(job_id, lease)
+
+
+@app.task(name="extendq.cancel")
+def cancel(job_id: str) -> bool:
+    """Cancel a job: its Extend run if submitted, else the job itself. False when unknown or finished."""
+    runner = get_runner()
+    if not runner.request_cancel(job_id):
+        return False
+    runner.advance(job_id)
+    return True
+
+
+def send_due(claimed: Sequence[tuple[str, float]]) -> None:
+    """Hand claimed due jobs to `advance` tasks over one producer connection."""
+    with app.producer_or_acquire() as producer:
+        for job_id, lease in claimed:
+            advance.apply_async(args=(job_id, lease), producer=producer)
+
+
+@worker_ready.connect
+def _start_dispatcher(**_: Any) -> None:
+    global _dispatcher
+    settings = get_settings()
+    _dispatcher = Dispatcher(
+        store=store_for(settings),
+        send=send_due,
+        interval_s=settings.dispatch_interval_s,
+        batch=settings.dispatch_batch,
+        lease_s=settings.claim_lease_s,
+    )
+    _dispatcher.start()
+
+
+@worker_shutdown.connect
+def _stop_dispatcher(**_: Any) -> None:
+    if _dispatcher is not None:
+        _dispatcher.stop()

@@ -1,0 +1,116 @@
+"""Every error extendq raises, as one tree.
+
+```
+WorkerError                      base of everything we raise
+├── ConfigError                  a setting is missing or wrong: fatal at startup
+├── InvalidJobRequest            bad input, refused at enqueue (or when a task message is malformed)
+├── RetryableError               transient: the job is retried later, from the schedule
+│   ├── ApiUnavailable           transport errors, timeouts, 408, 409, 5xx
+│   └── RateLimited              429, carries retry_after_s
+└── JobFailed                    no terminal run can be had: published as the job's failure
+    ├── RunRejected              400/404/422 from the API
+    ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
+    ├── InputNotFound            a local `path` input that does not exist or is not a file
+    ├── DeadlineExceeded         the job's deadline passed; its run was cancelled
+    ├── JobCancelled             cancelled before a run was submitted
+    └── RetryBudgetExhausted     transient failures outlasted the retry budget
+```
+
+Errors travel through Celery's JSON result backend as (type, args, module), and are rebuilt with
+`cls(*args)`: every constructor takes plain positional values and `args` holds exactly them.
+Messages name the cause and never hold a secret.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base of every error extendq raises."""
+
+
+class ConfigError(WorkerError):
+    """A setting is missing or invalid; raised at startup."""
+
+
+class InvalidJobRequest(WorkerError, ValueError):
+    """A job request is malformed; raised at enqueue time, before anything is queued."""
+
+
+class RetryableError(WorkerError):
+    """A transient failure: the job is tried again later with backoff."""
+
+    # False only when the request surely never reached Extend (refused connection, 429).
+    may_have_landed: bool = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message, retry_after_s)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ApiUnavailable(RetryableError):
+    """The Extend API could not be reached or answered 408/409/5xx."""
+
+
+class RateLimited(RetryableError):
+    """The Extend API answered 429; `retry_after_s` is how long to wait, when it said."""
+
+
+class JobFailed(WorkerError):
+    """No terminal run could be had for the job; this is its published failure."""
+
+    kind = "failed"
+
+    def __init__(self, message: str, run_id: str | None = None, status_code: int | None = None) -> None:
+        super().__init__(message, run_id, status_code)
+        self.message = message
+        self.run_id = run_id
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return f"{self.message} (run {self.run_id})" if self.run_id else self.message
+
+
+class RunRejected(JobFailed):
+    """The API refused the request (400/404/422)."""
+
+    kind = "rejected"
+
+
+class AuthFailed(JobFailed):
+    """The API refused the credentials, the payment or the workspace (401/402/403)."""
+
+    kind = "auth"
+
+
+class InputNotFound(JobFailed):
+    """A local `path` input does not exist or is not a readable file."""
+
+    kind = "input_not_found"
+
+
+class DeadlineExceeded(JobFailed):
+    """The job's deadline passed before its run ended; the run was cancelled."""
+
+    kind = "deadline"
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled before an Extend run was submitted."""
+
+    kind = "cancelled"
+
+
+class RetryBudgetExhausted(JobFailed):
+    """Transient failures went on for longer than the retry budget allows."""
+
+    kind = "retry_budget"
+
+
+FAILURE_KINDS: dict[str, type[JobFailed]] = {
+    cls.kind: cls
+    for cls in (JobFailed, RunRejected, AuthFailed, InputNotFound, DeadlineExceeded, JobCancelled, RetryBudgetExhausted)
+}

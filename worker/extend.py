@@ -1,0 +1,220 @@
+"""The Extend boundary: builds the official SDK client and is the only place SDK and httpx errors are caught.
+
+The SDK's own retries are off on every call (`max_retries: 0`): it would retry a create on 5xx or 429 and,
+with no idempotency key in the API, create duplicate runs. extendq's retry policy decides instead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from extend_ai import Extend
+from extend_ai.core.api_error import ApiError
+from extend_ai.core.http_response import HttpResponse
+from extend_ai.core.request_options import RequestOptions
+
+from worker.errors import ApiUnavailable, AuthFailed, InputNotFound, RateLimited, RetryableError, RunRejected
+
+T = TypeVar("T")
+Run = dict[str, Any]
+_REJECTED = {400, 404, 422}
+_AUTH = {401, 402, 403}
+_FIND_PAGE_SIZE = 50
+
+
+class ExtendApi(Protocol):
+    """What a job needs from Extend; runs are plain dicts with the API's wire names."""
+
+    def create_run(self, body: dict[str, Any]) -> Run: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def cancel_run(self, run_id: str) -> Run: ...
+
+    def upload(self, path: str, name: str | None = None) -> str: ...
+
+    def find_run(self, workflow_id: str, metadata_key: str, value: str, since: float) -> Run | None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    """How to reach Extend; built from Settings at the edge."""
+
+    base_url: str
+    api_key: str
+    api_version: str
+    timeout_s: float = 30.0
+    workspace_id: str | None = None
+
+
+def build_client(config: ApiConfig) -> Extend:
+    """The official SDK client for `config`; call it after fork, once per process."""
+    headers = {"x-extend-workspace-id": config.workspace_id} if config.workspace_id else None
+    return Extend(
+        token=config.api_key,
+        base_url=config.base_url,
+        timeout=config.timeout_s,
+        extend_api_version=config.api_version,
+        headers=headers,
+        httpx_client=httpx.Client(timeout=config.timeout_s, follow_redirects=True),
+    )
+
+
+class SdkApi:
+    """`ExtendApi` over the official SDK, translating its errors into extendq's tree."""
+
+    def __init__(self, client: Extend, *, workspace_id: str | None = None) -> None:
+        self._client = client
+        self._options: RequestOptions = {"max_retries": 0}
+        if workspace_id:
+            # The SDK leaves the workspace header off create; Extend needs it with organisation keys.
+            self._options = {"max_retries": 0, "additional_headers": {"x-extend-workspace-id": workspace_id}}
+
+    def create_run(self, body: dict[str, Any]) -> Run:
+        """POST /workflow_runs with the wire body; the run as Extend returned it."""
+        raw = self._client.workflow_runs.with_raw_response
+        return _call(lambda: _json(raw.create(**_create_kwargs(body), request_options=self._options)), sent=True)
+
+    def get_run(self, run_id: str) -> Run:
+        """GET /workflow_runs/{id}."""
+        raw = self._client.workflow_runs.with_raw_response
+        return _call(lambda: _json(raw.retrieve(run_id, request_options=self._options)), run_id=run_id)
+
+    def cancel_run(self, run_id: str) -> Run:
+        """POST /workflow_runs/{id}/cancel."""
+        raw = self._client.workflow_runs.with_raw_response
+        return _call(lambda: _json(raw.cancel(run_id, request_options=self._options)), run_id=run_id)
+
+    def upload(self, path: str, name: str | None = None) -> str:
+        """POST /files/upload of a local file; its Extend file id."""
+        source = Path(path)
+        if not source.is_file():
+            raise InputNotFound(f"input path {path!r} does not exist or is not a file")
+        raw = self._client.files.with_raw_response
+        with source.open("rb") as handle:
+            upload = (name or source.name, handle)
+            data = _call(lambda: _json(raw.upload(file=upload, request_options=self._options)), sent=True)
+        return str(data["id"])
+
+    def find_run(self, workflow_id: str, metadata_key: str, value: str, since: float) -> Run | None:
+        """The run of `workflow_id` created after `since` whose metadata has `metadata_key == value`."""
+        for summary in self._recent_runs(workflow_id, since):
+            run = self.get_run(str(summary["id"]))
+            if (run.get("metadata") or {}).get(metadata_key) == value:
+                return run
+        return None
+
+    def _recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+        raw = self._client.workflow_runs.with_raw_response
+        token: str | None = None
+        while True:
+            kwargs = _list_kwargs(workflow_id, token)
+            page = _call(lambda: _json(raw.list(**kwargs, request_options=self._options)))  # noqa: B023
+            for summary in page.get("data") or []:
+                if _timestamp(summary.get("createdAt")) < since:
+                    return
+                yield summary
+            token = page.get("nextPageToken")
+            if not token:
+                return
+
+
+def _create_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    allowed = ("workflow", "file", "package", "priority", "metadata", "secrets")
+    return {key: body[key] for key in allowed if body.get(key) is not None}
+
+
+def _list_kwargs(workflow_id: str, token: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "workflow_id": workflow_id,
+        "sort_by": "createdAt",
+        "sort_dir": "desc",
+        "max_page_size": _FIND_PAGE_SIZE,
+    }
+    if token:
+        kwargs["next_page_token"] = token
+    return kwargs
+
+
+def _json(response: HttpResponse[Any]) -> dict[str, Any]:
+    # The raw body, not the SDK's model: results carry the run exactly as Extend returned it.
+    data = response._response.json()
+    if not isinstance(data, dict):
+        raise ApiUnavailable(f"Extend answered with a non-object body ({type(data).__name__})")
+    return data
+
+
+def _call(fn: Callable[[], T], *, sent: bool = False, run_id: str | None = None) -> T:
+    with translate_errors(sent=sent, run_id=run_id):
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextmanager
+def translate_errors(*, sent: bool = False, run_id: str | None = None) -> Iterator[None]:
+    """Turn SDK and httpx errors into extendq's tree; `sent` marks requests that may have landed."""
+    try:
+        yield
+    except ApiError as exc:
+        raise _from_status(exc, run_id) from exc
+    except httpx.ConnectError as exc:
+        raise _retryable(ApiUnavailable(f"cannot connect to Extend: {type(exc).__name__}"), landed=False) from exc
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        error = ApiUnavailable(f"Extend request failed in transit: {type(exc).__name__}")
+        raise _retryable(error, landed=sent) from exc
+
+
+def _from_status(exc: ApiError, run_id: str | None) -> Exception:
+    status = exc.status_code or 0
+    detail = _error_detail(exc.body)
+    if status == 429:
+        return _retryable(RateLimited(f"Extend rate limit: {detail}", retry_after_s(exc.headers)), landed=False)
+    if status in _AUTH:
+        return AuthFailed(f"Extend refused the credentials ({status}): {detail}", run_id, status)
+    if status in _REJECTED:
+        return RunRejected(f"Extend refused the request ({status}): {detail}", run_id, status)
+    error = ApiUnavailable(f"Extend answered {status}: {detail}", retry_after_s(exc.headers))
+    return _retryable(error, landed=True)
+
+
+def _retryable(error: RetryableError, *, landed: bool) -> RetryableError:
+    error.may_have_landed = landed
+    return error
+
+
+def _error_detail(body: Any) -> str:
+    if isinstance(body, dict):
+        code, message = body.get("code"), body.get("message")
+        return f"{code}: {message}" if code else str(message)
+    if hasattr(body, "code") and hasattr(body, "message"):
+        return f"{body.code}: {body.message}"
+    return str(body)[:200]
+
+
+def retry_after_s(headers: dict[str, str] | None) -> float | None:
+    """Seconds from a `Retry-After` header (delta seconds or an HTTP date), when present and sane."""
+    value = {k.lower(): v for k, v in (headers or {}).items()}.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        return float("inf")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

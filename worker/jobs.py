@@ -1,0 +1,282 @@
+"""Submit and check one job, given an Extend API, a store and a publisher: the job's state machine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from worker.errors import (
+    DeadlineExceeded,
+    InputNotFound,
+    InvalidJobRequest,
+    JobCancelled,
+    RetryableError,
+    RetryBudgetExhausted,
+    RunRejected,
+    WorkerError,
+)
+from worker.extend import ExtendApi, Run
+from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState, PathFile
+from worker.schedule import CheckSchedule, RetryPolicy
+from worker.secrets import unseal
+from worker.store import JobRecord, RedisJobStore
+
+log = logging.getLogger("extendq.jobs")
+_LANDED_SLACK_S = 60.0
+
+
+class ResultPublisher(Protocol):
+    """Where producers read a job's outcome (Celery's result backend, in production)."""
+
+    def progress(self, job_id: str, state: JobState, info: dict[str, Any]) -> None: ...
+
+    def success(self, job_id: str, run: Run) -> None: ...
+
+    def failure(self, job_id: str, error: WorkerError) -> None: ...
+
+    def copy(self, source_id: str, target_id: str) -> bool: ...
+
+
+@dataclass(kw_only=True)
+class JobRunner:
+    """Moves jobs forward one step at a time; no step ever waits for Extend to finish a run."""
+
+    api: ExtendApi
+    store: RedisJobStore
+    publisher: ResultPublisher
+    checks: CheckSchedule = field(default_factory=CheckSchedule)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    secrets_key: str | None = None
+    files_root: Path | None = None
+    lease_s: float = 120.0
+    lock_ttl_s: float = 90.0
+    clock: Callable[[], float] = time.time
+
+    def start_message(self, job_id: str, kwargs: dict[str, Any]) -> str | None:
+        """Start a job from a task message's kwargs; a malformed message fails the job at once, without retries."""
+        try:
+            request = JobRequest.parse(kwargs)
+        except InvalidJobRequest as exc:
+            self.publisher.failure(job_id, exc)
+            log.info("job %s refused: %s", job_id, exc)
+            return None
+        return self.start(job_id, request, secrets=request.secrets)
+
+    def start(self, job_id: str, request: JobRequest, *, secrets: str | None = None) -> str:
+        """Record a new job and submit it; the id of the job that owns its job key (itself, or an earlier one)."""
+        owner = self.store.create(job_id, request, now=self.clock(), lease_s=self.lease_s, secrets=secrets)
+        if owner != job_id:
+            self._follow(owner, job_id)
+            return owner
+        self.advance(job_id)
+        return job_id
+
+    def advance(self, job_id: str, lease: float | None = None) -> None:
+        """Take the job's next step (submit, check, cancel or expire), then schedule the one after it.
+
+        `lease` is the due time the dispatcher claimed the job with; a message whose lease is no longer
+        current (the job moved on since) is stale and does nothing.
+        """
+        with self.store.lock(job_id, ttl_s=self.lock_ttl_s) as held:
+            if not held or (lease is not None and not self._lease_current(job_id, lease)):
+                return
+            record = self.store.load(job_id)
+            if record is not None and not record.finished:
+                self._step(record)
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask for the job to be cancelled at its next step; False when it is unknown or already finished."""
+        record = self.store.load(job_id)
+        if record is None or record.finished:
+            return False
+        self.store.update(job_id, cancel_requested=True)
+        return True
+
+    def _follow(self, owner: str, alias: str) -> None:
+        self.store.add_alias(owner, alias)
+        record = self.store.load(owner)
+        if record is not None and record.finished:
+            self.publisher.copy(owner, alias)
+        log.info("job %s shares job key %r with job %s", alias, self._key_of(record), owner)
+
+    def _step(self, record: JobRecord) -> None:
+        now = self.clock()
+        try:
+            self._act(record, now)
+        except RetryableError as exc:
+            self._retry_later(record, exc, now)
+        except WorkerError as exc:
+            self._fail(record, exc, now)
+
+    def _act(self, record: JobRecord, now: float) -> None:
+        if record.cancel_requested and record.run_id is None:
+            raise JobCancelled("the job was cancelled before its run was submitted")
+        if record.deadline_at is not None and now >= record.deadline_at:
+            self._expire(record)
+        if record.run_id is None:
+            self._submit(record, now)
+        else:
+            self._check(record, now)
+
+    def _submit(self, record: JobRecord, now: float) -> None:
+        run = self._landed_run(record) if record.posting_since is not None else None
+        if run is None:
+            body = self._create_body(record)
+            self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
+            run = self.api.create_run(body)
+        record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
+        self.store.update(
+            record.job_id, run_id=record.run_id, submitted_at=now, posting_since=None, state=JobState.RUNNING.value
+        )
+        self._log(record, run["status"], "submitted")
+        self._after_run(record, run, now)
+
+    def _landed_run(self, record: JobRecord) -> Run | None:
+        # An earlier POST may have created the run before its answer was lost: find it before posting again.
+        since = (record.posting_since or 0) - _LANDED_SLACK_S
+        run = self.api.find_run(record.request.workflow.id, JOB_ID_KEY, record.job_id, since)
+        if run is not None:
+            log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run["id"])
+        return run
+
+    def _check(self, record: JobRecord, now: float) -> None:
+        assert record.run_id is not None
+        if record.cancel_requested and not record.cancel_sent:
+            self._cancel_run(record)
+        run = self.api.get_run(record.run_id)
+        record.checks = self.store.bump(record.job_id, "checks")
+        self._after_run(record, run, now)
+
+    def _after_run(self, record: JobRecord, run: Run, now: float) -> None:
+        status = str(run.get("status"))
+        if status in TERMINAL_RUN_STATUSES:
+            self._succeed(record, run, now)
+            return
+        if status != record.run_status:
+            self._log(record, status, "progress")
+            self.store.emit(_event(record, state=JobState.RUNNING, status=status))
+        record.run_status = status
+        due = now + self.checks.delay_s(now - (record.submitted_at or now))
+        if record.deadline_at is not None:
+            due = min(due, record.deadline_at)
+        self.store.update(record.job_id, run_status=status, attempts=0)
+        self.store.schedule(record.job_id, due)
+        self.publisher.progress(record.job_id, JobState.RUNNING, record.progress())
+
+    def _expire(self, record: JobRecord) -> None:
+        if record.run_id is not None:
+            self._cancel_run(record)
+        raise DeadlineExceeded(f"the job's deadline of {record.request.deadline_s} s passed", record.run_id)
+
+    def _cancel_run(self, record: JobRecord) -> None:
+        assert record.run_id is not None
+        try:
+            self.api.cancel_run(record.run_id)
+        except RunRejected:
+            pass  # the run had already ended: the next check publishes it
+        record.cancel_sent = True
+        self.store.update(record.job_id, cancel_sent=True)
+
+    def _retry_later(self, record: JobRecord, exc: RetryableError, now: float) -> None:
+        attempts = self.store.bump(record.job_id, "attempts")
+        if self.retry.exhausted(attempts):
+            message = f"gave up after {attempts} transient failures; last: {exc}"
+            self._fail(record, RetryBudgetExhausted(message, record.run_id), now)
+            return
+        if record.run_id is None and not exc.may_have_landed:
+            self.store.update(record.job_id, posting_since=None)
+        delay = self.retry.delay_s(attempts, exc.retry_after_s)
+        self.store.schedule(record.job_id, now + delay)
+        log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
+
+    def _succeed(self, record: JobRecord, run: Run, now: float) -> None:
+        targets = [record.job_id, *self.store.aliases(record.job_id)]
+        for job_id in targets:
+            self.publisher.success(job_id, run)
+        record.run_status = str(run["status"])
+        event = _event(record, state=JobState.SUCCESS, status=record.run_status)
+        if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event):
+            self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
+            self._log(record, record.run_status, "finished")
+
+    def _fail(self, record: JobRecord, error: WorkerError, now: float) -> None:
+        targets = [record.job_id, *self.store.aliases(record.job_id)]
+        for job_id in targets:
+            self.publisher.failure(job_id, error)
+        kind = getattr(error, "kind", "invalid_request")
+        event = _event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
+        if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event):
+            self._publish_late_aliases(record, targets, lambda job_id: self.publisher.failure(job_id, error))
+            log.info("job %s failed (%s): %s", record.job_id, kind, error)
+
+    def _publish_late_aliases(self, record: JobRecord, done: list[str], publish: Callable[[str], None]) -> None:
+        for alias in self.store.aliases(record.job_id):
+            if alias not in done:
+                publish(alias)
+
+    def _create_body(self, record: JobRecord) -> dict[str, Any]:
+        request = record.request
+        body: dict[str, Any] = {
+            "workflow": request.workflow.model_dump(exclude_none=True),
+            "metadata": request.run_metadata(record.job_id),
+        }
+        if request.file is not None:
+            body["file"] = self._file_wire(request.file)
+        elif request.package is not None:
+            body["package"] = {"files": [self._file_wire(item) for item in request.package.files]}
+        if request.priority is not None:
+            body["priority"] = request.priority
+        if record.secrets:
+            body["secrets"] = unseal(record.secrets, self.secrets_key)
+        return body
+
+    def _file_wire(self, item: FileInput) -> dict[str, Any]:
+        if not isinstance(item, PathFile):
+            return item.model_dump(exclude_none=True)
+        path = self._checked_path(item.path)
+        return {"id": self.api.upload(str(path), item.name)}
+
+    def _checked_path(self, raw: str) -> Path:
+        path = Path(raw).expanduser()
+        if self.files_root is not None:
+            path = (self.files_root / path).resolve()
+            if not path.is_relative_to(self.files_root.resolve()):
+                raise InputNotFound(f"input path {raw!r} is outside the shared files root")
+        if not path.is_file():
+            raise InputNotFound(f"input path {raw!r} does not exist or is not a file")
+        return path
+
+    def _lease_current(self, job_id: str, lease: float) -> bool:
+        due = self.store.due_at(job_id)
+        return due is not None and abs(due - lease) < 1e-3
+
+    def _log(self, record: JobRecord, status: str, what: str) -> None:
+        elapsed = self.clock() - record.enqueued_at
+        log.info(
+            "job %s %s run=%s workflow=%s status=%s elapsed=%.2fs",
+            record.job_id,
+            what,
+            record.run_id,
+            record.request.workflow.id,
+            status,
+            elapsed,
+        )
+
+    @staticmethod
+    def _key_of(record: JobRecord | None) -> str | None:
+        return record.request.job_key if record is not None else None
+
+
+def _event(record: JobRecord, *, state: JobState, status: str, error: str = "") -> dict[str, str]:
+    return {
+        "job_id": record.job_id,
+        "run_id": record.run_id or "",
+        "workflow_id": record.request.workflow.id,
+        "state": state.value,
+        "status": status,
+        "error": error,
+    }

@@ -1,0 +1,276 @@
+"""JobStore: the only writer of job records, the due-check schedule and job events in Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from worker.keys import Keys
+from worker.models import JobRequest, JobState
+
+# Field names in the job hash are short: 100k jobs in flight must fit in a few hundred MB.
+_F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
+_F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
+_F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
+_F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
+
+_CREATE = """
+-- KEYS: job hash, job-key index (or ''), due set. ARGV: job id, job key, ttl, due, then field/value pairs.
+if KEYS[2] ~= '' then
+  local owner = redis.call('GET', KEYS[2])
+  if owner and owner ~= ARGV[1] then return owner end
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return ARGV[1]
+"""
+
+_CLAIM_DUE = """
+-- KEYS: due set. ARGV: now, limit, lease deadline. Due entries move to the lease deadline as they are claimed.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids
+"""
+
+_FINISH = """
+-- KEYS: job hash, due set, events stream, job-key index (or ''), aliases. ARGV: job id, ttl, now, state,
+-- error, events maxlen, then event field/value pairs. Returns 0 when the job had already finished.
+if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5])
+redis.call('HDEL', KEYS[1], 'sec')
+redis.call('ZREM', KEYS[2], ARGV[1])
+local event = {}
+for i = 7, #ARGV do event[#event + 1] = ARGV[i] end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class JobRecord:
+    """A job as Redis holds it."""
+
+    job_id: str
+    request: JobRequest
+    state: JobState
+    enqueued_at: float
+    secrets: str | None = None
+    run_id: str | None = None
+    run_status: str | None = None
+    checks: int = 0
+    attempts: int = 0
+    submitted_at: float | None = None
+    posting_since: float | None = None
+    deadline_at: float | None = None
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    file_id: str | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def progress(self) -> dict[str, Any]:
+        """What a producer sees in `AsyncResult.info` while the job is in flight."""
+        return {
+            "job_id": self.job_id,
+            "job_key": self.request.job_key,
+            "workflow_id": self.request.workflow.id,
+            "run_id": self.run_id,
+            "run_status": self.run_status,
+            "checks": self.checks,
+            "attempts": self.attempts,
+            "enqueued_at": self.enqueued_at,
+            "submitted_at": self.submitted_at,
+        }
+
+
+class RedisJobStore:
+    """Job records, the due schedule, locks and events, in one Redis."""
+
+    def __init__(self, client: redis.Redis, *, keys: Keys, result_ttl_s: int, events_maxlen: int = 100_000) -> None:
+        self._redis = client
+        self._keys = keys
+        self._ttl = result_ttl_s
+        self._events_maxlen = events_maxlen
+        self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM_DUE)
+        self._finish = client.register_script(_FINISH)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
+    def create(self, job_id: str, request: JobRequest, *, now: float, lease_s: float, secrets: str | None) -> str:
+        """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key."""
+        fields = _encode_new(request, now=now, secrets=secrets)
+        key_index = self._keys.job_key(request.job_key) if request.job_key else ""
+        keys = [self._keys.job(job_id), key_index, self._keys.due]
+        args = [job_id, request.job_key or "", self._ttl, now + lease_s, *_flatten(fields)]
+        return str(self._create(keys=keys, args=args))
+
+    def load(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when it is unknown or expired."""
+        raw = self._redis.hgetall(self._keys.job(job_id))
+        return _decode(job_id, raw) if raw else None
+
+    def update(self, job_id: str, **values: Any) -> None:
+        """Set record fields by their `JobRecord` names."""
+        mapping: dict[Any, Any] = {_FIELDS[name]: _encode_value(value) for name, value in values.items() if value is not None}
+        cleared = [_FIELDS[name] for name, value in values.items() if value is None]
+        pipe = self._redis.pipeline(transaction=True)
+        if mapping:
+            pipe.hset(self._keys.job(job_id), mapping=mapping)
+        if cleared:
+            pipe.hdel(self._keys.job(job_id), *cleared)
+        pipe.execute()
+
+    def bump(self, job_id: str, name: str) -> int:
+        """Add one to a counter field; its new value."""
+        return int(self._redis.hincrby(self._keys.job(job_id), _FIELDS[name], 1))
+
+    def schedule(self, job_id: str, due_at: float) -> None:
+        """Make the job's next step due at `due_at` (unix seconds)."""
+        self._redis.zadd(self._keys.due, {job_id: due_at})
+
+    def claim_due(self, *, now: float, limit: int, lease_s: float) -> list[tuple[str, float]]:
+        """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first."""
+        lease_end = now + lease_s
+        ids = self._claim(keys=[self._keys.due], args=[now, limit, lease_end])
+        return [(str(job_id), lease_end) for job_id in ids]
+
+    def due_at(self, job_id: str) -> float | None:
+        """When the job is next due, or None when it is not scheduled."""
+        score = self._redis.zscore(self._keys.due, job_id)
+        return None if score is None else float(score)
+
+    def in_flight(self) -> int:
+        """How many jobs are scheduled (every unfinished job is)."""
+        return int(self._redis.zcard(self._keys.due))
+
+    @contextmanager
+    def lock(self, job_id: str, *, ttl_s: float) -> Iterator[bool]:
+        """Hold the job's lock while advancing it; yields False when another task holds it."""
+        token = uuid.uuid4().hex
+        key = self._keys.lock(job_id)
+        held = bool(self._redis.set(key, token, nx=True, px=int(ttl_s * 1000)))
+        try:
+            yield held
+        finally:
+            if held:
+                self._release(keys=[key], args=[token])
+
+    def finish(self, record: JobRecord, *, now: float, state: JobState, error: str, event: dict[str, str]) -> bool:
+        """Mark the job finished and append its event, once; False when it had already finished."""
+        keys = [
+            self._keys.job(record.job_id),
+            self._keys.due,
+            self._keys.events,
+            self._keys.job_key(record.request.job_key) if record.request.job_key else "",
+            self._keys.aliases(record.job_id),
+        ]
+        args = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen, *_flatten(event)]
+        return bool(self._finish(keys=keys, args=args))
+
+    def add_alias(self, owner_id: str, alias_id: str) -> None:
+        """Record that `alias_id` was enqueued with the same job key as `owner_id`."""
+        self._redis.sadd(self._keys.aliases(owner_id), alias_id)
+
+    def aliases(self, job_id: str) -> list[str]:
+        """Task ids that share the job's result."""
+        return sorted(str(alias) for alias in self._redis.smembers(self._keys.aliases(job_id)))
+
+    def emit(self, event: dict[str, str]) -> None:
+        """Append a non-terminal event to the events stream."""
+        self._redis.xadd(self._keys.events, event, maxlen=self._events_maxlen, approximate=True)  # type: ignore[arg-type]
+
+
+_FIELDS = {
+    "state": _F_STATE,
+    "run_id": _F_RUN,
+    "run_status": _F_RUN_STATUS,
+    "checks": _F_CHECKS,
+    "attempts": _F_ATTEMPTS,
+    "submitted_at": _F_SUBMITTED,
+    "posting_since": _F_POSTING,
+    "deadline_at": _F_DEADLINE,
+    "cancel_requested": _F_CANCEL,
+    "cancel_sent": _F_CANCEL_SENT,
+    "file_id": _F_FILE,
+    "secrets": _F_SECRETS,
+    "error": _F_ERROR,
+}
+
+
+def _encode_new(request: JobRequest, *, now: float, secrets: str | None) -> dict[str, str]:
+    wire = request.wire()
+    wire.pop("secrets", None)  # kept sealed, in their own field, and dropped when the job ends
+    fields = {_F_REQUEST: json.dumps(wire, separators=(",", ":")), _F_STATE: JobState.QUEUED.value}
+    fields[_F_ENQUEUED] = repr(now)
+    if request.deadline_s is not None:
+        fields[_F_DEADLINE] = repr(now + request.deadline_s)
+    if secrets:
+        fields[_F_SECRETS] = secrets
+    return fields
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _flatten(mapping: dict[str, Any]) -> list[Any]:
+    return [item for pair in mapping.items() for item in pair]
+
+
+def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
+    get = raw.get
+    number = _optional_float
+    return JobRecord(
+        job_id=job_id,
+        request=JobRequest.model_validate(json.loads(get(_F_REQUEST) or "{}")),
+        state=JobState(get(_F_STATE) or JobState.QUEUED.value),
+        enqueued_at=float(get(_F_ENQUEUED) or 0),
+        secrets=get(_F_SECRETS),
+        run_id=get(_F_RUN),
+        run_status=get(_F_RUN_STATUS),
+        checks=int(get(_F_CHECKS) or 0),
+        attempts=int(get(_F_ATTEMPTS) or 0),
+        submitted_at=number(get(_F_SUBMITTED)),
+        posting_since=number(get(_F_POSTING)),
+        deadline_at=number(get(_F_DEADLINE)),
+        cancel_requested=get(_F_CANCEL) == "1",
+        cancel_sent=get(_F_CANCEL_SENT) == "1",
+        file_id=get(_F_FILE),
+        finished_at=number(get(_F_FINISHED)),
+        error=get(_F_ERROR) or None,
+    )
+
+
+def _optional_float(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)
