@@ -34,6 +34,25 @@ def emulator(
     )
 
 
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=_PASSTHROUGH)
+def worker(ctx: typer.Context) -> None:
+    """Start a Celery worker (any `celery worker` option is passed through); it runs the check dispatcher."""
+    from config.celery import app as celery_app
+
+    celery_app.worker_main(["worker", *ctx.args])
+
+
+@app.command(context_settings=_PASSTHROUGH)
+def beat(ctx: typer.Context) -> None:
+    """Start Celery beat for the periodic jobs (any `celery beat` option is passed through)."""
+    from config.celery import app as celery_app
+
+    celery_app.start(["beat", *ctx.args])
+
+
 def main() -> None:
     """Entry point of the `extendq` console script."""
     app()

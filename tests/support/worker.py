@@ -1,0 +1,111 @@
+"""Real Celery worker processes for end-to-end tests: started with the project's own command, stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import redis
+
+_READY_MARK = "ready."
+
+
+class WorkerProcess:
+    """`celery -A config worker` in a child process, with its own environment and log file."""
+
+    def __init__(self, env: Mapping[str, str], *, log_path: Path, concurrency: int = 2, queues: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                     "--concurrency", str(concurrency), "--without-heartbeat", "--without-gossip",
+                     "--without-mingle", *extra_args]
+        if queues:
+            self.args += ["--queues", queues]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 30.0) -> WorkerProcess:
+        """Start the worker and wait until it reports ready."""
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if _READY_MARK in self.log_text()[-20000:]:
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_text()[-4000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout_s}s:\n{self.log_text()[-4000:]}")
+
+    def log_text(self) -> str:
+        """Everything the worker has logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def child_pids(self) -> list[int]:
+        """Pids of the pool's child processes."""
+        if self.proc is None:
+            return []
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill_child(self) -> int | None:
+        """SIGKILL one pool child (as the OOM killer would); its pid."""
+        pids = self.child_pids()
+        if not pids:
+            return None
+        os.kill(pids[0], signal.SIGKILL)
+        return pids[0]
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Warm shutdown, then kill the whole process group if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and all its children at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def claim_database(url: str, *, owner: str) -> int:
+    """Claim a Redis database number nobody else is using for a test run; released by `release_database`."""
+    for db in range(1, 16):
+        client = redis.Redis.from_url(url, db=db)
+        if client.set("extendq-test:owner", owner, nx=True, ex=3600) and client.dbsize() == 1:
+            return db
+        if client.get("extendq-test:owner") == owner.encode():
+            client.delete("extendq-test:owner")
+    raise RuntimeError("no free Redis database (1-15) for the test run")
+
+
+def flush_database(url: str, db: int, *, owner: str) -> None:
+    """Empty the test database but keep the claim."""
+    client = redis.Redis.from_url(url, db=db)
+    client.flushdb()
+    client.set("extendq-test:owner", owner, ex=3600)
+
+
+def release_database(url: str, db: int) -> None:
+    """Empty the test database and give it back."""
+    redis.Redis.from_url(url, db=db).flushdb()

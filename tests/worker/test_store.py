@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import redis
+
+from worker.keys import Keys
+from worker.models import JobRequest, JobState
+from worker.store import RedisJobStore
+
+
+def _store(client: redis.Redis) -> RedisJobStore:
+    return RedisJobStore(client, keys=Keys("extendq-t:"), result_ttl_s=60)
+
+
+def _request(**extra: object) -> JobRequest:
+    return JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}, **extra})
+
+
+def test_create_records_and_schedules_a_safety_net(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    assert store.create("job-1", _request(deadline_s=30), now=100.0, lease_s=120, secrets=None) == "job-1"
+    record = store.load("job-1")
+    assert record is not None
+    assert record.state is JobState.QUEUED
+    assert record.deadline_at == 130.0
+    assert store.due_at("job-1") == 220.0
+
+
+def test_create_is_idempotent_and_job_keys_have_one_owner(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    assert store.create("job-1", _request(job_key="k"), now=1.0, lease_s=1, secrets=None) == "job-1"
+    assert store.create("job-1", _request(job_key="k"), now=2.0, lease_s=1, secrets=None) == "job-1"
+    assert store.create("job-2", _request(job_key="k"), now=3.0, lease_s=1, secrets=None) == "job-1"
+    assert store.load("job-2") is None
+
+
+def test_claim_due_moves_claimed_jobs_to_their_lease_end(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    for name, due in (("a", 10.0), ("b", 20.0), ("c", 99.0)):
+        store.schedule(name, due)
+    claimed = store.claim_due(now=50.0, limit=10, lease_s=30)
+    assert sorted(claimed) == [("a", 80.0), ("b", 80.0)]
+    assert store.claim_due(now=50.0, limit=10, lease_s=30) == []
+    assert store.due_at("a") == 80.0
+
+
+def test_lock_is_exclusive_and_released(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    with store.lock("job-1", ttl_s=5) as first:
+        with store.lock("job-1", ttl_s=5) as second:
+            assert first and not second
+    with store.lock("job-1", ttl_s=5) as again:
+        assert again
+
+
+def test_finish_happens_once_and_drops_secrets(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    store.create("job-1", _request(), now=1.0, lease_s=1, secrets="sealed")
+    record = store.load("job-1")
+    assert record is not None and record.secrets == "sealed"
+    event = {"job_id": "job-1", "state": "SUCCESS"}
+    assert store.finish(record, now=5.0, state=JobState.SUCCESS, error="", event=event)
+    assert not store.finish(record, now=6.0, state=JobState.FAILURE, error="x", event=event)
+    again = store.load("job-1")
+    assert again is not None and again.finished and again.state is JobState.SUCCESS and again.secrets is None
+    assert store.due_at("job-1") is None
+    assert redis_client.xlen("extendq-t:events") == 1
+    assert 0 < redis_client.ttl("extendq-t:job:job-1") <= 60
+
+
+def test_update_and_bump(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    store.create("job-1", _request(), now=1.0, lease_s=1, secrets=None)
+    store.update("job-1", run_id="workflow_run_1", posting_since=3.5, cancel_requested=True)
+    assert store.bump("job-1", "checks") == 1
+    store.update("job-1", posting_since=None)
+    record = store.load("job-1")
+    assert record is not None
+    assert (record.run_id, record.posting_since, record.cancel_requested, record.checks) == ("workflow_run_1", None,
+                                                                                           True, 1)
