@@ -1,0 +1,180 @@
+"""The admin API under /_emulator/ (no auth, no faults, not rate limited, not logged).
+
+Tests and benchmarks read it to count what a client really did, reset between tests, switch
+profiles at runtime and play the human reviewer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulator.endpoints import json_response
+from emulator.errors import ApiProblem, bad_request, not_found
+from emulator.files import check_presigned
+from emulator.profiles import ProfileError, parse_profile
+from emulator.serialize import admin_body, run_json
+from emulator.state import Emulator
+from emulator.store import InvalidTransition
+from emulator.validation import parse_json
+
+DEFAULT_REVIEWER = "reviewer@example.com"
+
+
+def _emulator(request: Request) -> Emulator:
+    emulator: Emulator = request.app.state.emulator
+    return emulator
+
+
+async def health(request: Request) -> Response:
+    """GET /_emulator/health -> {"ok": true}."""
+    return json_response({"ok": True})
+
+
+async def stats(request: Request) -> Response:
+    """GET /_emulator/stats -> request counts by route template and status, runs by status."""
+    emulator = _emulator(request)
+    at = emulator.clock()
+    by_status = Counter(emulator.runs.state(run).status for run in emulator.runs)
+    log = emulator.log
+    return json_response(
+        {
+            "requests": log.counts,
+            "requests_total": log.total,
+            "runs_by_status": dict(by_status),
+            "runs_total": len(emulator.runs),
+            "rate_limited": log.rate_limited,
+            "files_total": len(emulator.files),
+            "webhook_deliveries": len(emulator.webhooks.deliveries),
+            "at": at,
+        }
+    )
+
+
+async def runs(request: Request) -> Response:
+    """GET /_emulator/runs[?workflowId=&batchId=] -> {"data": [full runs with createdAt/updatedAt]}."""
+    emulator = _emulator(request)
+    workflow_id = request.query_params.get("workflowId")
+    batch_id = request.query_params.get("batchId")
+    at = emulator.clock()
+    data = [
+        admin_body(run, at)
+        for run in emulator.runs
+        if (workflow_id is None or run.workflow_id == workflow_id) and (batch_id is None or run.batch_id == batch_id)
+    ]
+    return json_response({"data": data})
+
+
+async def requests_log(request: Request) -> Response:
+    """GET /_emulator/requests[?since=<unix time>] -> [{method, route, path, status, at, retryAfter}]."""
+    since = request.query_params.get("since")
+    try:
+        at = float(since) if since else None
+    except ValueError:
+        raise bad_request("'since' must be a unix time") from None
+    return json_response(_emulator(request).log.since(at))
+
+
+async def webhooks(request: Request) -> Response:
+    """GET /_emulator/webhooks -> every delivery attempt [{eventId, eventType, runId, attempt, statusCode, ...}]."""
+    return json_response(list(_emulator(request).webhooks.deliveries))
+
+
+async def reset(request: Request) -> Response:
+    """POST /_emulator/reset: forget runs, files, stats, requests and webhooks; keep the profile."""
+    _emulator(request).reset()
+    return json_response({"ok": True})
+
+
+async def get_profile(request: Request) -> Response:
+    """GET /_emulator/profile -> the profile in force (the shape of a profile file)."""
+    return json_response(_emulator(request).profile.to_dict())
+
+
+async def put_profile(request: Request) -> Response:
+    """PUT /_emulator/profile: replace the profile (validated; `base: <built-in>` allowed)."""
+    emulator = _emulator(request)
+    try:
+        profile = parse_profile(parse_json(await request.body()))
+    except ProfileError as exc:
+        raise bad_request(str(exc)) from None
+    emulator.apply_profile(profile)
+    return json_response(profile.to_dict())
+
+
+async def get_webhook(request: Request) -> Response:
+    """GET /_emulator/webhook -> {"url", "secret"} of webhook delivery."""
+    dispatcher = _emulator(request).webhooks
+    return json_response({"url": dispatcher.url, "secret": dispatcher.secret})
+
+
+async def put_webhook(request: Request) -> Response:
+    """PUT /_emulator/webhook {"url", "secret"}: change where events go (null url stops deliveries)."""
+    body = parse_json(await request.body())
+    url, secret = body.get("url"), body.get("secret")
+    if url is not None and (not isinstance(url, str) or not isinstance(secret, str) or not secret):
+        raise bad_request("'url' needs a string 'secret' (wss_...)")
+    _emulator(request).webhooks.configure(url, secret if url is not None else None)
+    return await get_webhook(request)
+
+
+async def review(request: Request) -> Response:
+    """POST /_emulator/runs/{id}/review {"decision": "approve"|"reject", "reviewer"?, "note"?} -> WorkflowRun."""
+    emulator = _emulator(request)
+    run_id = request.path_params["id"]
+    run = emulator.runs.get(run_id)
+    if run is None:
+        raise not_found("Workflow run", run_id)
+    body = parse_json(await request.body())
+    decision, reviewer, note = body.get("decision"), body.get("reviewer", DEFAULT_REVIEWER), body.get("note")
+    if decision not in ("approve", "reject"):
+        raise bad_request("'decision' must be approve or reject")
+    if not isinstance(reviewer, str) or (note is not None and not isinstance(note, str)):
+        raise bad_request("'reviewer' and 'note' must be strings")
+    try:
+        emulator.runs.review(run, approved=decision == "approve", reviewer=reviewer, note=note)
+    except InvalidTransition as exc:
+        raise bad_request(str(exc)) from None
+    return json_response(run_json(run, emulator.clock()))
+
+
+async def signed_payload(request: Request) -> Response:
+    """GET /_emulator/signed/{token} -> the run of a signed-URL webhook; 404 once expired."""
+    payload = _emulator(request).webhooks.signed.fetch(request.path_params["token"])
+    if payload is None:
+        raise ApiProblem(404, "Signed URL is unknown or expired")
+    return json_response(payload)
+
+
+async def file_content(request: Request) -> Response:
+    """GET /_emulator/files/{id}/content?expires=&signature= -> the uploaded bytes (a presigned URL)."""
+    emulator = _emulator(request)
+    file_id = request.path_params["id"]
+    params = request.query_params
+    record = emulator.files.get(file_id)
+    valid = check_presigned(
+        file_id, params.get("expires", ""), params.get("signature", ""), emulator.clock(), emulator.url_key
+    )
+    if record is None or not valid:
+        raise ApiProblem(404, "Presigned URL is unknown or expired")
+    return Response(record.content or record.text.encode(), media_type="application/octet-stream")
+
+
+ROUTES = [
+    Route("/_emulator/health", health, methods=["GET"]),
+    Route("/_emulator/stats", stats, methods=["GET"]),
+    Route("/_emulator/runs", runs, methods=["GET"]),
+    Route("/_emulator/runs/{id}/review", review, methods=["POST"]),
+    Route("/_emulator/requests", requests_log, methods=["GET"]),
+    Route("/_emulator/webhooks", webhooks, methods=["GET"]),
+    Route("/_emulator/reset", reset, methods=["POST"]),
+    Route("/_emulator/profile", get_profile, methods=["GET"]),
+    Route("/_emulator/profile", put_profile, methods=["PUT"]),
+    Route("/_emulator/webhook", get_webhook, methods=["GET"]),
+    Route("/_emulator/webhook", put_webhook, methods=["PUT"]),
+    Route("/_emulator/signed/{token}", signed_payload, methods=["GET"]),
+    Route("/_emulator/files/{id}/content", file_content, methods=["GET"]),
+]

@@ -1,0 +1,148 @@
+"""The front door of the Extend surface (everything outside /_emulator/), as a plain ASGI middleware.
+
+In order: log the arrival time, check `Authorization` (401) and `x-extend-api-version` (400),
+apply the requests-per-second limit (429 with Retry-After), apply a forced or drawn fault (delay,
+error, dropped connection), then hand over to the routes; finally record route and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emulator.errors import ApiProblem, bad_request, error_response
+from emulator.faults import SCENARIO_HEADER, Fault, ScenarioError, drop_connection, parse_scenario
+from emulator.state import Emulator
+
+ADMIN_PREFIX = "/_emulator"
+UNMATCHED = "<unmatched>"
+
+
+class RouteTable:
+    """Maps a request to its route template, e.g. `/workflow_runs/{id}`, for logs and stats."""
+
+    def __init__(self, routes: Sequence[tuple[str, str, re.Pattern[str]]]) -> None:
+        self._routes = routes  # (method, template, compiled path regex)
+
+    def template(self, method: str, path: str) -> str:
+        """The template of the route that serves `method path`; else of one matching the path; else UNMATCHED."""
+        fallback = UNMATCHED
+        for route_method, template, regex in self._routes:
+            if regex.match(path):
+                if route_method == method:
+                    return template
+                if fallback is UNMATCHED:
+                    fallback = template
+        return fallback
+
+
+class _Recorder:
+    """Wraps `send` to learn the status and Retry-After of the response."""
+
+    __slots__ = ("send", "status", "retry_after")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status: int | None = None
+        self.retry_after: int | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self.status == 429:
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"retry-after":
+                        self.retry_after = int(value)
+        await self.send(message)
+
+
+def rate_limited(retry_after: int, what: str) -> ApiProblem:
+    """429 RATE_LIMIT_EXCEEDED with an integer Retry-After."""
+    return ApiProblem(429, f"Rate limit exceeded: {what}", headers={"retry-after": str(retry_after)})
+
+
+class ExtendGateway:
+    """Auth, version header, rate limit, faults and accounting for every Extend-surface request."""
+
+    def __init__(self, app: ASGIApp, *, emulator: Emulator, routes: RouteTable) -> None:
+        self.app = app
+        self.emulator = emulator
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        emulator = self.emulator
+        at = emulator.clock()
+        method, path = scope["method"], scope["path"]
+        route = self.routes.template(method, path)
+        recorder = _Recorder(send)
+        dropped = False
+        try:
+            dropped = await self._handle(scope, receive, recorder, f"{method} {route}", at)
+        finally:
+            status = None if dropped else recorder.status
+            emulator.log.record(method, route, path, status, at, recorder.retry_after)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, route_key: str, at: float) -> bool:
+        """Serve one request; True when its connection was dropped on purpose."""
+        try:
+            fault = self._admit(scope, route_key, at)
+        except ApiProblem as problem:
+            await problem.response()(scope, receive, send)
+            return False
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.drop:
+            await drop_connection(scope, receive, send)
+            return True
+        if fault.status == 429:
+            await rate_limited(1, "injected").response()(scope, receive, send)
+        elif fault.status is not None:
+            await error_response(fault.status, "Injected fault (emulator)")(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+        return False
+
+    def _admit(self, scope: Scope, route_key: str, at: float) -> Fault:
+        """Check headers and the request rate; return the fault to apply.
+
+        Raises:
+            ApiProblem: 401, 400 or 429.
+        """
+        emulator = self.emulator
+        auth = version = scenario = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"x-extend-api-version":
+                version = value
+            elif name == SCENARIO_HEADER:
+                scenario = value
+            elif name == b"host":
+                emulator.learn_public_url(scope.get("scheme", "http"), value.decode("latin-1"))
+        self._check_auth(auth)
+        if not version:
+            raise bad_request("Missing x-extend-api-version header")
+        retry_after = emulator.limiter.admit_request(at)
+        if retry_after is not None:
+            limit = emulator.limiter.requests.limit if emulator.limiter.requests else 0
+            raise rate_limited(retry_after, f"{limit} requests per second")
+        if scenario is not None:
+            try:
+                return parse_scenario(scenario.decode("latin-1"))
+            except ScenarioError as exc:
+                raise bad_request(str(exc)) from None
+        return emulator.faults.draw(route_key)
+
+    def _check_auth(self, auth: bytes | None) -> None:
+        scheme, _, key = (auth or b"").decode("latin-1").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise ApiProblem(401, "Missing or malformed Authorization header (expected 'Bearer <API key>')")
+        if self.emulator.api_keys and key not in self.emulator.api_keys:
+            raise ApiProblem(401, "Invalid API key")

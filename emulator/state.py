@@ -1,0 +1,81 @@
+"""The emulator's whole mutable state, shared by the Extend surface, the admin API and the dispatcher."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+from emulator.errors import not_found
+from emulator.faults import FaultInjector
+from emulator.files import FileStore
+from emulator.profiles import Profile, WorkflowSpec
+from emulator.ratelimit import RateLimiter
+from emulator.requestlog import RequestLog
+from emulator.store import RunStore
+from emulator.webhooks import WebhookDispatcher
+
+
+class Emulator:
+    """Profile, stores, limits, faults, request log and webhook dispatcher of one app."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        clock: Callable[[], float] = time.time,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        api_keys: Iterable[str] = (),
+        public_url: str | None = None,
+    ) -> None:
+        self.clock = clock
+        self.api_keys = frozenset(api_keys)
+        self.public_url = public_url or "http://127.0.0.1:8765"
+        self.public_url_fixed = public_url is not None
+        self.url_key = secrets.token_bytes(16)
+        self.files = FileStore()
+        self.log = RequestLog()
+        self.webhooks = WebhookDispatcher(
+            lookup=lambda run_id: self.runs.get(run_id),
+            policy=lambda: self.profile.webhooks,
+            public_url=lambda: self.public_url,
+            clock=clock,
+            url=webhook_url,
+            secret=webhook_secret,
+        )
+        self.runs = RunStore(clock=clock, rng=random.Random(), on_due=self.webhooks.schedule)
+        self.apply_profile(profile)
+
+    def apply_profile(self, profile: Profile) -> None:
+        """Switch to `profile`: limits, faults and random draws start afresh; existing runs keep their timeline."""
+        self.profile = profile
+        seed = profile.seed
+        self.runs.rng = random.Random(seed)
+        self.limiter = RateLimiter(profile.rate_limit)
+        self.faults = FaultInjector(profile.faults, random.Random(None if seed is None else seed + 1))
+
+    def reset(self) -> None:
+        """Forget runs, files, requests, stats and webhook records; keep the profile and webhook target."""
+        self.runs.clear()
+        self.files.clear()
+        self.log.clear()
+        self.webhooks.reset()
+        self.apply_profile(self.profile)
+
+    def workflow(self, workflow_id: str) -> WorkflowSpec:
+        """The profile's workflow.
+
+        Raises:
+            ApiProblem: 404 for a workflow the profile does not declare.
+        """
+        spec = self.profile.workflows.get(workflow_id)
+        if spec is None:
+            raise not_found("Workflow", workflow_id)
+        return spec
+
+    def learn_public_url(self, scheme: str, host: str) -> None:
+        """Remember how clients reach us, for signed URLs and presigned file URLs."""
+        if not self.public_url_fixed and host:
+            self.public_url = f"{scheme}://{host}"
