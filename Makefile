@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH ?= $(sort $(wildcard bench/*.py))
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
@@ -32,8 +33,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every bench/*.py by default; one of them with e.g. `make bench BENCH=bench/emulator.py BENCH_ARGS=--duration=5`.
 bench: install
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	@set -e; for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS); done
 
 samples: install
 	$(BIN)/python tools/make_samples.py
