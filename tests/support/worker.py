@@ -18,13 +18,33 @@ _READY_MARK = "ready."
 class WorkerProcess:
     """`celery -A config worker` in a child process, with its own environment and log file."""
 
-    def __init__(self, env: Mapping[str, str], *, log_path: Path, concurrency: int = 2, queues: str | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        log_path: Path,
+        concurrency: int = 2,
+        queues: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                     "--concurrency", str(concurrency), "--without-heartbeat", "--without-gossip",
-                     "--without-mingle", *extra_args]
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            *extra_args,
+        ]
         if queues:
             self.args += ["--queues", queues]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -32,8 +52,9 @@ class WorkerProcess:
     def start(self, timeout_s: float = 30.0) -> WorkerProcess:
         """Start the worker and wait until it reports ready."""
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if _READY_MARK in self.log_text()[-20000:]:

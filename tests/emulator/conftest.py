@@ -1,0 +1,171 @@
+"""Fixtures of the emulator suite: one served emulator per session (reset per test), a webhook
+receiver, SDK clients, and an in-process app with an injected clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from extend_ai import AsyncExtend, Extend, PollingOptions
+
+from emulator.app import create_app
+from tests.support.emulator import EmulatorProcess
+
+SECRET = "wss_test_signing_secret"
+API_HEADERS = {"Authorization": "Bearer test-key", "x-extend-api-version": "2026-02-09"}
+FAST_POLL = PollingOptions(fast_poll_interval_ms=40, max_wait_ms=15_000, jitter_fraction=0.0)
+NO_RETRY: Any = {"max_retries": 0}
+INVOICE = "Acme GmbH\nInvoice Number: INV-2026-0042\nDate: 2026-10-03\nTotal Due: EUR 980.00\n"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request as the receiver saw it."""
+
+    body: bytes
+    headers: dict[str, str]
+    at: float
+
+
+class WebhookReceiver:
+    """A tiny HTTP server on loopback that records webhook requests and answers with set statuses."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.statuses: list[int] = []  # answers to give next, then 200
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver._record(Delivery(body, {k.lower(): v for k, v in self.headers.items()}, time.time()))
+                self.send_response(receiver._next_status())
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _record(self, delivery: Delivery) -> None:
+        with self._lock:
+            self.deliveries.append(delivery)
+
+    def _next_status(self) -> int:
+        with self._lock:
+            return self.statuses.pop(0) if self.statuses else 200
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.deliveries.clear()
+            self.statuses.clear()
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Delivery]:
+        """The first `count` deliveries, waiting for them to arrive."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.deliveries) >= count:
+                    return list(self.deliveries)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} webhook deliveries, got {len(self.deliveries)}")
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[WebhookReceiver]:
+    hooks = WebhookReceiver().start()
+    yield hooks
+    hooks.stop()
+
+
+@pytest.fixture(scope="session")
+def served(receiver: WebhookReceiver) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(profile="fast", webhook_url=receiver.url, webhook_secret=SECRET) as process:
+        yield process
+
+
+@pytest.fixture
+def emulator(served: EmulatorProcess, receiver: WebhookReceiver) -> EmulatorProcess:
+    """The served emulator, reset to the `fast` profile with webhooks going to `receiver`."""
+    served.set_profile({"base": "fast"})
+    served.set_webhook(receiver.url, SECRET)
+    served.reset()
+    receiver.clear()
+    return served
+
+
+@pytest.fixture
+def client(emulator: EmulatorProcess) -> Iterator[Extend]:
+    """The official sync SDK client pointed at the served emulator."""
+    with httpx.Client(timeout=30) as http:
+        yield Extend(token="test-key", base_url=emulator.url, httpx_client=http)
+
+
+@pytest.fixture
+def async_client(emulator: EmulatorProcess) -> Callable[[], Any]:
+    """Returns an async context manager yielding the official async SDK client."""
+
+    @asynccontextmanager
+    async def make() -> AsyncIterator[AsyncExtend]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            yield AsyncExtend(token="test-key", base_url=emulator.url, httpx_client=http)
+
+    return make
+
+
+@pytest.fixture
+def raw(emulator: EmulatorProcess) -> Iterator[httpx.Client]:
+    """A plain httpx client with the API headers, for raw responses."""
+    with httpx.Client(base_url=emulator.url, headers=API_HEADERS, timeout=30) as http:
+        yield http
+
+
+class FakeClock:
+    """A settable unix clock for in-process apps."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def local(clock: FakeClock) -> Callable[..., Any]:
+    """Returns an async context manager: an httpx client on an in-process app driven by `clock`."""
+
+    @asynccontextmanager
+    async def make(profile: Any = "fast", **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(profile, clock=clock, **kwargs)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://emu", headers=API_HEADERS) as http:
+            yield http
+
+    return make
