@@ -27,7 +27,7 @@ def advance(job_id: str, lease: float | None = None) -> None:
     get_runner().advance(job_id, lease)
 
 
-@app.task(name="extendq.cancel")
+@app.task(name="extendq.cancel", ignore_result=False)
 def cancel(job_id: str) -> bool:
     """Cancel a job: its Extend run if submitted, else the job itself. False when unknown or finished."""
     runner = get_runner()

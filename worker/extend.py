@@ -41,7 +41,7 @@ class ExtendApi(Protocol):
 
     def upload(self, path: str, name: str | None = None) -> str: ...
 
-    def find_run(self, workflow_id: str, metadata_key: str, value: str, since: float) -> Run | None: ...
+    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,15 +104,8 @@ class SdkApi:
             data = _call(lambda: _json(raw.upload(file=upload, request_options=self._options)), sent=True)
         return str(data["id"])
 
-    def find_run(self, workflow_id: str, metadata_key: str, value: str, since: float) -> Run | None:
-        """The run of `workflow_id` created after `since` whose metadata has `metadata_key == value`."""
-        for summary in self._recent_runs(workflow_id, since):
-            run = self.get_run(str(summary["id"]))
-            if (run.get("metadata") or {}).get(metadata_key) == value:
-                return run
-        return None
-
-    def _recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+        """Summaries of the workflow's runs created at or after `since`, newest first, page by page."""
         raw = self._client.workflow_runs.with_raw_response
         token: str | None = None
         while True:

@@ -14,6 +14,7 @@ from worker.errors import (
     InputNotFound,
     InvalidJobRequest,
     JobCancelled,
+    RateLimited,
     RetryableError,
     RetryBudgetExhausted,
     RunRejected,
@@ -26,7 +27,8 @@ from worker.secrets import unseal
 from worker.store import JobRecord, RedisJobStore
 
 log = logging.getLogger("extendq.jobs")
-_LANDED_SLACK_S = 60.0
+_LANDED_SLACK_S = 30.0
+_OWNER_BATCH = 50
 
 
 class ResultPublisher(Protocol):
@@ -129,19 +131,32 @@ class JobRunner:
             self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             run = self.api.create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
-        self.store.update(
-            record.job_id, run_id=record.run_id, submitted_at=now, posting_since=None, state=JobState.RUNNING.value
-        )
+        self.store.record_run(record.job_id, record.run_id, submitted_at=now)
         self._log(record, run["status"], "submitted")
         self._after_run(record, run, now)
 
     def _landed_run(self, record: JobRecord) -> Run | None:
         # An earlier POST may have created the run before its answer was lost: find it before posting again.
+        # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
         since = (record.posting_since or 0) - _LANDED_SLACK_S
-        run = self.api.find_run(record.request.workflow.id, JOB_ID_KEY, record.job_id, since)
-        if run is not None:
-            log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run["id"])
-        return run
+        batch: list[str] = []
+        for summary in self.api.recent_runs(record.request.workflow.id, since):
+            batch.append(str(summary["id"]))
+            if len(batch) >= _OWNER_BATCH:
+                if (run := self._match_unowned(record, batch)) is not None:
+                    return run
+                batch = []
+        return self._match_unowned(record, batch)
+
+    def _match_unowned(self, record: JobRecord, run_ids: list[str]) -> Run | None:
+        for run_id, owner in zip(run_ids, self.store.owners(run_ids), strict=True):
+            if owner is not None:
+                continue
+            run = self.api.get_run(run_id)
+            if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
+                log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run_id)
+                return run
+        return None
 
     def _check(self, record: JobRecord, now: float) -> None:
         assert record.run_id is not None
@@ -182,8 +197,10 @@ class JobRunner:
         self.store.update(record.job_id, cancel_sent=True)
 
     def _retry_later(self, record: JobRecord, exc: RetryableError, now: float) -> None:
-        attempts = self.store.bump(record.job_id, "attempts")
-        if self.retry.exhausted(attempts):
+        # A 429 is Extend pacing us, not a failure: it is waited out and does not spend the retry budget.
+        paced = isinstance(exc, RateLimited)
+        attempts = max(record.attempts, 1) if paced else self.store.bump(record.job_id, "attempts")
+        if not paced and self.retry.exhausted(attempts):
             message = f"gave up after {attempts} transient failures; last: {exc}"
             self._fail(record, RetryBudgetExhausted(message, record.run_id), now)
             return

@@ -19,6 +19,10 @@ class Keys:
         """String: the job id that owns a producer's `job_key`."""
         return f"{self.prefix}key:{job_key}"
 
+    def run(self, run_id: str) -> str:
+        """String: the job id that owns an Extend run id (webhooks and adoption look runs up by it)."""
+        return f"{self.prefix}run:{run_id}"
+
     def aliases(self, job_id: str) -> str:
         """Set: other task ids enqueued with the same job key, which get the same result."""
         return f"{self.prefix}alias:{job_id}"

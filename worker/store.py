@@ -43,8 +43,9 @@ return ids
 """
 
 _FINISH = """
--- KEYS: job hash, due set, events stream, job-key index (or ''), aliases. ARGV: job id, ttl, now, state,
--- error, events maxlen, then event field/value pairs. Returns 0 when the job had already finished.
+-- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or '').
+-- ARGV: job id, ttl, now, state, error, events maxlen, then event field/value pairs.
+-- Returns 0 when the job had already finished.
 if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5])
 redis.call('HDEL', KEYS[1], 'sec')
@@ -55,6 +56,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 redis.call('EXPIRE', KEYS[5], ARGV[2])
+if KEYS[6] ~= '' then redis.call('EXPIRE', KEYS[6], ARGV[2]) end
 return 1
 """
 
@@ -138,7 +140,9 @@ class RedisJobStore:
 
     def update(self, job_id: str, **values: Any) -> None:
         """Set record fields by their `JobRecord` names."""
-        mapping: dict[Any, Any] = {_FIELDS[name]: _encode_value(value) for name, value in values.items() if value is not None}
+        mapping: dict[Any, Any] = {
+            _FIELDS[name]: _encode_value(value) for name, value in values.items() if value is not None
+        }
         cleared = [_FIELDS[name] for name, value in values.items() if value is None]
         pipe = self._redis.pipeline(transaction=True)
         if mapping:
@@ -146,6 +150,23 @@ class RedisJobStore:
         if cleared:
             pipe.hdel(self._keys.job(job_id), *cleared)
         pipe.execute()
+
+    def record_run(self, job_id: str, run_id: str, *, submitted_at: float) -> None:
+        """Note the job's Extend run, and index the run id back to the job."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            self._keys.job(job_id),
+            mapping={_F_RUN: run_id, _F_SUBMITTED: repr(submitted_at), _F_STATE: JobState.RUNNING.value},
+        )
+        pipe.hdel(self._keys.job(job_id), _F_POSTING)
+        pipe.set(self._keys.run(run_id), job_id)
+        pipe.execute()
+
+    def owners(self, run_ids: list[str]) -> list[str | None]:
+        """The job owning each run id, or None for runs extendq does not know."""
+        if not run_ids:
+            return []
+        return [None if owner is None else str(owner) for owner in self._redis.mget(self._keys.run(r) for r in run_ids)]
 
     def bump(self, job_id: str, name: str) -> int:
         """Add one to a counter field; its new value."""
@@ -190,6 +211,7 @@ class RedisJobStore:
             self._keys.events,
             self._keys.job_key(record.request.job_key) if record.request.job_key else "",
             self._keys.aliases(record.job_id),
+            self._keys.run(record.run_id) if record.run_id else "",
         ]
         args = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen, *_flatten(event)]
         return bool(self._finish(keys=keys, args=args))
