@@ -1,10 +1,58 @@
-"""The `extendq` console script: parses options and calls the rest."""
+"""The `extendq` console script: parses options and calls the rest.
+
+Every command reads its settings afresh from the environment (`Settings.from_env`), so one process
+can run several commands with different environments (as the tests do). Problems a user can fix
+are one line on stderr and an exit code from `Exit`; never a traceback.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-app = typer.Typer(help="Run Extend workflows at scale from Celery workers.", no_args_is_help=True)
+import redis
+import typer
+from rich.console import Console
+
+from config.settings import Settings
+from worker.errors import ConfigError, InvalidJobRequest
+from worker.manifest import BadInput, Entry, entries_for, parse_metadata
+from worker.redis_server import RedisUnavailable, redis_answers
+from worker.views import emit_json, redact, show_cancelled, show_result
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from worker.store import RedisJobStore
+
+
+class Exit(IntEnum):
+    """The exit codes of every command (listed in the `--help` epilog)."""
+
+    OK = 0
+    JOB_FAILED = 1
+    BAD_INPUT = 2
+    REDIS_UNREACHABLE = 3
+    TIMED_OUT = 4
+    INTERRUPTED = 130
+
+
+EPILOG = (
+    "Exit codes: 0 ok · 1 a job failed or its run did not end PROCESSED · 2 bad input or usage · "
+    "3 Redis unreachable · 4 timed out waiting (the job is still in flight) · 130 interrupted. "
+    "Settings come from EXTENDQ_* environment variables (EXTENDQ_REDIS_URL, EXTEND_API_KEY, ...)."
+)
+
+app = typer.Typer(help="Run Extend workflows at scale from Celery workers.", epilog=EPILOG, no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+_POLL_S = 0.2
 
 
 @app.callback()
@@ -25,12 +73,7 @@ def emulator(
     from emulator.server import serve
 
     serve(
-        host=host,
-        port=port,
-        profile=profile,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        api_keys=list(api_key),
+        host=host, port=port, profile=profile, webhook_url=webhook_url, webhook_secret=webhook_secret, api_keys=api_key
     )
 
 
@@ -51,6 +94,273 @@ def beat(ctx: typer.Context) -> None:
     from config.celery import app as celery_app
 
     celery_app.start(["beat", *ctx.args])
+
+
+@app.command(epilog=EPILOG)
+def demo(
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 4,
+    profile: Annotated[str, typer.Option(help="Emulator profile.")] = "default",
+    samples: Annotated[Path | None, typer.Option(help="Folder with expected.json and the documents.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up waiting after S seconds.")] = 120.0,
+) -> None:
+    """Run every sample document through the emulator and a worker, then show what came back.
+
+    Uses the Redis at EXTENDQ_REDIS_URL (on an empty database of its own) or starts a private one.
+    """
+    from worker import demo as demo_module
+    from worker.processes import ChildFailed
+
+    with _guard() as session:
+        options = demo_module.DemoOptions(
+            redis_url=session.settings.redis_url,
+            samples_dir=samples or demo_module.SAMPLES_DIR,
+            profile=profile,
+            concurrency=concurrency,
+            timeout_s=timeout,
+        )
+        try:
+            code = demo_module.run(options, environ=os.environ, console=_console())
+        except ChildFailed as exc:
+            _fail(str(exc), Exit.JOB_FAILED)
+    raise typer.Exit(code)
+
+
+# ---- producing and reading jobs -------------------------------------------------------------------
+
+
+class _Session:
+    """What one command invocation talks to: settings from the environment, then Celery and Redis lazily."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env(os.environ)
+        self._app: Celery | None = None
+        self._store: RedisJobStore | None = None
+
+    def check_redis(self) -> None:
+        """Raise `RedisUnavailable` naming the URL (password hidden) when Redis does not answer."""
+        for url in dict.fromkeys([self.settings.redis_url, self.settings.broker, self.settings.result_backend]):
+            if url.startswith(("redis://", "rediss://", "unix://")) and not redis_answers(url, timeout_s=2.0):
+                raise RedisUnavailable(f"Redis unreachable at {redact(url)}")
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            from config.celery import create_app
+
+            self._app = create_app(self.settings)
+        return self._app
+
+    @property
+    def store(self) -> RedisJobStore:
+        if self._store is None:
+            from tasks.base import store_for
+
+            self._store = store_for(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+@contextmanager
+def _guard() -> Iterator[_Session]:
+    """Run a command body: known problems become one line on stderr and their exit code."""
+    session: _Session | None = None
+    try:
+        session = _Session()
+        yield session
+    except (BadInput, InvalidJobRequest, ConfigError) as exc:
+        _fail(str(exc), Exit.BAD_INPUT)
+    except RedisUnavailable as exc:
+        _fail(str(exc), Exit.REDIS_UNREACHABLE)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        where = redact(session.settings.redis_url) if session is not None else "the configured URL"
+        _fail(f"Redis unreachable at {where}: {_first_line(exc)}", Exit.REDIS_UNREACHABLE)
+    except KeyboardInterrupt:
+        raise typer.Exit(Exit.INTERRUPTED) from None
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _fail(message: str, code: Exit) -> NoReturn:
+    typer.echo(f"Error: {_first_line(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def _first_line(value: object) -> str:
+    lines = str(value).strip().splitlines()
+    return lines[0] if lines else type(value).__name__
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = 200  # pipes and logs: one row per job rather than folded cells
+    return console
+
+
+@app.command(epilog=EPILOG)
+def submit(
+    inputs: Annotated[list[str] | None, typer.Argument(metavar="PATH|URL...", help="Files, folders or URLs.")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Workflow id (wf_...).")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", "-m", help="Run metadata, a JSON object.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="CSV or JSONL with columns path,workflow,metadata.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to their end and show a table.")] = False,
+    timeout: Annotated[float | None, typer.Option(min=0, help="With --wait: stop waiting after S seconds.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue one job per file (folders expand to their files, URLs are fetched by Extend) and print job ids."""
+    from tasks.producer import build_request, enqueue
+    from worker.console import Tracked
+
+    with _guard() as session:
+        entries = entries_for(inputs or [], workflow=workflow, metadata=parse_metadata(metadata), manifest=manifest)
+        key = session.settings.secrets_key
+        requests = [_built(build_request, entry, key.get_secret_value() if key else None) for entry in entries]
+        session.check_redis()
+        jobs = [
+            Tracked(enqueue(session.app, request).id, entry.label)
+            for entry, request in zip(entries, requests, strict=True)
+        ]
+        if not wait:
+            _print_submitted(jobs, entries, as_json)
+            return
+        code = _wait_and_show(session, jobs, timeout, as_json)
+    raise typer.Exit(code)
+
+
+def _built(build: Callable[..., Any], entry: Entry, secrets_key: str | None) -> Any:
+    try:
+        return build(workflow=entry.workflow, file=entry.file, metadata=entry.metadata, secrets_key=secrets_key)
+    except InvalidJobRequest as exc:
+        raise InvalidJobRequest(f"{entry.label}: {exc}") from None
+
+
+def _print_submitted(jobs: Sequence[Any], entries: Sequence[Entry], as_json: bool) -> None:
+    rows = [
+        {"job_id": job.job_id, "input": e.label, "workflow": e.workflow} for job, e in zip(jobs, entries, strict=True)
+    ]
+    if as_json:
+        emit_json(rows)
+    else:
+        typer.echo("\n".join(row["job_id"] for row in rows))
+
+
+def _wait_and_show(session: _Session, jobs: Sequence[Any], timeout_s: float | None, as_json: bool) -> Exit:
+    from worker.console import ResultReader, follow, outcomes_table, summary, summary_table
+
+    started = time.monotonic()
+    reader = ResultReader(session.app, session.store)
+    outcomes = follow(jobs, reader, console=_console(stderr=True), timeout_s=timeout_s)
+    totals = summary(outcomes, elapsed_s=time.monotonic() - started)
+    if as_json:
+        emit_json({"jobs": [outcome.to_json() for outcome in outcomes], "summary": totals})
+    else:
+        console = _console()
+        console.print(outcomes_table(outcomes))
+        console.print(summary_table(totals))
+    if not all(outcome.done for outcome in outcomes):
+        return Exit.TIMED_OUT
+    return Exit.OK if all(outcome.ok for outcome in outcomes) else Exit.JOB_FAILED
+
+
+# ---- status, result, cancel, watch ------------------------------------------------------------------
+
+
+@app.command(epilog=EPILOG)
+def status(
+    jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Where jobs stand: state, run id, run status, checks so far (exit 1 when one failed or was not PROCESSED)."""
+    from worker.views import ended_badly, job_status, status_table
+
+    with _guard() as session:
+        session.check_redis()
+        rows = [job_status(session.app, session.store, job_id) for job_id in jobs]
+        if as_json:
+            emit_json(rows)
+        else:
+            _console().print(status_table(rows))
+    raise typer.Exit(Exit.JOB_FAILED if any(ended_badly(row) for row in rows) else Exit.OK)
+
+
+@app.command(epilog=EPILOG)
+def result(
+    job: Annotated[str, typer.Argument(metavar="JOB", help="Job id.")],
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Wait at most S seconds (default: until it ends).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Wait for a job and show its terminal Extend run (--json: the run exactly as the API returned it)."""
+    with _guard() as session:
+        session.check_redis()
+        verdict = show_result(job, _await(session.app.AsyncResult(job), timeout), as_json=as_json, console=_console())
+    raise typer.Exit(Exit.TIMED_OUT if verdict is None else Exit.OK if verdict else Exit.JOB_FAILED)
+
+
+def _await(outcome: Any, timeout_s: float | None) -> Any:
+    """Poll until the result is ready or `timeout_s` passed; polling keeps no subscription open."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while not outcome.ready() and (deadline is None or time.monotonic() < deadline):
+        time.sleep(_POLL_S)
+    return outcome
+
+
+@app.command(epilog=EPILOG)
+def cancel(
+    jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
+    timeout: Annotated[float, typer.Option(min=0, help="Wait at most S seconds for the workers' answer.")] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet (exit 1 when one had ended)."""
+    from tasks import cancel as send_cancel
+
+    with _guard() as session:
+        session.check_redis()
+        sent = {job_id: send_cancel(job_id, app=session.app) for job_id in jobs}
+        deadline = time.monotonic() + timeout
+        while not all(answer.ready() for answer in sent.values()) and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
+        answers = {job_id: _cancel_answer(answer) for job_id, answer in sent.items()}
+    show_cancelled(answers, timeout_s=timeout, as_json=as_json)
+    values = set(answers.values())
+    raise typer.Exit(Exit.JOB_FAILED if False in values else Exit.TIMED_OUT if None in values else Exit.OK)
+
+
+def _cancel_answer(answer: Any) -> bool | None:
+    return bool(answer.result) if answer.state == "SUCCESS" else None
+
+
+@app.command(epilog=EPILOG)
+def watch(
+    as_json: Annotated[bool, typer.Option("--json", help="Print each event as a JSON line.")] = False,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after N jobs have finished.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Stop after S seconds (exit 4 if --count not reached).")
+    ] = None,
+) -> None:
+    """Live view of jobs in flight and the last finished, from the events stream (Ctrl-C to stop)."""
+    from worker.views import EventFeed
+
+    with _guard() as session:
+        session.check_redis()
+        client = redis.Redis.from_url(session.settings.redis_url, decode_responses=True)
+        try:
+            feed = EventFeed(client, session.store.keys)
+            finished = feed.run(
+                console=None if as_json else _console(), emit=_emit_line, count=count, timeout_s=timeout
+            )
+        finally:
+            client.close()
+    raise typer.Exit(Exit.TIMED_OUT if count is not None and finished < count else Exit.OK)
+
+
+def _emit_line(event: dict[str, Any]) -> None:
+    typer.echo(json.dumps(event, separators=(",", ":")))
 
 
 def main() -> None:

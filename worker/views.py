@@ -1,0 +1,283 @@
+"""What the read commands show: `status` rows, `result`'s run, and `watch`'s live view of the events stream.
+
+The events stream (`Keys.events`) gets one entry per progress change and one per finished job, with
+the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status and error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import redis
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from worker.console import STYLES, extracted_fields
+from worker.errors import JobFailed
+from worker.keys import Keys
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from worker.store import RedisJobStore
+
+__all__ = [
+    "EventFeed",
+    "emit_json",
+    "ended_badly",
+    "job_status",
+    "redact",
+    "run_grid",
+    "show_cancelled",
+    "show_result",
+    "status_table",
+]
+
+_TERMINAL = frozenset({"SUCCESS", "FAILURE"})
+_BLOCK_MS = 250
+_SHOWN = 10
+_STYLES = {"SUCCESS": "green", "FAILURE": "red", "RUNNING": "cyan"}
+
+
+class EventFeed:
+    """Reads new events from the stream and keeps what the live view shows."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._redis = client
+        self._keys = keys
+        self._clock = clock
+        self.active: dict[str, dict[str, str]] = {}
+        self.finished: deque[dict[str, Any]] = deque(maxlen=_SHOWN)
+
+    def run(
+        self,
+        *,
+        console: Console | None,
+        emit: Callable[[dict[str, Any]], None],
+        count: int | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Follow new events until `count` jobs finished or `timeout_s` passed; how many finished.
+
+        With a console, a live view is drawn on it; without one, every event goes to `emit` as it comes.
+        """
+        last = self._last_id()
+        self._remember_recent()
+        deadline = None if timeout_s is None else self._clock() + timeout_s
+        seen = 0
+        live = Live(self.view(), console=console, refresh_per_second=4) if console is not None else None
+        try:
+            if live is not None:
+                live.start()
+            while (count is None or seen < count) and (deadline is None or self._clock() < deadline):
+                for event in self._read(last, deadline):
+                    last = event["id"]
+                    seen += self._apply(event)
+                    if live is None:
+                        emit(event)
+                    if count is not None and seen >= count:
+                        break
+                if live is not None:
+                    live.update(self.view())
+        finally:
+            if live is not None:
+                live.stop()
+                if console is not None and not console.is_terminal:
+                    console.line()  # rich leaves a file's last live frame without its newline
+        return seen
+
+    def _last_id(self) -> str:
+        newest: list[Any] = self._redis.xrevrange(self._keys.events, count=1) or []
+        return str(newest[0][0]) if newest else "0-0"
+
+    def _remember_recent(self) -> None:
+        """Fill 'last finished' from the stream's tail, so the view is not empty at first."""
+        entries: list[Any] = self._redis.xrevrange(self._keys.events, count=200) or []
+        for entry_id, fields in reversed(entries):
+            if fields.get("state") in _TERMINAL:
+                self.finished.appendleft(_event(entry_id, fields))
+
+    def _read(self, last: str, deadline: float | None) -> list[dict[str, Any]]:
+        block = _BLOCK_MS if deadline is None else max(1, min(_BLOCK_MS, int((deadline - self._clock()) * 1000)))
+        batches: Any = self._redis.xread({self._keys.events: last}, count=100, block=block) or []
+        return [_event(entry_id, fields) for _, entries in batches for entry_id, fields in entries]
+
+    def _apply(self, event: dict[str, Any]) -> int:
+        """Update the view's state; 1 when the event is a job finishing."""
+        job_id = event.get("job_id", "")
+        if event.get("state") in _TERMINAL:
+            self.active.pop(job_id, None)
+            self.finished.appendleft(event)
+            return 1
+        self.active[job_id] = event
+        return 0
+
+    def in_flight(self) -> int:
+        """Jobs scheduled in Redis right now (every unfinished job is)."""
+        return int(self._redis.zcard(self._keys.due))
+
+    def view(self) -> Group:
+        """The live view: jobs in flight (those seen running since the start) and the last finished."""
+        running = Table(title=f"in flight: {self.in_flight()} jobs", title_justify="left", header_style="bold")
+        finished = Table(title="last finished", title_justify="left", header_style="bold")
+        for table in (running, finished):
+            for name in ("job", "workflow", "run id", "state", "status", "error"):
+                table.add_column(name, overflow="fold")
+        for event in list(self.active.values())[-_SHOWN:]:
+            running.add_row(*_cells(event))
+        for event in self.finished:
+            finished.add_row(*_cells(event))
+        return Group(running, finished)
+
+
+def ended_badly(row: Mapping[str, Any]) -> bool:
+    """A `job_status` row of a job that failed, or whose run ended in another status than PROCESSED."""
+    return bool(row["state"] == "FAILURE" or (row["state"] == "SUCCESS" and row["run_status"] != "PROCESSED"))
+
+
+def _event(entry_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """A stream entry as JSON: its id, when it was added (from the id), and its fields."""
+    entry = str(entry_id)
+    return {"id": entry, "at": int(entry.split("-", 1)[0]) / 1000, **{str(k): str(v) for k, v in fields.items()}}
+
+
+def _cells(event: dict[str, Any]) -> list[str | Text]:
+    state = event.get("state", "")
+    return [
+        event.get("job_id", ""),
+        event.get("workflow_id", ""),
+        event.get("run_id", ""),
+        Text(state, style=_STYLES.get(state, "")),
+        event.get("status", ""),
+        event.get("error", ""),
+    ]
+
+
+def job_status(app: Celery, store: RedisJobStore, job_id: str) -> dict[str, Any]:
+    """One job's state from its `AsyncResult` and its job record: what `extendq status` shows."""
+    result = app.AsyncResult(job_id)
+    state, value = result.state, result.info
+    record = store.load(job_id)
+    row: dict[str, Any] = dict.fromkeys(("workflow_id", "run_id", "run_status", "checks", "attempts", "error"))
+    row = {"job_id": job_id, "state": state, **row, "message": None}
+    if record is not None:
+        row.update(record.progress(), error=record.error)
+        row["state"] = record.state.value if state == "PENDING" else state
+    if isinstance(value, dict) and state != "SUCCESS":
+        row.update({key: item for key, item in value.items() if key in row and item is not None})
+    if state == "SUCCESS" and isinstance(value, dict):
+        row.update(run_id=value.get("id"), run_status=value.get("status"))
+    if isinstance(value, BaseException):
+        row.update(error=getattr(value, "kind", type(value).__name__), message=str(value))
+        row["run_id"] = row["run_id"] or getattr(value, "run_id", None)
+    return {key: row[key] for key in ("job_id", "state", *_STATUS_KEYS)}
+
+
+_STATUS_KEYS = ("workflow_id", "run_id", "run_status", "checks", "attempts", "error", "message")
+
+
+def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`extendq status`: one row per job."""
+    table = Table(header_style="bold")
+    for name in ("job", "state", "workflow", "run id", "run status", "checks", "error"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        error = f"{row['error']}: {row['message']}" if row.get("message") else row.get("error")
+        cells = [
+            row["job_id"],
+            row["state"],
+            row["workflow_id"],
+            row["run_id"],
+            row["run_status"],
+            row["checks"],
+            error,
+        ]
+        table.add_row(*("" if cell is None else str(cell) for cell in cells), style=_STATE_STYLES.get(row["state"]))
+    return table
+
+
+_STATE_STYLES = {"FAILURE": "red", "SUCCESS": "green"}
+
+
+def run_grid(job_id: str, run: Mapping[str, Any]) -> Table:
+    """`extendq result`: the terminal run, key by key, with its extracted fields."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    workflow = run.get("workflow")
+    status = str(run.get("status"))
+    grid.add_row("job", job_id)
+    grid.add_row("run", str(run.get("id")))
+    grid.add_row("workflow", str(workflow.get("id") if isinstance(workflow, dict) else workflow))
+    grid.add_row("status", Text(status, style=STYLES.get(status, "")))
+    if run.get("failureReason"):
+        grid.add_row("failure", f"{run['failureReason']}: {run.get('failureMessage') or ''}")
+    for name, value in extracted_fields(run).items():
+        grid.add_row(name.replace("_", " "), str(value))
+    usage = run.get("usage")
+    if isinstance(usage, dict) and usage.get("credits") is not None:
+        grid.add_row("credits", str(usage["credits"]))
+    grid.add_row("time", f"{run.get('startTime') or '-'} → {run.get('endTime') or '-'}")
+    return grid
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by `***`, fit for an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def emit_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout (never through rich, which would wrap long lines)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def show_result(job_id: str, outcome: Any, *, as_json: bool, console: Console) -> bool | None:
+    """Print a job's `AsyncResult`: True when its run ended PROCESSED, False when it ended otherwise, None in flight."""
+    state = outcome.state
+    if state == "SUCCESS" and isinstance(outcome.result, dict):
+        run = outcome.result
+        if as_json:
+            emit_json(run)
+        else:
+            console.print(run_grid(job_id, run))
+        return bool(run.get("status") == "PROCESSED")
+    if outcome.ready():
+        error = outcome.result
+        kind = error.kind if isinstance(error, JobFailed) else type(error).__name__
+        run_id = error.run_id if isinstance(error, JobFailed) else None
+        body = {"job_id": job_id, "state": state, "error": kind, "message": str(error), "run_id": run_id}
+        if as_json:
+            emit_json(body)
+        else:
+            sys.stderr.write(f"Error: job {job_id} failed ({kind}): {error}\n")
+        return False
+    info = outcome.info if isinstance(outcome.info, dict) else {}
+    if as_json:
+        emit_json({"job_id": job_id, "state": state, "info": info})
+    else:
+        sys.stderr.write(f"job {job_id} is still {state} (run status {info.get('run_status') or '-'})\n")
+    return None
+
+
+def show_cancelled(answers: Mapping[str, bool | None], *, timeout_s: float, as_json: bool) -> None:
+    """Print what the workers answered to cancel requests (None: no answer in time)."""
+    if as_json:
+        emit_json([{"job_id": job_id, "cancelled": cancelled} for job_id, cancelled in answers.items()])
+        return
+    for job_id, cancelled in answers.items():
+        if cancelled is None:
+            said = f"cancel sent; no worker answered within {timeout_s:g}s"
+        else:
+            said = "cancelling" if cancelled else "not cancelled: unknown or already finished"
+        sys.stdout.write(f"{job_id}  {said}\n")
