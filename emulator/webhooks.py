@@ -29,6 +29,7 @@ from emulator.serialize import run_body
 from emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
 
 MAX_RECORDS = 100_000
+MAX_IN_FLIGHT = 32  # concurrent deliveries; more wait their turn, as a flood would overwhelm a receiver
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -110,6 +111,7 @@ class WebhookDispatcher:
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     def configure(self, url: str | None, secret: str | None) -> None:
         """Change where events go (None stops deliveries)."""
@@ -132,7 +134,9 @@ class WebhookDispatcher:
     async def run(self) -> None:
         """The dispatcher loop; runs until cancelled."""
         self._wake = asyncio.Event()
-        async with httpx.AsyncClient() as client:
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        async with httpx.AsyncClient(limits=limits) as client:
             self._client = client
             try:
                 while True:
@@ -202,6 +206,11 @@ class WebhookDispatcher:
                 await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
 
     async def _attempt(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:
+        assert self._client is not None and self._slots is not None
+        async with self._slots:
+            return await self._post(event, url, secret, attempt, timeout_s)
+
+    async def _post(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:
         assert self._client is not None
         at = self.clock()
         status: int | None = None

@@ -40,20 +40,26 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
         self.statuses: list[int] = []  # answers to give next, then 200
+        self.delays: list[float] = []  # seconds to stall before the next answers
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real webhook endpoints do
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver._record(Delivery(body, {k.lower(): v for k, v in self.headers.items()}, time.time()))
-                self.send_response(receiver._next_status())
+                status, delay = receiver._next_answer()
+                time.sleep(delay)
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        ThreadingHTTPServer.request_queue_size = 1024
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -62,9 +68,10 @@ class WebhookReceiver:
         with self._lock:
             self.deliveries.append(delivery)
 
-    def _next_status(self) -> int:
+    def _next_answer(self) -> tuple[int, float]:
         with self._lock:
-            return self.statuses.pop(0) if self.statuses else 200
+            status = self.statuses.pop(0) if self.statuses else 200
+            return status, (self.delays.pop(0) if self.delays else 0.0)
 
     def start(self) -> WebhookReceiver:
         self._thread.start()
@@ -78,6 +85,7 @@ class WebhookReceiver:
         with self._lock:
             self.deliveries.clear()
             self.statuses.clear()
+            self.delays.clear()
 
     def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Delivery]:
         """The first `count` deliveries, waiting for them to arrive."""

@@ -110,6 +110,13 @@ class EmulatorProcess:
                 process.wait(timeout=10)
         self._tmp.cleanup()
 
+    @property
+    def pid(self) -> int:
+        """The process id of the running emulator."""
+        if self._process is None:
+            raise RuntimeError("the emulator is not running")
+        return self._process.pid
+
     def logs(self) -> str:
         """What the process printed so far (stdout and stderr)."""
         path = Path(self._tmp.name) / "emulator.log"

@@ -109,24 +109,21 @@ class WorkerProcess:
         self.stop()
 
 
+def _on_db(url: str, db: int) -> redis.Redis:
+    return redis.Redis.from_url(f"{url.rsplit('/', 1)[0]}/{db}")
+
+
 def claim_database(url: str, *, owner: str) -> int:
-    """Claim a Redis database number nobody else is using for a test run; released by `release_database`."""
+    """Claim an empty Redis database number for a test run; given back by `release_database`."""
     for db in range(1, 16):
-        client = redis.Redis.from_url(url, db=db)
-        if client.set("extendq-test:owner", owner, nx=True, ex=3600) and client.dbsize() == 1:
-            return db
-        if client.get("extendq-test:owner") == owner.encode():
-            client.delete("extendq-test:owner")
-    raise RuntimeError("no free Redis database (1-15) for the test run")
-
-
-def flush_database(url: str, db: int, *, owner: str) -> None:
-    """Empty the test database but keep the claim."""
-    client = redis.Redis.from_url(url, db=db)
-    client.flushdb()
-    client.set("extendq-test:owner", owner, ex=3600)
+        client = _on_db(url, db)
+        if client.set("extendq-test:owner", owner, nx=True, ex=3600):
+            if client.dbsize() == 1:
+                return db
+            client.delete("extendq-test:owner")  # not empty: somebody else's data
+    raise RuntimeError("no empty Redis database (1-15) for the test run")
 
 
 def release_database(url: str, db: int) -> None:
-    """Empty the test database and give it back."""
-    redis.Redis.from_url(url, db=db).flushdb()
+    """Empty the claimed database and give it back."""
+    _on_db(url, db).flushdb()
