@@ -71,6 +71,7 @@ class ExtendGateway:
         self.app = app
         self.emulator = emulator
         self.routes = routes
+        self._host = b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -123,7 +124,8 @@ class ExtendGateway:
                 version = value
             elif name == SCENARIO_HEADER:
                 scenario = value
-            elif name == b"host":
+            elif name == b"host" and value != self._host:
+                self._host = value
                 emulator.learn_public_url(scope.get("scheme", "http"), value.decode("latin-1"))
         self._check_auth(auth)
         if not version:

@@ -79,6 +79,15 @@ class Faults(_Model):
     def _spans(cls, value: Span) -> Span:
         return _check_span(value)
 
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for route in value or ():
+            method, _, path = route.partition(" ")
+            if method not in ("GET", "POST", "PUT", "DELETE") or not path.startswith("/"):
+                raise ValueError(f"{route!r} is not a route like 'GET /workflow_runs/{{id}}'")
+        return value
+
     @field_validator("error_statuses")
     @classmethod
     def _statuses(cls, value: tuple[int, ...]) -> tuple[int, ...]:

@@ -80,6 +80,7 @@ def test_a_json_file_loads(tmp_path: Path) -> None:
         ({"workflows": {"w": {"name": "W", "duration_s": [1, 2], "outcomes": {"FAILED": 0}}}}, "positive sum"),
         ({"base": "fast", "faults": {"error_rate": 2}}, "faults.error_rate"),
         ({"base": "fast", "faults": {"error_statuses": [404]}}, "faults.error_statuses"),
+        ({"base": "fast", "faults": {"routes": ["/workflow_runs"]}}, "faults.routes"),
         ({"base": "fast", "rate_limit": {"requests_per_second": 0}}, "rate_limit.requests_per_second"),
         ({"base": "fast", "surprise": 1}, "surprise"),
         ({"base": "nope"}, "unknown built-in"),
@@ -95,3 +96,13 @@ def test_invalid_profiles_name_the_offending_key(data: object, message: str) -> 
 def test_unknown_profile_name_lists_the_builtins() -> None:
     with pytest.raises(ProfileError, match="default, fast, payg"):
         load_profile("no-such-profile")
+
+
+def test_the_documented_example_profile_validates(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "contracts.yaml"
+    path.write_text(example)
+    profile = load_profile(path)
+    assert profile.workflows["workflow_contracts"].version == "3" and "workflow_invoice" in profile.workflows
+    assert profile.faults.drop_rate == 0.01 and profile.rate_limit is not None
