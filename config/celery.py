@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
+from config.logging import configure_logging
 from config.settings import Settings, get_settings
 
 QUEUE = "extendq"
@@ -46,6 +48,12 @@ def create_app(settings: Settings) -> Celery:
     celery_app = Celery("extendq", include=["tasks.runs"])
     celery_app.config_from_object(celery_config(settings))
     return celery_app
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connecting this signal makes Celery leave logging to us: same format in workers, beat and the CLI.
+    configure_logging(get_settings())
 
 
 app = create_app(get_settings())

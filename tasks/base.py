@@ -71,6 +71,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         ),
         secrets_key=settings.secrets_key.get_secret_value() if settings.secrets_key else None,
         files_root=Path(settings.files_root) if settings.files_root else None,
+        default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
         lock_ttl_s=settings.request_timeout_s * 3,
     )

@@ -54,6 +54,7 @@ class JobRunner:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     secrets_key: str | None = None
     files_root: Path | None = None
+    default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
     clock: Callable[[], float] = time.time
@@ -70,6 +71,8 @@ class JobRunner:
 
     def start(self, job_id: str, request: JobRequest, *, secrets: str | None = None) -> str:
         """Record a new job and submit it; the id of the job that owns its job key (itself, or an earlier one)."""
+        if request.deadline_s is None and self.default_deadline_s is not None:
+            request = request.model_copy(update={"deadline_s": self.default_deadline_s})
         owner = self.store.create(job_id, request, now=self.clock(), lease_s=self.lease_s, secrets=secrets)
         if owner != job_id:
             self._follow(owner, job_id)

@@ -1,0 +1,48 @@
+"""Logging for every extendq process: readable text by default, one JSON object per line when configured."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from typing import Any
+
+from config.settings import Settings
+
+_TEXT = "%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A dictConfig for `settings`: the format and level, with chatty HTTP clients kept at WARNING."""
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"} if settings.log_format == "json" else {"format": _TEXT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["console"], "level": settings.log_level.upper()},
+        "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "extend_ai")},
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    """Apply `logging_config(settings)`; called from Celery's `setup_logging` signal and by the CLI."""
+    logging.config.dictConfig(logging_config(settings))
