@@ -1,1 +1,1 @@
-"""Helpers shared by test suites: the served emulator (`tests.support.emulator`)."""
+"""Helpers shared by test suites: the served emulator (`tests.support.emulator`) and worker processes."""
