@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +36,7 @@ __all__ = [
     "Tracked",
     "extracted_fields",
     "follow",
+    "live_view",
     "outcomes_table",
     "percentile",
     "summary",
@@ -187,7 +189,7 @@ def follow(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     progress = _progress(console)
     task = progress.add_task("jobs", total=len(jobs))
-    with Live(console=console, refresh_per_second=8, transient=False) as live:
+    with live_view(console) as live:
         while True:
             flight = _poll(pending, ended, reader)
             progress.update(task, completed=len(ended))
@@ -195,9 +197,18 @@ def follow(
             if not pending or (deadline is not None and time.monotonic() >= deadline):
                 break
             time.sleep(interval_s)
-    if not console.is_terminal:
-        console.line()  # rich leaves a file's last live frame without its newline
     return [ended.get(job.job_id) or reader.outcome(job) for job in jobs]
+
+
+@contextmanager
+def live_view(console: Console) -> Iterator[Live]:
+    """A rich `Live` on `console` that ends its last frame with a newline, also when interrupted."""
+    try:
+        with Live(console=console, refresh_per_second=8, transient=False) as live:
+            yield live
+    finally:
+        if not console.is_terminal:
+            console.line()  # on a file or pipe rich leaves the last frame without its newline
 
 
 def _poll(pending: dict[str, Tracked], ended: dict[str, Outcome], reader: JobReader) -> Counter[str]:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker.console import STYLES, extracted_fields
+from worker.console import STYLES, extracted_fields, live_view
 from worker.errors import JobFailed
 from worker.keys import Keys
 
@@ -73,25 +74,16 @@ class EventFeed:
         self._remember_recent()
         deadline = None if timeout_s is None else self._clock() + timeout_s
         seen = 0
-        live = Live(self.view(), console=console, refresh_per_second=4) if console is not None else None
-        try:
-            if live is not None:
-                live.start()
+        with live_view(console) if console is not None else nullcontext() as live:
+            _show(live, self)
             while (count is None or seen < count) and (deadline is None or self._clock() < deadline):
                 for event in self._read(last, deadline):
-                    last = event["id"]
-                    seen += self._apply(event)
+                    last, seen = event["id"], seen + self._apply(event)
                     if live is None:
                         emit(event)
-                    if count is not None and seen >= count:
+                    if seen == count:
                         break
-                if live is not None:
-                    live.update(self.view())
-        finally:
-            if live is not None:
-                live.stop()
-                if console is not None and not console.is_terminal:
-                    console.line()  # rich leaves a file's last live frame without its newline
+                _show(live, self)
         return seen
 
     def _last_id(self) -> str:
@@ -136,6 +128,11 @@ class EventFeed:
         for event in self.finished:
             finished.add_row(*_cells(event))
         return Group(running, finished)
+
+
+def _show(live: Live | None, feed: EventFeed) -> None:
+    if live is not None:
+        live.update(feed.view())
 
 
 def ended_badly(row: Mapping[str, Any]) -> bool:

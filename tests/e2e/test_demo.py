@@ -1,0 +1,106 @@
+"""`python -m worker demo` end to end, as a newcomer runs it: its own emulator, worker and Redis database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED = json.loads((ROOT / "samples" / "expected.json").read_text())
+CHILDREN = re.compile(r"children: emulator=(?P<emulator>\d+) worker=(?P<worker>\d+) · emulator (?P<url>\S+)")
+
+
+def demo_env(redis_server_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("EXTENDQ_", "EXTEND_API"))}
+    return {**env, "EXTENDQ_REDIS_URL": f"{redis_server_url}/0", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process remains in the process group (each demo child leads its own)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_no_children_left(output: str) -> None:
+    found = CHILDREN.search(output)
+    assert found, output
+    pids = [int(found["emulator"]), int(found["worker"])]
+    # Nothing is left of either child or its process group (the worker's pool processes included)
+    for pid in pids:
+        assert not group_alive(pid), f"process group {pid} still has processes"
+    port = found["url"].rsplit(":", 1)[1]
+    leftover = subprocess.run(["pgrep", "-f", f"worker emulator --host 127.0.0.1 --port {port}"], capture_output=True)
+    assert leftover.returncode == 1, leftover.stdout
+
+
+def test_demo_runs_every_sample_and_leaves_no_process(redis_server_url: str) -> None:
+    # When the demo runs to the end
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "demo"],
+        cwd=ROOT,
+        env=demo_env(redis_server_url),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    elapsed = time.monotonic() - started
+    # Then every document reached its expected status, shown in the table with the totals
+    assert done.returncode == 0, done.stdout + done.stderr
+    for relative, spec in EXPECTED.items():
+        row = next(line for line in done.stdout.splitlines() if relative in line)
+        assert f"{spec['status']} ✓" in row, row
+        if "invoice_number" in spec:
+            assert spec["invoice_number"] in row
+    assert "PROCESSED 18" in done.stdout and "NEEDS_REVIEW 4" in done.stdout and "FAILED 4" in done.stdout
+    assert re.search(r"latency\s+p50 \d+\.\d+s · p95 \d+\.\d+s", done.stdout)
+    assert re.search(r"Extend API calls\s+\d+ \(\d+\.\d per job\)", done.stdout)
+    assert elapsed < 60
+    # And no child process remains
+    assert_no_children_left(done.stdout)
+
+
+def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str) -> None:
+    # Given a demo whose children are up and whose jobs are in flight
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "worker", "demo"],
+        cwd=ROOT,
+        env=demo_env(redis_server_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    seen = ""
+    try:
+        while "Submitting" not in seen:
+            line = demo.stdout.readline()
+            assert line, f"demo ended early:\n{seen}"
+            seen += line
+        time.sleep(1.0)
+        # When it gets a SIGINT, as from Ctrl-C
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    # Then it says so, exits 130, and has stopped every child
+    output = seen + rest
+    assert demo.returncode == 130, output
+    assert "interrupted" in output
+    assert "Traceback" not in output
+    assert_no_children_left(output)
