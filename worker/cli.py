@@ -16,6 +16,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import kombu.exceptions
 import redis
 import typer
 from rich.console import Console
@@ -174,7 +175,7 @@ def _guard() -> Iterator[_Session]:
         _fail(str(exc), Exit.BAD_INPUT)
     except RedisUnavailable as exc:
         _fail(str(exc), Exit.REDIS_UNREACHABLE)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as exc:
         where = redact(session.settings.redis_url) if session is not None else "the configured URL"
         _fail(f"Redis unreachable at {where}: {_first_line(exc)}", Exit.REDIS_UNREACHABLE)
     except KeyboardInterrupt:

@@ -37,6 +37,7 @@ __all__ = [
     "extracted_fields",
     "follow",
     "live_view",
+    "outcome_of_run",
     "outcomes_table",
     "percentile",
     "summary",

@@ -108,6 +108,14 @@ def test_submit_wait_exits_1_when_a_run_does_not_end_processed(cli: Any, docs: P
     assert body["summary"]["latency_p50_s"] > 0
 
 
+def test_submit_wait_shows_a_failed_job_as_an_error(cli: Any, docs: Path) -> None:
+    result = cli("submit", str(docs / "a.txt"), "-w", "workflow_does_not_exist", "--wait", "--json")
+    assert result.exit_code == Exit.JOB_FAILED, result.output
+    [job] = json.loads(result.stdout)["jobs"]
+    assert (job["done"], job["status"]) == (True, "ERROR")
+    assert job["note"].startswith("rejected: ")
+
+
 def test_submit_a_manifest_with_wait(cli: Any, docs: Path) -> None:
     # Given a JSONL manifest with a workflow and metadata per row
     manifest = docs / "batch.jsonl"

@@ -211,3 +211,31 @@ def test_watch_ends_at_its_timeout(runner: CliRunner, env: dict[str, str], redis
 def test_redact_hides_only_the_password() -> None:
     assert redact("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+# ---- demo: the parts that fail before any child starts --------------------------------------------------
+
+
+def test_demo_without_its_samples_is_bad_input(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--samples", str(tmp_path)], env=env)
+    assert result.exit_code == Exit.BAD_INPUT
+    assert "cannot read the sample list" in one_line_error(result)
+
+
+def test_demo_without_any_redis_is_exit_3(
+    runner: CliRunner, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no Redis answers and none can be started
+    from worker import demo
+    from worker.redis_server import RedisUnavailable
+
+    def unavailable(url: str) -> None:
+        raise RedisUnavailable(f"No Redis answers at {redact(url)} and no redis-server was found: install one")
+
+    monkeypatch.setattr(demo, "ensure_redis", unavailable)
+    # When the demo starts, then it prints ensure_redis's one line and exits 3
+    result = runner.invoke(app, ["demo"], env=env)
+    assert result.exit_code == Exit.REDIS_UNREACHABLE
+    assert (
+        one_line_error(result) == f"Error: No Redis answers at {DOWN_SHOWN} and no redis-server was found: install one"
+    )
