@@ -270,3 +270,21 @@ async def test_async_client_runs_uploads_lists_and_cancels(
             workflow={"id": "workflow_slow"}, inputs=[{"file": {"text": "a"}}]
         )
         assert (await client.workflow_runs.list(batch_id=batch.batch_id)).data[0].batch_id == batch.batch_id
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("workflow", "status"),
+    [("workflow_invoice", "PROCESSED"), ("workflow_failed", "FAILED"), ("workflow_review", "NEEDS_REVIEW")],
+)
+async def test_async_create_and_poll_reaches_each_outcome(
+    async_client: Callable[[], Any], emulator: EmulatorProcess, workflow: str, status: str
+) -> None:
+    async with async_client() as client:
+        run = await client.workflow_runs.create_and_poll(
+            workflow={"id": workflow}, file={"text": INVOICE}, polling_options=FAST_POLL
+        )
+        assert run.status == status
+        if status == "NEEDS_REVIEW":
+            emulator.review(run.id, "reject", note="no")
+            assert (await client.workflow_runs.retrieve(run.id)).status == "REJECTED"
