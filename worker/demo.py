@@ -31,7 +31,7 @@ from tasks.producer import build_request, enqueue
 from worker.console import Outcome, ResultReader, Tracked, follow, outcomes_table, summary, summary_table
 from worker.manifest import BadInput
 from worker.models import JobRequest
-from worker.processes import Child, Supervisor, signals_as_exit
+from worker.processes import Child, Supervisor, sigint_blocked, signals_as_exit
 from worker.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
 from worker.views import redact
 
@@ -113,7 +113,10 @@ def choose_redis(url: str) -> DemoRedis:
     Raises:
         RedisUnavailable: nothing answers at `url` and no redis-server can run.
     """
-    found, private = ensure_redis(url)
+    # A private redis-server shares our process group: keep the terminal's Ctrl-C from stopping it
+    # before the worker that uses it.
+    with sigint_blocked():
+        found, private = ensure_redis(url)
     if private is not None:
         return DemoRedis(found, f"private redis-server (pid {private.pid})", private)
     owner = uuid.uuid4().hex
@@ -143,7 +146,8 @@ def _claim_free_database(url: str, owner: str) -> int | None:
 def _private_instead(url: str) -> DemoRedis:
     server = RedisServer()
     try:
-        server.start()
+        with sigint_blocked():
+            server.start()
     except RedisServerError as exc:
         raise RedisUnavailable(f"Redis at {redact(url)} has no free database (1-15) and {exc}") from None
     return DemoRedis(server.url, f"private redis-server (pid {server.pid})", server)

@@ -23,7 +23,7 @@ from typing import IO
 
 import httpx
 
-__all__ = ["Child", "ChildFailed", "Supervisor", "signals_as_exit"]
+__all__ = ["Child", "ChildFailed", "Supervisor", "sigint_blocked", "signals_as_exit"]
 
 
 class ChildFailed(RuntimeError):
@@ -166,6 +166,18 @@ def _signals_ignored() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread for the block: a process spawned meanwhile inherits the mask and so
+    ignores the terminal's Ctrl-C, leaving it to us to stop it in order. A Ctrl-C meanwhile is held, not lost.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
