@@ -229,35 +229,52 @@ def api_calls(emulator_url: str) -> int | None:
 def run(options: DemoOptions, *, environ: Mapping[str, str], console: Console) -> int:
     """Run the demo; 0 when every document ended in its expected status, 1 otherwise, 130 when interrupted.
 
-    This is the one place the demo's lifecycle is decided: whatever happens after the first child
-    starts, every child is stopped and the Redis it used is given back before returning.
-
     Raises:
-        BadInput: the samples folder is unusable.
+        BadInput: the samples folder or the emulator profile is unusable.
         RedisUnavailable: no Redis answers and none can be started.
         ChildFailed: the emulator or the worker did not start.
     """
     samples = load_samples(options.samples_dir)
-    started = time.monotonic()
+    _check_profile(options.profile)
     target = choose_redis(options.redis_url)
+    try:
+        return _run_on(target, samples, options, environ=environ, console=console)
+    finally:
+        target.release()
+
+
+def _check_profile(profile: str) -> None:
+    """Refuse an unknown emulator profile here, before anything starts, rather than from a dying child."""
+    from emulator.profiles import ProfileError, load_profile
+
+    try:
+        load_profile(profile)
+    except ProfileError as exc:
+        raise BadInput(f"--profile: {exc}") from None
+
+
+def _run_on(
+    target: DemoRedis, samples: Sequence[Sample], options: DemoOptions, *, environ: Mapping[str, str], console: Console
+) -> int:
+    """The one place the demo's lifecycle is decided: whatever happens once the first child starts,
+    every child is stopped before this returns (or raises), Ctrl-C and SIGTERM included.
+    """
     port = _free_port()
     env = child_env(environ, redis_url=target.url, emulator_url=f"http://127.0.0.1:{port}")
     with tempfile.TemporaryDirectory(prefix="extendq-demo-") as logs, signals_as_exit():
         supervisor = Supervisor(Path(logs))
         try:
-            children = _start_children(supervisor, options, env, port)
-            _announce(console, children, env, target)
+            _announce(console, _start_children(supervisor, options, env, port), env, target)
             console.print(f"Submitting {len(samples)} sample documents (worker concurrency {options.concurrency})…")
+            started = time.monotonic()
             outcomes = _submit(Settings.from_env(env), samples, console, options.timeout_s)
-            totals = summary(
-                outcomes, api_calls=api_calls(env["EXTENDQ_BASE_URL"]), elapsed_s=time.monotonic() - started
-            )
+            elapsed = time.monotonic() - started
+            totals = summary(outcomes, api_calls=api_calls(env["EXTENDQ_BASE_URL"]), elapsed_s=elapsed)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping the demo's processes[/]")
             return 130
         finally:
             stopped = supervisor.stop_all()
-            target.release()
             console.print(f"[dim]stopped child processes: {' '.join(map(str, stopped)) or 'none'}[/]")
     console.print(outcomes_table(outcomes, title="extendq demo: sample documents"))
     console.print(summary_table(totals))

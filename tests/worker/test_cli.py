@@ -222,6 +222,12 @@ def test_demo_without_its_samples_is_bad_input(runner: CliRunner, env: dict[str,
     assert "cannot read the sample list" in one_line_error(result)
 
 
+def test_demo_with_an_unknown_profile_is_bad_input(runner: CliRunner, env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["demo", "--profile", "no-such-profile"], env=env)
+    assert result.exit_code == Exit.BAD_INPUT
+    assert "--profile: no-such-profile is neither a built-in profile" in one_line_error(result)
+
+
 def test_demo_without_any_redis_is_exit_3(
     runner: CliRunner, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
