@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -30,6 +30,8 @@ from worker.views import emit_json, redact, show_cancelled, show_result
 if TYPE_CHECKING:
     from celery import Celery
 
+    from worker.console import Tracked
+    from worker.models import JobRequest
     from worker.store import RedisJobStore
 
 
@@ -126,9 +128,6 @@ def demo(
     raise typer.Exit(code)
 
 
-# ---- producing and reading jobs -------------------------------------------------------------------
-
-
 class _Session:
     """What one command invocation talks to: settings from the environment, then Celery and Redis lazily."""
 
@@ -212,14 +211,17 @@ def submit(
     timeout: Annotated[float | None, typer.Option(min=0, help="With --wait: stop waiting after S seconds.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue one job per file (folders expand to their files, URLs are fetched by Extend) and print job ids."""
-    from tasks.producer import build_request, enqueue
+    """Queue one job per file (folders expand to their files, URLs are fetched by Extend) and print job ids.
+
+    Example: extendq submit samples/invoices --workflow workflow_invoice --metadata '{"batch": "b1"}' --wait
+    """
+    from tasks.producer import enqueue
     from worker.console import Tracked
 
     with _guard() as session:
         entries = entries_for(inputs or [], workflow=workflow, metadata=parse_metadata(metadata), manifest=manifest)
         key = session.settings.secrets_key
-        requests = [_built(build_request, entry, key.get_secret_value() if key else None) for entry in entries]
+        requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
         session.check_redis()
         jobs = [
             Tracked(enqueue(session.app, request).id, entry.label)
@@ -232,24 +234,27 @@ def submit(
     raise typer.Exit(code)
 
 
-def _built(build: Callable[..., Any], entry: Entry, secrets_key: str | None) -> Any:
+def _request(entry: Entry, secrets_key: str | None) -> JobRequest:
+    """The entry's validated job request; `InvalidJobRequest` names the entry."""
+    from tasks.producer import build_request
+
     try:
-        return build(workflow=entry.workflow, file=entry.file, metadata=entry.metadata, secrets_key=secrets_key)
+        return build_request(
+            workflow=entry.workflow or "", file=entry.file, metadata=entry.metadata, secrets_key=secrets_key
+        )
     except InvalidJobRequest as exc:
         raise InvalidJobRequest(f"{entry.label}: {exc}") from None
 
 
-def _print_submitted(jobs: Sequence[Any], entries: Sequence[Entry], as_json: bool) -> None:
-    rows = [
-        {"job_id": job.job_id, "input": e.label, "workflow": e.workflow} for job, e in zip(jobs, entries, strict=True)
-    ]
+def _print_submitted(jobs: Sequence[Tracked], entries: Sequence[Entry], as_json: bool) -> None:
     if as_json:
-        emit_json(rows)
+        pairs = zip(jobs, entries, strict=True)
+        emit_json([{"job_id": job.job_id, "input": entry.label, "workflow": entry.workflow} for job, entry in pairs])
     else:
-        typer.echo("\n".join(row["job_id"] for row in rows))
+        typer.echo("\n".join(job.job_id for job in jobs))
 
 
-def _wait_and_show(session: _Session, jobs: Sequence[Any], timeout_s: float | None, as_json: bool) -> Exit:
+def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float | None, as_json: bool) -> Exit:
     from worker.console import ResultReader, follow, outcomes_table, summary, summary_table
 
     started = time.monotonic()

@@ -153,15 +153,33 @@ def outcome_of_run(job: Tracked, run: Mapping[str, Any], latency_s: float | None
     note = run.get("failureReason") if status != PROCESSED else None
     if job.expected is not None and status != job.expected:
         note = f"expected {job.expected}" + (f"; {note}" if note else "")
-    fields = extracted_fields(run)
-    return Outcome(job.job_id, job.label, True, status, run.get("id"), fields, latency_s, note, job.expected)
+    return Outcome(
+        job.job_id,
+        job.label,
+        done=True,
+        status=status,
+        run_id=run.get("id"),
+        fields=extracted_fields(run),
+        latency_s=latency_s,
+        note=note,
+        expected=job.expected,
+    )
 
 
 def _outcome_of_error(job: Tracked, error: object, latency_s: float | None) -> Outcome:
     kind = getattr(error, "kind", "error") if isinstance(error, JobFailed) else type(error).__name__
     run_id = error.run_id if isinstance(error, JobFailed) else None
     note = f"{kind}: {error}"
-    return Outcome(job.job_id, job.label, True, ERROR, run_id, {}, latency_s, note, job.expected)
+    return Outcome(
+        job.job_id,
+        job.label,
+        done=True,
+        status=ERROR,
+        run_id=run_id,
+        latency_s=latency_s,
+        note=note,
+        expected=job.expected,
+    )
 
 
 def extracted_fields(run: Mapping[str, Any]) -> dict[str, Any]:
