@@ -6,11 +6,16 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
+from kombu import Exchange, Queue
 
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 
 QUEUE = "extendq"
+CHECKS_QUEUE = "extendq.checks"
+
+
+_STEP_TASKS = ("extendq.advance", "extendq.cancel", "extendq.webhook_event")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -32,6 +37,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "result_expires": settings.result_ttl_s,
         "task_default_queue": QUEUE,
+        # New submissions and the steps of jobs in flight wait in separate queues, which a worker serves
+        # in turn: a backlog of new files never starves the checks of runs already in flight.
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (QUEUE, CHECKS_QUEUE)],
+        "task_routes": {name: {"queue": CHECKS_QUEUE} for name in _STEP_TASKS},
         # A step is one or two HTTP calls; an upload may take longer, never minutes.
         "task_soft_time_limit": settings.request_timeout_s * 4,
         "task_time_limit": settings.request_timeout_s * 4 + 30,

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=1.0, gt=0)
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
 
+    # Webhooks: with them on, checks only catch missed deliveries (first after a minute, backing off).
+    webhooks_enabled: bool = False
+    webhook_secrets: str | None = Field(default=None, repr=False)
+    webhook_check_interval_s: float = Field(default=60.0, gt=0)
+    webhook_check_max_interval_s: float = Field(default=600.0, gt=0)
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    webhook_max_age_s: int = Field(default=300, ge=0)
+    webhook_dedupe_ttl_s: int = Field(default=3 * 24 * 3600, gt=0)
+
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     default_deadline_s: float | None = Field(default=None, gt=0)
     secrets_key: SecretStr | None = None
@@ -91,6 +100,11 @@ class Settings(BaseSettings):
     @property
     def extend_base_url(self) -> str:
         return (self.base_url or self.region.base_url).rstrip("/")
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        """Webhook signing secrets (several during a rotation), from the comma-separated setting."""
+        return [part.strip() for part in (self.webhook_secrets or "").split(",") if part.strip()]
 
     @property
     def broker(self) -> str:

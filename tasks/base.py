@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery, states
 from celery.backends.base import Backend
 
@@ -13,10 +12,9 @@ from config.settings import Settings, get_settings
 from worker.errors import ConfigError, WorkerError
 from worker.extend import ApiConfig, SdkApi, build_client
 from worker.jobs import JobRunner
-from worker.keys import Keys
 from worker.models import JobState
 from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import RedisJobStore
+from worker.store import open_store
 
 _runner: JobRunner | None = None
 
@@ -44,10 +42,7 @@ class BackendPublisher:
         return True
 
 
-def store_for(settings: Settings) -> RedisJobStore:
-    """The job store on the settings' Redis."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
-    return RedisJobStore(client, keys=Keys(settings.key_prefix), result_ttl_s=settings.result_ttl_s)
+store_for = open_store
 
 
 def build_runner(settings: Settings, app: Celery) -> JobRunner:
@@ -78,7 +73,15 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
 
 
 def check_schedule(settings: Settings) -> CheckSchedule:
-    """The check cadence from settings."""
+    """The check cadence from settings; with webhooks on, checks only catch missed deliveries."""
+    if settings.webhooks_enabled:
+        return CheckSchedule(
+            fast_interval_s=settings.webhook_check_interval_s,
+            fast_duration_s=0,
+            backoff=settings.poll_backoff,
+            max_interval_s=settings.webhook_check_max_interval_s,
+            jitter=settings.poll_jitter,
+        )
     return CheckSchedule(
         fast_interval_s=settings.fast_poll_interval_s,
         fast_duration_s=settings.fast_poll_duration_s,

@@ -11,6 +11,8 @@ from config.celery import app
 from config.settings import get_settings
 from tasks.base import get_runner, store_for
 from worker.dispatcher import Dispatcher
+from worker.events import EventApplier, Outcome
+from worker.extend import resolve_signed_payload
 
 _dispatcher: Dispatcher | None = None
 
@@ -35,6 +37,16 @@ def cancel(job_id: str) -> bool:
         return False
     runner.advance(job_id)
     return True
+
+
+@app.task(name="extendq.webhook_event", bind=True, max_retries=200)
+def webhook_event(self: Any, event: dict[str, Any]) -> str:
+    """Apply a verified Extend webhook event to its job (the receiver sends this)."""
+    outcome = EventApplier(runner=get_runner()).apply(resolve_signed_payload(event))
+    if outcome is Outcome.BUSY:
+        # A check holds the job for one HTTP call: look again in a moment, never wait in the slot.
+        raise self.retry(countdown=0.05)
+    return outcome.value
 
 
 def send_due(claimed: Sequence[tuple[str, float]]) -> None:

@@ -7,6 +7,7 @@ with no idempotency key in the API, create duplicate runs. extendq's retry polic
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,10 @@ import httpx
 from extend_ai import Extend
 from extend_ai.core.api_error import ApiError
 from extend_ai.core.http_response import HttpResponse
+from extend_ai.core.jsonable_encoder import jsonable_encoder
 from extend_ai.core.request_options import RequestOptions
+from extend_ai.wrapper.errors import WebhookPayloadFetchError
+from extend_ai.wrapper.webhooks import Webhooks
 
 from worker.errors import ApiUnavailable, AuthFailed, InputNotFound, RateLimited, RetryableError, RunRejected
 
@@ -118,6 +122,21 @@ class SdkApi:
             token = page.get("nextPageToken")
             if not token:
                 return
+
+
+def resolve_signed_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """An event whose payload came as a signed URL, with the payload fetched (SDK helper); others unchanged."""
+    payload = event.get("payload")
+    if not (isinstance(payload, dict) and payload.get("object") == "signed_data_url"):
+        return event
+    webhooks = Webhooks()
+    signed = webhooks.parse(json.dumps(event))
+    try:
+        fetched = webhooks.fetch_signed_payload_sync(signed)  # type: ignore[arg-type]
+    except WebhookPayloadFetchError as exc:
+        raise ApiUnavailable(f"cannot fetch the signed webhook payload: {exc}") from exc
+    body = fetched.get("payload") if isinstance(fetched, dict) else getattr(fetched, "payload", None)
+    return {**event, "payload": jsonable_encoder(body)}
 
 
 def _create_kwargs(body: dict[str, Any]) -> dict[str, Any]:

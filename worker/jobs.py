@@ -176,7 +176,7 @@ class JobRunner:
             return
         if status != record.run_status:
             self._log(record, status, "progress")
-            self.store.emit(_event(record, state=JobState.RUNNING, status=status))
+            self.store.emit(job_event(record, state=JobState.RUNNING, status=status))
         record.run_status = status
         due = now + self.checks.delay_s(now - (record.submitted_at or now))
         if record.deadline_at is not None:
@@ -213,12 +213,16 @@ class JobRunner:
         self.store.schedule(record.job_id, now + delay)
         log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
 
+    def finish_with_run(self, record: JobRecord, run: Run, now: float) -> None:
+        """Publish a terminal run as the job's result (the caller holds the job's lock)."""
+        self._succeed(record, run, now)
+
     def _succeed(self, record: JobRecord, run: Run, now: float) -> None:
         targets = [record.job_id, *self.store.aliases(record.job_id)]
         for job_id in targets:
             self.publisher.success(job_id, run)
         record.run_status = str(run["status"])
-        event = _event(record, state=JobState.SUCCESS, status=record.run_status)
+        event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
         if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
             self._log(record, record.run_status, "finished")
@@ -228,7 +232,7 @@ class JobRunner:
         for job_id in targets:
             self.publisher.failure(job_id, error)
         kind = getattr(error, "kind", "invalid_request")
-        event = _event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
+        event = job_event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
         if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.failure(job_id, error))
             log.info("job %s failed (%s): %s", record.job_id, kind, error)
@@ -291,7 +295,8 @@ class JobRunner:
         return record.request.job_key if record is not None else None
 
 
-def _event(record: JobRecord, *, state: JobState, status: str, error: str = "") -> dict[str, str]:
+def job_event(record: JobRecord, *, state: JobState, status: str, error: str = "") -> dict[str, str]:
+    """The events-stream entry for a job's state change."""
     return {
         "job_id": record.job_id,
         "run_id": record.run_id or "",

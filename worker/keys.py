@@ -40,3 +40,12 @@ class Keys:
     def events(self) -> str:
         """Stream: one entry per terminal job (and per progress change)."""
         return f"{self.prefix}events"
+
+    def event_seen(self, event_id: str) -> str:
+        """String: set once a webhook event id has been accepted (Extend re-delivers)."""
+        return f"{self.prefix}seen:{event_id}"
+
+    @property
+    def counters(self) -> str:
+        """Hash: counters of things worth watching (webhook events for unknown runs, duplicates...)."""
+        return f"{self.prefix}counters"

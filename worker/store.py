@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from config.settings import Settings
 from worker.keys import Keys
 from worker.models import JobRequest, JobState
 
@@ -106,6 +107,12 @@ class JobRecord:
             "enqueued_at": self.enqueued_at,
             "submitted_at": self.submitted_at,
         }
+
+
+def open_store(settings: Settings) -> RedisJobStore:
+    """The job store on the settings' Redis (a lazy connection pool: call it after fork)."""
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+    return RedisJobStore(client, keys=Keys(settings.key_prefix), result_ttl_s=settings.result_ttl_s)
 
 
 class RedisJobStore:
@@ -223,6 +230,22 @@ class RedisJobStore:
     def aliases(self, job_id: str) -> list[str]:
         """Task ids that share the job's result."""
         return sorted(str(alias) for alias in self._redis.smembers(self._keys.aliases(job_id)))
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to one of the watched counters (best effort, never raises on a counter name)."""
+        self._redis.hincrby(self._keys.counters, name, amount)
+
+    def counters(self) -> dict[str, int]:
+        """Every watched counter."""
+        return {str(k): int(v) for k, v in self._redis.hgetall(self._keys.counters).items()}
+
+    def first_sighting(self, event_id: str, *, ttl_s: int) -> bool:
+        """True the first time an event id is seen within `ttl_s`; False for a re-delivery."""
+        return bool(self._redis.set(self._keys.event_seen(event_id), "1", nx=True, ex=ttl_s))
+
+    def forget_sighting(self, event_id: str) -> None:
+        """Undo `first_sighting` (the event could not be handed on, so its re-delivery must be taken)."""
+        self._redis.delete(self._keys.event_seen(event_id))
 
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""

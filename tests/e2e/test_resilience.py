@@ -68,7 +68,7 @@ def test_killed_worker_process_loses_nothing_and_duplicates_nothing(
     producer: Celery, emulator: EmulatorProcess, clean: redis.Redis, new_worker: Callable[..., WorkerProcess]
 ) -> None:
     # Given a worker of its own (the session worker is not involved) and 60 jobs of 2-3 s runs
-    process = new_worker(concurrency=2, queues="extendq")
+    process = new_worker(concurrency=2)
     jobs = [submit(producer, workflow="workflow_slow", job_key=f"kill-{i}") for i in range(60)]
     # When pool processes are SIGKILLed in the middle of the batch
     killed = []

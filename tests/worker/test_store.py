@@ -75,5 +75,9 @@ def test_update_and_bump(redis_client: redis.Redis) -> None:
     store.update("job-1", posting_since=None)
     record = store.load("job-1")
     assert record is not None
-    assert (record.run_id, record.posting_since, record.cancel_requested, record.checks) == ("workflow_run_1", None,
-                                                                                           True, 1)
+    assert (record.run_id, record.posting_since, record.cancel_requested, record.checks) == (
+        "workflow_run_1",
+        None,
+        True,
+        1,
+    )

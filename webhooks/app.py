@@ -1,0 +1,93 @@
+"""The webhook receiver: `POST /webhooks/extend`, an ASGI app to serve alone or mount into your own.
+
+An event is answered 200 only once it is durable: the re-delivery guard is set in Redis and the event sits
+in the broker as an `extendq.webhook_event` task. If handing it on fails, the guard is undone and 503 asks
+Extend to deliver it again. Refused deliveries (401, 400, 413) change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from config.settings import Settings, get_settings
+from webhooks.verify import Refusal, verified_event
+from worker.store import RedisJobStore, open_store
+
+log = logging.getLogger("extendq.webhooks")
+EVENT_TASK = "extendq.webhook_event"
+EVENTS_QUEUE = "extendq.checks"
+
+
+class Receiver:
+    """Verifies, de-duplicates and hands on one delivery at a time."""
+
+    def __init__(self, *, settings: Settings, celery_app: Celery, store: RedisJobStore) -> None:
+        self._settings = settings
+        self._celery = celery_app
+        self._store = store
+
+    async def receive(self, request: Request) -> JSONResponse:
+        """Answer one delivery."""
+        try:
+            body = await self._read_body(request)
+            event = verified_event(
+                body,
+                request.headers,
+                secrets=self._settings.signing_secrets,
+                max_age_s=self._settings.webhook_max_age_s,
+            )
+            status = await run_in_threadpool(self._hand_on, event)
+        except Refusal as refusal:
+            log.warning("webhook refused (%d): %s", refusal.status, refusal.reason)
+            return JSONResponse({"error": refusal.reason}, status_code=refusal.status)
+        return JSONResponse({"status": status})
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._settings.webhook_max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise Refusal(413, f"body over {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise Refusal(413, f"body over {limit} bytes")
+        return bytes(body)
+
+    def _hand_on(self, event: dict[str, Any]) -> str:
+        event_id = str(event["eventId"])
+        if not self._store.first_sighting(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s):
+            self._store.count("webhook_redelivered")
+            return "duplicate"
+        try:
+            self._celery.send_task(EVENT_TASK, args=[event], queue=EVENTS_QUEUE)
+        except Exception as exc:  # the broker is down: let Extend deliver it again later
+            self._store.forget_sighting(event_id)
+            raise Refusal(503, f"cannot queue the event: {type(exc).__name__}") from exc
+        return "accepted"
+
+
+async def _health(_: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(
+    settings: Settings | None = None, *, celery_app: Celery | None = None, store: RedisJobStore | None = None
+) -> Starlette:
+    """The receiver app; mount it (`app.mount("/", create_app())`) or serve it with uvicorn."""
+    from config.celery import create_app as create_celery
+
+    settings = settings or get_settings()
+    receiver = Receiver(
+        settings=settings, celery_app=celery_app or create_celery(settings), store=store or open_store(settings)
+    )
+    routes = [Route("/webhooks/extend", receiver.receive, methods=["POST"]), Route("/health", _health)]
+    return Starlette(routes=routes)

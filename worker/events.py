@@ -1,0 +1,88 @@
+"""Applying Extend's webhook events to jobs: a terminal run finishes its job with no API call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from worker.extend import Run
+from worker.jobs import JobRunner, job_event
+from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
+from worker.store import JobRecord
+
+log = logging.getLogger("extendq.events")
+
+
+class Outcome(StrEnum):
+    """What applying one event did."""
+
+    APPLIED = "applied"
+    PROGRESS = "progress"
+    ALREADY_FINISHED = "already_finished"
+    UNKNOWN_RUN = "unknown_run"
+    IGNORED = "ignored"
+    BUSY = "busy"
+
+
+@dataclass(kw_only=True)
+class EventApplier:
+    """Finds the job an event is about and moves it on, under the same per-job lock as checks."""
+
+    runner: JobRunner
+    clock: Callable[[], float] = time.time
+
+    def apply(self, event: dict[str, Any]) -> Outcome:
+        """Apply one verified event (payload already fetched when it came as a signed URL).
+
+        `BUSY` means a check holds the job right now: the caller tries again a moment later.
+        """
+        event_type = str(event.get("eventType", ""))
+        payload = event.get("payload")
+        if not event_type.startswith("workflow_run.") or not isinstance(payload, dict):
+            return self._counted(Outcome.IGNORED)
+        run_id = str(payload.get("workflowRunId") or payload.get("id") or "")
+        job_id = self._job_for(run_id, payload)
+        if job_id is None:
+            return self._counted(Outcome.UNKNOWN_RUN)
+        store = self.runner.store
+        with store.lock(job_id, ttl_s=self.runner.lock_ttl_s) as held:
+            if not held:
+                return Outcome.BUSY
+            record = store.load(job_id)
+            if record is None:
+                return self._counted(Outcome.UNKNOWN_RUN)
+            if record.finished:
+                return self._counted(Outcome.ALREADY_FINISHED)
+            return self._counted(self._apply_to(record, event_type, run_id, payload))
+
+    def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
+        now = self.clock()
+        if record.run_id is None:
+            # The create's answer was lost, or has not been recorded yet: the event names the run.
+            record.run_id, record.submitted_at = run_id, now
+            self.runner.store.record_run(record.job_id, run_id, submitted_at=now)
+        elif record.run_id != run_id:
+            return Outcome.UNKNOWN_RUN
+        status = str(payload.get("status", ""))
+        if event_type.startswith("workflow_run.step_run") or status not in TERMINAL_RUN_STATUSES:
+            self.runner.store.emit(job_event(record, state=JobState.RUNNING, status=status or event_type))
+            return Outcome.PROGRESS
+        self.runner.finish_with_run(record, payload, now)
+        log.info("job %s finished by webhook %s run=%s status=%s", record.job_id, event_type, run_id, status)
+        return Outcome.APPLIED
+
+    def _job_for(self, run_id: str, payload: Run) -> str | None:
+        owner = self.runner.store.owners([run_id])[0] if run_id else None
+        if owner is not None:
+            return owner
+        metadata = payload.get("metadata")
+        job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
+        return str(job_id) if job_id else None
+
+    def _counted(self, outcome: Outcome) -> Outcome:
+        self.runner.store.count(f"webhook_{outcome.value}")
+        return outcome
