@@ -1,0 +1,149 @@
+"""The receiver refuses every bad delivery without changing state, and hands on each good one exactly once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from config.celery import create_app as create_celery
+from config.settings import Settings
+from tests.support.asgi import served
+from webhooks import create_app
+from worker.store import open_store
+
+SECRET = "wss_current_secret_1234"
+OLD_SECRET = "wss_previous_secret_5678"
+
+
+def sign(body: bytes, secret: str = SECRET, ts: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if ts is None else ts)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "x-extend-request-timestamp": stamp,
+        "x-extend-request-signature": digest,
+        "content-type": "application/json",
+    }
+
+
+def event_body(event_id: str = "event_1", **payload: Any) -> bytes:
+    run = {"object": "workflow_run", "id": "workflow_run_1", "status": "PROCESSED", "metadata": {}, **payload}
+    return json.dumps({"eventId": event_id, "eventType": "workflow_run.completed", "payload": run}).encode()
+
+
+@pytest.fixture
+def receiver_settings(redis_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "EXTENDQ_REDIS_URL": redis_url,
+            "EXTENDQ_WEBHOOK_SECRETS": f"{SECRET},{OLD_SECRET}",
+            "EXTENDQ_WEBHOOK_MAX_BODY_BYTES": "65536",
+        }
+    )
+
+
+@pytest.fixture
+def client(receiver_settings: Settings, redis_client: redis.Redis) -> Iterator[httpx.Client]:
+    redis_client.delete("extendq.checks")
+    app = create_app(
+        receiver_settings, celery_app=create_celery(receiver_settings), store=open_store(receiver_settings)
+    )
+    with served(app) as url, httpx.Client(base_url=url) as test_client:
+        yield test_client
+    redis_client.delete("extendq.checks")
+
+
+def queued(redis_client: redis.Redis) -> list[dict[str, Any]]:
+    """The events handed on, as the worker will receive them."""
+    messages = [json.loads(raw) for raw in redis_client.lrange("extendq.checks", 0, -1)]
+    bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
+    return [body[0][0] for body in bodies]
+
+
+def state(redis_client: redis.Redis) -> list[str]:
+    return sorted(redis_client.scan_iter("extendq*"))
+
+
+def test_signed_event_is_accepted_and_queued_once(client: httpx.Client, redis_client: redis.Redis) -> None:
+    body = event_body()
+    first = client.post("/webhooks/extend", content=body, headers=sign(body))
+    again = client.post("/webhooks/extend", content=body, headers=sign(body))
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert [event["eventId"] for event in queued(redis_client)] == ["event_1"]
+
+
+def test_previous_secret_still_accepted_during_rotation(client: httpx.Client, redis_client: redis.Redis) -> None:
+    body = event_body("event_rotated")
+    assert client.post("/webhooks/extend", content=body, headers=sign(body, OLD_SECRET)).status_code == 200
+
+
+def _tampered(body: bytes) -> dict[str, str]:
+    return sign(body.replace(b"PROCESSED", b"FAILED"))
+
+
+@pytest.mark.parametrize(
+    ("case", "headers_for", "status"),
+    [
+        ("wrong secret", lambda body: sign(body, "wss_not_ours"), 401),
+        ("secret without prefix", lambda body: sign(body, SECRET.removeprefix("wss_")), 401),
+        ("missing signature", lambda body: {"x-extend-request-timestamp": str(int(time.time()))}, 401),
+        (
+            "missing timestamp",
+            lambda body: {"x-extend-request-signature": sign(body)["x-extend-request-signature"]},
+            401,
+        ),
+        (
+            "truncated signature",
+            lambda body: {**sign(body), "x-extend-request-signature": sign(body)["x-extend-request-signature"][:32]},
+            401,
+        ),
+        ("stale timestamp", lambda body: sign(body, ts=int(time.time()) - 301), 401),
+        ("future timestamp", lambda body: sign(body, ts=int(time.time()) + 61), 401),
+        ("millisecond timestamp", lambda body: sign(body, ts=int(time.time() * 1000)), 401),
+        ("tampered body", _tampered, 401),
+    ],
+)
+def test_bad_signatures_are_refused_without_state_change(
+    case: str, headers_for: Any, status: int, client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    before = state(redis_client)
+    body = event_body(f"event_{case.replace(' ', '_')}")
+    response = client.post("/webhooks/extend", content=body, headers=headers_for(body))
+    assert response.status_code == status, case
+    assert state(redis_client) == before
+    assert queued(redis_client) == []
+
+
+def test_signed_non_json_is_400(client: httpx.Client, redis_client: redis.Redis) -> None:
+    body = b"this is not json"
+    assert client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 400
+    body = b'{"eventType": "workflow_run.completed"}'
+    assert client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 400
+    assert queued(redis_client) == []
+
+
+def test_oversized_body_is_413_before_anything_else(client: httpx.Client, redis_client: redis.Redis) -> None:
+    body = event_body("event_big", padding="x" * 70_000)
+    response = client.post("/webhooks/extend", content=body, headers=sign(body))
+    assert response.status_code == 413
+    assert queued(redis_client) == [] and state(redis_client) == []
+
+
+def test_no_secret_configured_refuses_everything(redis_url: str, redis_client: redis.Redis) -> None:
+    settings = Settings.from_env({"EXTENDQ_REDIS_URL": redis_url})
+    with served(create_app(settings)) as url, httpx.Client(base_url=url) as test_client:
+        body = event_body()
+        assert test_client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 503
+
+
+def test_health(client: httpx.Client) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
