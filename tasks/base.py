@@ -10,7 +10,7 @@ from celery.backends.base import Backend
 
 from config.settings import Settings, get_settings
 from worker.errors import ConfigError, WorkerError
-from worker.extend import ApiConfig, SdkApi, build_client
+from worker.extend import ApiConfig, build_api
 from worker.jobs import JobRunner
 from worker.models import JobState
 from worker.schedule import CheckSchedule, RetryPolicy
@@ -57,7 +57,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         workspace_id=settings.workspace_id,
     )
     return JobRunner(
-        api=SdkApi(build_client(config), workspace_id=settings.workspace_id),
+        api=build_api(config),
         store=store_for(settings),
         publisher=BackendPublisher(app.backend),
         checks=check_schedule(settings),

@@ -47,6 +47,8 @@ class ExtendApi(Protocol):
 
     def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class ApiConfig:
@@ -59,28 +61,36 @@ class ApiConfig:
     workspace_id: str | None = None
 
 
-def build_client(config: ApiConfig) -> Extend:
-    """The official SDK client for `config`; call it after fork, once per process."""
+def build_api(config: ApiConfig) -> SdkApi:
+    """The Extend API over the official SDK client for `config`; call it after fork, once per process."""
     headers = {"x-extend-workspace-id": config.workspace_id} if config.workspace_id else None
-    return Extend(
+    http = httpx.Client(timeout=config.timeout_s, follow_redirects=True)
+    client = Extend(
         token=config.api_key,
         base_url=config.base_url,
         timeout=config.timeout_s,
         extend_api_version=config.api_version,
         headers=headers,
-        httpx_client=httpx.Client(timeout=config.timeout_s, follow_redirects=True),
+        httpx_client=http,
     )
+    return SdkApi(client, workspace_id=config.workspace_id, http=http)
 
 
 class SdkApi:
     """`ExtendApi` over the official SDK, translating its errors into extendq's tree."""
 
-    def __init__(self, client: Extend, *, workspace_id: str | None = None) -> None:
+    def __init__(self, client: Extend, *, workspace_id: str | None = None, http: httpx.Client | None = None) -> None:
         self._client = client
+        self._http = http
         self._options: RequestOptions = {"max_retries": 0}
         if workspace_id:
             # The SDK leaves the workspace header off create; Extend needs it with organisation keys.
             self._options = {"max_retries": 0, "additional_headers": {"x-extend-workspace-id": workspace_id}}
+
+    def close(self) -> None:
+        """Close the HTTP connections this API was given."""
+        if self._http is not None:
+            self._http.close()
 
     def create_run(self, body: dict[str, Any]) -> Run:
         """POST /workflow_runs with the wire body; the run as Extend returned it."""
