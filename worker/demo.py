@@ -15,7 +15,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,15 +26,16 @@ import httpx
 import redis
 from rich.console import Console
 
-from config.celery import create_app
+from config.celery import QUEUE, create_app
 from config.settings import Settings
-from tasks.base import store_for
 from tasks.producer import build_request, enqueue
 from worker.console import Outcome, ResultReader, Tracked, follow, outcomes_table, summary, summary_table
+from worker.keys import Keys
 from worker.manifest import BadInput
 from worker.models import JobRequest
 from worker.processes import Child, Supervisor, sigint_blocked, signals_as_exit
 from worker.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
+from worker.store import RedisJobStore
 from worker.views import redact
 
 __all__ = ["DemoOptions", "Sample", "choose_redis", "load_samples", "run"]
@@ -93,18 +96,33 @@ class DemoRedis:
     owner: str | None = None
 
     def release(self) -> None:
-        """Stop a private server, or empty the claimed database of a shared one (when it is still ours)."""
+        """Stop a private server, or clean the claimed database of a shared one (best effort, never raises).
+
+        The database is emptied only when it still holds nothing but the demo's keys; otherwise
+        (somebody else started using it meanwhile) only the keys under the demo's prefix go.
+        """
         if self.private is not None:
             self.private.stop()
             return
         client = redis.Redis.from_url(self.url, decode_responses=True)
         try:
-            if client.get(_OWNER_KEY) == self.owner:
+            if client.get(_OWNER_KEY) != self.owner:
+                return
+            keys = list(client.scan_iter(count=1000))
+            if all(_is_ours(key) for key in keys):
                 client.flushdb()
+            elif ours := [key for key in keys if key.startswith(KEY_PREFIX)]:
+                client.delete(*ours)
         except (redis.RedisError, OSError):
-            pass  # best effort: the claim expires within the hour anyway
+            pass  # the claim expires within the hour anyway
         finally:
             client.close()
+
+
+def _is_ours(key: str) -> bool:
+    """A key the demo's jobs, its worker's broker (queue, bindings, unacked) or its results would write."""
+    queue = key.split("\x06\x16")[0]  # kombu's priority queues are `<name>\x06\x16<priority>`
+    return key.startswith((KEY_PREFIX, "celery-task-meta-", "_kombu.", "unacked")) or queue.split(".")[0] == QUEUE
 
 
 def choose_redis(url: str) -> DemoRedis:
@@ -127,8 +145,10 @@ def choose_redis(url: str) -> DemoRedis:
 
 
 def _claim_free_database(url: str, owner: str) -> int | None:
-    """The first empty database 1..15, claimed with a marker key; None when all are in use."""
-    for db in range(1, 16):
+    """The first database 1..15 with no keys and no connections, claimed with a marker key; None if none is."""
+    with redis.Redis.from_url(url) as probe:
+        busy = _connections_by_db(probe)
+    for db in (db for db in range(1, 16) if not busy[db]):
         # The URL's own database number would win over a `db=` argument: put it in the URL.
         client = redis.Redis.from_url(_with_db(url, db), decode_responses=True)
         try:
@@ -141,6 +161,18 @@ def _claim_free_database(url: str, owner: str) -> int | None:
         finally:
             client.close()
     return None
+
+
+def _connections_by_db(client: redis.Redis) -> Counter[int]:
+    """Other clients' connections per database number: a worker idling on an emptied database still counts.
+
+    Empty when the server refuses CLIENT LIST (then only the key count tells a free database).
+    """
+    try:
+        me = str(client.client_id())
+        return Counter(int(entry.get("db", 0)) for entry in client.client_list() if str(entry.get("id")) != me)
+    except redis.ResponseError:
+        return Counter()
 
 
 def _private_instead(url: str) -> DemoRedis:
@@ -204,10 +236,11 @@ def _worker_argv(options: DemoOptions) -> list[str]:
 
 def _submit(settings: Settings, samples: Sequence[Sample], console: Console, timeout_s: float) -> list[Outcome]:
     """Queue every sample and follow the jobs to their end; the outcomes, in sample order."""
-    with create_app(settings) as app:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    store = RedisJobStore(client, keys=Keys(settings.key_prefix), result_ttl_s=settings.result_ttl_s)
+    with closing(client), create_app(settings) as app:
         jobs = [Tracked(enqueue(app, _request(sample)).id, sample.relative, sample.expected) for sample in samples]
-        reader = ResultReader(app, store_for(settings))
-        return follow(jobs, reader, console=console, timeout_s=timeout_s)
+        return follow(jobs, ResultReader(app, store), console=console, timeout_s=timeout_s)
 
 
 def _request(sample: Sample) -> JobRequest:

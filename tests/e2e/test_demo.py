@@ -12,12 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
+
+from worker.demo import KEY_PREFIX, choose_redis
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = json.loads((ROOT / "samples" / "expected.json").read_text())
 CHILDREN = re.compile(r"children: emulator=(?P<emulator>\d+) worker=(?P<worker>\d+) · emulator (?P<url>\S+)")
+SHARED = re.compile(r"redis (?P<url>redis://\S+) \(shared Redis")
 
 
 def demo_env(redis_server_url: str) -> dict[str, str]:
@@ -41,6 +45,11 @@ def assert_no_children_left(output: str) -> None:
     port = found["url"].rsplit(":", 1)[1]
     leftover = subprocess.run(["pgrep", "-f", f"worker emulator --host 127.0.0.1 --port {port}"], capture_output=True)
     assert leftover.returncode == 1, leftover.stdout
+    # And a database borrowed from a shared Redis was emptied again
+    shared = SHARED.search(output)
+    if shared:
+        with redis.Redis.from_url(shared["url"]) as client:
+            assert client.dbsize() == 0
 
 
 def test_demo_runs_every_sample_and_leaves_no_process(redis_server_url: str) -> None:
@@ -101,3 +110,36 @@ def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str) -> None:
     assert "interrupted" in output
     assert "Traceback" not in output
     assert_no_children_left(output)
+
+
+def test_the_demo_skips_a_database_a_client_is_connected_to(redis_server_url: str) -> None:
+    # Given the database the demo would pick, with an idle client connected to it (a worker on an emptied database)
+    first = choose_redis(f"{redis_server_url}/0")
+    first.release()
+    if first.private is not None:
+        pytest.skip("no shared Redis: the demo started a private one")
+    with redis.Redis.from_url(first.url) as idle:
+        idle.ping()
+        # When the demo looks for a database again, then it takes another one
+        second = choose_redis(f"{redis_server_url}/0")
+        try:
+            assert second.url != first.url
+        finally:
+            second.release()
+
+
+def test_release_keeps_keys_that_are_not_the_demos(redis_server_url: str) -> None:
+    target = choose_redis(f"{redis_server_url}/0")
+    if target.private is not None:
+        target.release()
+        pytest.skip("no shared Redis: the demo started a private one")
+    with redis.Redis.from_url(target.url, decode_responses=True) as client:
+        # Given someone else's key next to the demo's in the claimed database
+        client.set(f"{KEY_PREFIX}job:1", "x")
+        client.set("someone-else:data", "keep me")
+        # When the demo gives the database back, then only its own keys are gone
+        target.release()
+        try:
+            assert client.keys("*") == ["someone-else:data"]
+        finally:
+            client.flushdb()
