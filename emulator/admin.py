@@ -15,13 +15,13 @@ from starlette.routing import Route
 from emulator.endpoints import json_response
 from emulator.errors import ApiProblem, bad_request, not_found
 from emulator.files import check_presigned
-from emulator.profiles import ProfileError, parse_profile
+from emulator.profiles import DEFAULT_REVIEWER, ProfileError, parse_profile
 from emulator.serialize import admin_body, run_json
 from emulator.state import Emulator
 from emulator.store import InvalidTransition
 from emulator.validation import parse_json
 
-DEFAULT_REVIEWER = "reviewer@example.com"
+INCLUDES = frozenset({"secrets"})  # extras `GET /_emulator/runs?include=` may add to each run
 
 
 def _emulator(request: Request) -> Emulator:
@@ -47,6 +47,8 @@ async def stats(request: Request) -> Response:
             "runs_by_status": dict(by_status),
             "runs_total": len(emulator.runs),
             "rate_limited": log.rate_limited,
+            "dropped": log.dropped,
+            "lost": log.lost,
             "files_total": len(emulator.files),
             "webhook_deliveries": len(emulator.webhooks.deliveries),
             "at": at,
@@ -55,13 +57,20 @@ async def stats(request: Request) -> Response:
 
 
 async def runs(request: Request) -> Response:
-    """GET /_emulator/runs[?workflowId=&batchId=] -> {"data": [full runs with createdAt/updatedAt]}."""
+    """GET /_emulator/runs[?workflowId=&batchId=&include=secrets] -> {"data": [full runs with createdAt/updatedAt]}.
+
+    `include=secrets` adds each run's `secrets` as its create sent them (null when none were sent):
+    the Extend surface never returns them, so this is how a test sees what a client delivered.
+    """
     emulator = _emulator(request)
-    workflow_id = request.query_params.get("workflowId")
-    batch_id = request.query_params.get("batchId")
+    params = request.query_params
+    workflow_id, batch_id = params.get("workflowId"), params.get("batchId")
+    include = {part for value in params.getlist("include") for part in value.split(",") if part}
+    if not include <= INCLUDES:
+        raise bad_request(f"'include' accepts only {', '.join(sorted(INCLUDES))}")
     at = emulator.clock()
     data = [
-        admin_body(run, at)
+        admin_body(run, at, with_secrets="secrets" in include)
         for run in emulator.runs
         if (workflow_id is None or run.workflow_id == workflow_id) and (batch_id is None or run.batch_id == batch_id)
     ]
@@ -69,7 +78,7 @@ async def runs(request: Request) -> Response:
 
 
 async def requests_log(request: Request) -> Response:
-    """GET /_emulator/requests[?since=<unix time>] -> [{method, route, path, status, at, retryAfter}]."""
+    """GET /_emulator/requests[?since=<unix time>] -> [{method, route, path, status, at, retryAfter, lost}]."""
     since = request.query_params.get("since")
     try:
         at = float(since) if since else None

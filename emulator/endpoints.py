@@ -122,7 +122,14 @@ async def create_run(request: Request) -> Response:
         raise rate_limited(retry_after, f"{limit} runs per minute")
     files = _materialize(emulator, run_input.files)
     run = emulator.runs.create(
-        run_input.workflow_id, spec, files, run_input.metadata, version=run_input.version, priority=run_input.priority
+        run_input.workflow_id,
+        spec,
+        files,
+        run_input.metadata,
+        version=run_input.version,
+        priority=run_input.priority,
+        secrets=run_input.secrets,
+        cancel_s=emulator.profile.cancel_s,
     )
     return json_response(run_json(run, emulator.clock()))
 
@@ -150,6 +157,8 @@ async def create_batch(request: Request) -> Response:
             batch_id=batch_id,
             not_before=not_before,
             priority=run_input.priority,
+            secrets=run_input.secrets,
+            cancel_s=emulator.profile.cancel_s,
         )
     return json_response({"batchId": batch_id})
 

@@ -2,7 +2,8 @@
 
 In order: log the arrival time, check `Authorization` (401) and `x-extend-api-version` (400),
 apply the requests-per-second limit (429 with Retry-After), apply a forced or drawn fault (delay,
-error, dropped connection), then hand over to the routes; finally record route and status.
+error or 429, dropped connection), then hand over to the routes (throwing the answer away and
+dropping the connection when the fault is a lost response); finally record route and status.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import ApiProblem, bad_request, error_response
-from emulator.faults import SCENARIO_HEADER, Fault, ScenarioError, drop_connection, parse_scenario
+from emulator.faults import SCENARIO_HEADER, Fault, ScenarioError, discard, drop_connection, parse_scenario
 from emulator.state import Emulator
 
 ADMIN_PREFIX = "/_emulator"
 UNMATCHED = "<unmatched>"
+ANSWERED, DROPPED, LOST = "answered", "dropped", "lost"  # what became of a request's answer
 
 
 class RouteTable:
@@ -82,32 +84,38 @@ class ExtendGateway:
         method, path = scope["method"], scope["path"]
         route = self.routes.template(method, path)
         recorder = _Recorder(send)
-        dropped = False
+        fate = ANSWERED
         try:
-            dropped = await self._handle(scope, receive, recorder, f"{method} {route}", at)
+            fate = await self._handle(scope, receive, recorder, f"{method} {route}", at)
         finally:
-            status = None if dropped else recorder.status
-            emulator.log.record(method, route, path, status, at, recorder.retry_after)
+            status = recorder.status if fate == ANSWERED else None
+            emulator.log.record(method, route, path, status, at, recorder.retry_after, lost=fate == LOST)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, route_key: str, at: float) -> bool:
-        """Serve one request; True when its connection was dropped on purpose."""
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, route_key: str, at: float) -> str:
+        """Serve one request; returns ANSWERED, or DROPPED / LOST when its connection was closed on purpose."""
         try:
             fault = self._admit(scope, route_key, at)
         except ApiProblem as problem:
             await problem.response()(scope, receive, send)
-            return False
+            return ANSWERED
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault.drop:
             await drop_connection(scope, receive, send)
-            return True
+            return DROPPED
         if fault.status == 429:
-            await rate_limited(1, "injected").response()(scope, receive, send)
+            retry_after = self.emulator.profile.faults.retry_after_s
+            await rate_limited(retry_after, "injected fault").response()(scope, receive, send)
         elif fault.status is not None:
             await error_response(fault.status, "Injected fault (emulator)")(scope, receive, send)
+        elif fault.lose:
+            # The request takes effect (a create creates, a cancel cancels); only its answer is lost.
+            await self.app(scope, receive, discard)
+            await drop_connection(scope, receive, send)
+            return LOST
         else:
             await self.app(scope, receive, send)
-        return False
+        return ANSWERED
 
     def _admit(self, scope: Scope, route_key: str, at: float) -> Fault:
         """Check headers and the request rate; return the fault to apply.

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Outcome = Literal["PROCESSED", "FAILED", "NEEDS_REVIEW"]
+Outcome = Literal["PROCESSED", "FAILED", "NEEDS_REVIEW", "REJECTED", "CANCELLED"]
 Span = tuple[float, float]
+ERROR_STATUSES = (408, 429, 500, 502, 503, 504)  # what faults may answer instead of handling a request
+DEFAULT_REVIEWER = "reviewer@example.com"
 
 
 class ProfileError(ValueError):
@@ -33,8 +35,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CreateError(_Model):
+    """The error every create of a refusing workflow gets (a revoked workflow, an account out of credits)."""
+
+    status: Literal[400, 402, 403, 404, 422]
+    code: str = Field(min_length=1)
+    message: str = Field(min_length=1)
+
+
 class WorkflowSpec(_Model):
-    """One known workflow: how long its runs take and how they end."""
+    """One known workflow: how long its runs take and how they end (or the error that refuses them)."""
 
     name: str
     version: str = "1"
@@ -44,6 +54,17 @@ class WorkflowSpec(_Model):
     review_threshold: float = 10000.0
     failure_reason: str = "FAILED_TO_PROCESS_FILE"
     failure_message: str = "The file could not be processed."
+    reviewer: str = DEFAULT_REVIEWER
+    rejection_note: str = "Rejected in review"
+    create_error: CreateError | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _timeline_optional_when_refusing(cls, data: Any) -> Any:
+        # A workflow that refuses every create never runs: timeline and outcomes may be left out.
+        if isinstance(data, dict) and data.get("create_error") is not None:
+            return {"duration_s": (0.0, 0.0), "outcomes": {"PROCESSED": 1}, **data}
+        return data
 
     @field_validator("duration_s", "queue_s")
     @classmethod
@@ -70,8 +91,11 @@ class Faults(_Model):
 
     error_rate: float = Field(default=0.0, ge=0, le=1)
     error_statuses: tuple[int, ...] = (500, 502, 503, 408)
+    rate_limited_rate: float = Field(default=0.0, ge=0, le=1)
+    retry_after_s: int = Field(default=1, ge=1, strict=True)
     latency_s: Span = (0.0, 0.0)
     drop_rate: float = Field(default=0.0, ge=0, le=1)
+    lose_rate: float = Field(default=0.0, ge=0, le=1)
     routes: tuple[str, ...] | None = None
 
     @field_validator("latency_s")
@@ -91,9 +115,16 @@ class Faults(_Model):
     @field_validator("error_statuses")
     @classmethod
     def _statuses(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(s not in (408, 500, 502, 503, 504) for s in value):
-            raise ValueError("must be a non-empty list of 408, 500, 502, 503, 504")
+        if not value or any(s not in ERROR_STATUSES for s in value):
+            raise ValueError(f"must be a non-empty list of {', '.join(map(str, ERROR_STATUSES))}")
         return value
+
+    @model_validator(mode="after")
+    def _shares(self) -> Faults:
+        # One draw decides between a 429, an error and handling the request, so both rates hold exactly.
+        if self.error_rate + self.rate_limited_rate > 1:
+            raise ValueError("error_rate + rate_limited_rate must not exceed 1")
+        return self
 
 
 class WebhookPolicy(_Model):
@@ -131,6 +162,10 @@ def _fixed(name: str, outcomes: dict[str, float]) -> dict[str, Any]:
     return {"name": name, "duration_s": [1, 3], "queue_s": [0.1, 0.5], "outcomes": outcomes}
 
 
+def _refusing(name: str, status: int, code: str, message: str) -> dict[str, Any]:
+    return {**_fixed(name, {"PROCESSED": 1}), "create_error": {"status": status, "code": code, "message": message}}
+
+
 _DEFAULT: dict[str, Any] = {
     "name": "default",
     "seed": None,
@@ -141,6 +176,10 @@ _DEFAULT: dict[str, Any] = {
         "workflow_processed": _fixed("Always Processed", {"PROCESSED": 1}),
         "workflow_failed": _fixed("Always Failed", {"FAILED": 1}),
         "workflow_review": _fixed("Always Needs Review", {"NEEDS_REVIEW": 1}),
+        "workflow_rejected": _fixed("Always Rejected", {"REJECTED": 1}),
+        "workflow_cancelled": _fixed("Always Cancelled", {"CANCELLED": 1}),
+        "workflow_revoked": _refusing("Revoked Workflow", 403, "FORBIDDEN", "This workflow has been revoked"),
+        "workflow_invalid": _refusing("Invalid Workflow", 400, "INVALID_REQUEST", "Workflow configuration is invalid"),
     },
     "rate_limit": None,
     "batch_runs_per_second": 20,

@@ -16,20 +16,44 @@ class RequestLog:
         self.counts: dict[str, dict[str, int]] = {}
         self.total = 0
         self.rate_limited = 0
+        self.dropped = 0
+        self.lost = 0
 
     def record(
-        self, method: str, route: str, path: str, status: int | None, at: float, retry_after: int | None
+        self,
+        method: str,
+        route: str,
+        path: str,
+        status: int | None,
+        at: float,
+        retry_after: int | None,
+        *,
+        lost: bool = False,
     ) -> None:
-        """Log one request; `status` None means the connection was dropped; `at` is when it arrived."""
+        """Log one request arrived at `at`; `status` None means no answer reached the client: the
+        connection was dropped before handling, or (`lost`) after handling."""
         self.entries.append(
-            {"method": method, "route": route, "path": path, "status": status, "at": at, "retryAfter": retry_after}
+            {
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "at": at,
+                "retryAfter": retry_after,
+                "lost": lost,
+            }
         )
         per_route = self.counts.setdefault(f"{method} {route}", {})
-        key = "dropped" if status is None else str(status)
+        key = str(status) if status is not None else "lost" if lost else "dropped"
         per_route[key] = per_route.get(key, 0) + 1
         self.total += 1
         if status == 429:
             self.rate_limited += 1
+        elif status is None:
+            if lost:
+                self.lost += 1
+            else:
+                self.dropped += 1
 
     def since(self, at: float | None) -> list[dict[str, Any]]:
         """Entries received at or after `at` (all when None)."""
@@ -43,3 +67,5 @@ class RequestLog:
         self.counts.clear()
         self.total = 0
         self.rate_limited = 0
+        self.dropped = 0
+        self.lost = 0

@@ -60,6 +60,7 @@ class RunRecord:
     failure_message: str | None
     credits: float
     child_ids: tuple[str, str, str]  # extract run, step run, step
+    secrets: dict[str, Any] | None = None  # as the create sent them; never rendered on the Extend surface
     cancel_at: float | None = None
     cancel_done_at: float | None = None
     review: Review | None = None

@@ -55,10 +55,13 @@ def summary_body(run: RunRecord, state: RunState) -> dict[str, Any]:
     return body
 
 
-def admin_body(run: RunRecord, at: float) -> dict[str, Any]:
-    """The full run plus `createdAt`/`updatedAt`, for the admin API."""
+def admin_body(run: RunRecord, at: float, *, with_secrets: bool = False) -> dict[str, Any]:
+    """The full run plus `createdAt`/`updatedAt` (and `secrets` when asked), for the admin API."""
     state = state_at(run, at)
-    return {**run_body(run, state), "createdAt": iso(run.created_at), "updatedAt": iso(state.updated_at)}
+    body = {**run_body(run, state), "createdAt": iso(run.created_at), "updatedAt": iso(state.updated_at)}
+    if with_secrets:
+        body["secrets"] = run.secrets
+    return body
 
 
 def _common(run: RunRecord, state: RunState) -> dict[str, Any]:

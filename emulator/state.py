@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 
-from emulator.errors import not_found
+from emulator.errors import ApiProblem, not_found
 from emulator.faults import FaultInjector
 from emulator.files import FileStore
 from emulator.profiles import Profile, WorkflowSpec
@@ -65,14 +65,18 @@ class Emulator:
         self.apply_profile(self.profile)
 
     def workflow(self, workflow_id: str) -> WorkflowSpec:
-        """The profile's workflow.
+        """The profile's workflow, for creating runs.
 
         Raises:
-            ApiProblem: 404 for a workflow the profile does not declare.
+            ApiProblem: 404 for a workflow the profile does not declare; the workflow's own
+                `create_error` when it refuses every create.
         """
         spec = self.profile.workflows.get(workflow_id)
         if spec is None:
             raise not_found("Workflow", workflow_id)
+        refusal = spec.create_error
+        if refusal is not None:
+            raise ApiProblem(refusal.status, refusal.message, code=refusal.code)
         return spec
 
     def learn_public_url(self, scheme: str, host: str) -> None:

@@ -16,9 +16,11 @@ from emulator.files import FileRecord
 from emulator.profiles import WorkflowSpec
 from emulator.runs import (
     CANCELLABLE,
+    CANCELLED,
     FAILED,
     NEEDS_REVIEW,
     PROCESSED,
+    REJECTED,
     Review,
     RunRecord,
     RunState,
@@ -86,8 +88,13 @@ class RunStore:
         batch_id: str | None = None,
         not_before: float | None = None,
         priority: int | None = None,
+        secrets: dict[str, Any] | None = None,
+        cancel_s: float = 0.0,
     ) -> RunRecord:
-        """Create a run whose timeline and outcome are drawn now."""
+        """Create a run whose timeline and outcome are drawn now.
+
+        `cancel_s` is how long a run drawn to end CANCELLED spends in CANCELLING before its end.
+        """
         at = self.clock()
         start = max(at + self.rng.uniform(*spec.queue_s), not_before or at)
         end = start + self.rng.uniform(*spec.duration_s)
@@ -111,7 +118,9 @@ class RunStore:
             failure_message=message,
             credits=float(sum(f.pages for f in files) + 1),
             child_ids=(new_id("exr_"), new_id("step_run_"), new_id("step_")),
+            secrets=secrets,
         )
+        _settle_by_hand(run, spec, cancel_s)
         self._runs[run.id] = run
         self._due(run.id, end)
         return run
@@ -198,6 +207,15 @@ class RunStore:
     def _due(self, run_id: str, at: float) -> None:
         if self.on_due is not None:
             self.on_due(run_id, at)
+
+
+def _settle_by_hand(run: RunRecord, spec: WorkflowSpec, cancel_s: float) -> None:
+    """Outcomes a person brings about: REJECTED is a rejecting review at the run's end (no
+    NEEDS_REVIEW shown first); CANCELLED is a dashboard cancel that ends the run on time."""
+    if run.outcome == REJECTED:
+        run.review = Review(approved=False, reviewer=spec.reviewer, note=spec.rejection_note, at=run.end_at)
+    elif run.outcome == CANCELLED:
+        run.cancel_at, run.cancel_done_at = max(run.start_at, run.end_at - cancel_s), run.end_at
 
 
 def _prefilter(run: RunRecord, query: RunQuery) -> bool:

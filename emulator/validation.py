@@ -34,6 +34,7 @@ class RunInput:
     files: tuple[FileInput, ...]
     metadata: dict[str, Any]
     priority: int | None = None
+    secrets: dict[str, Any] | None = None
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -60,7 +61,8 @@ def parse_create(body: dict[str, Any]) -> RunInput:
     else:
         files = (parse_file(body["file"], "file"),)
     _optional_list(body, "outputs")
-    return RunInput(workflow_id, version, files, clean_metadata(body.get("metadata"), "metadata"), _priority(body))
+    metadata = clean_metadata(body.get("metadata"), "metadata")
+    return RunInput(workflow_id, version, files, metadata, _priority(body), _secrets(body.get("secrets"), "secrets"))
 
 
 def parse_batch(body: dict[str, Any]) -> list[RunInput]:
@@ -77,7 +79,8 @@ def parse_batch(body: dict[str, Any]) -> list[RunInput]:
             raise bad_request(f"'{where}' must be an object with a 'file'")
         file = parse_file(item["file"], f"{where}.file")
         metadata = clean_metadata(item.get("metadata"), f"{where}.metadata")
-        runs.append(RunInput(workflow_id, version, (file,), metadata, priority))
+        secrets = _secrets(item.get("secrets"), f"{where}.secrets")
+        runs.append(RunInput(workflow_id, version, (file,), metadata, priority, secrets))
     return runs
 
 
@@ -162,6 +165,13 @@ def _priority(body: dict[str, Any], low: int | None = None, high: int | None = N
     if low is not None and high is not None and not low <= priority <= high:
         raise bad_request(f"'priority' must be between {low} and {high}")
     return priority
+
+
+def _secrets(value: Any, where: str) -> dict[str, Any] | None:
+    """Run-scoped secrets: any JSON object, kept for the admin API and never sent back."""
+    if value is not None and not isinstance(value, dict):
+        raise bad_request(f"'{where}' must be a JSON object")
+    return value
 
 
 def _optional_list(body: dict[str, Any], key: str) -> None:

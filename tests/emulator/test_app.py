@@ -16,6 +16,7 @@ from extend_ai.workflow_runs.types import (
     WorkflowRunsListResponse,
 )
 
+from emulator.profiles import load_profile
 from tests.emulator.conftest import API_HEADERS, INVOICE, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -247,3 +248,126 @@ async def test_malformed_bodies_are_400(local: Local) -> None:
         upload = await http.post("/files/upload", files={"other": ("a.txt", b"x")})
     assert [r.status_code for r in (broken, listing, upload)] == [400, 400, 400]
     assert broken.json()["message"] == "Malformed JSON body"
+
+
+@pytest.mark.parametrize(
+    ("workflow", "expected"),
+    [
+        ("workflow_rejected", ["PENDING", "PROCESSING", "REJECTED"]),
+        ("workflow_cancelled", ["PENDING", "PROCESSING", "CANCELLING", "CANCELLED"]),
+    ],
+)
+async def test_rejected_and_cancelled_outcomes_validate_at_every_step(
+    local: Local, clock: FakeClock, workflow: str, expected: list[str]
+) -> None:
+    # Given a run of a workflow that always ends REJECTED or CANCELLED, with a queue before it
+    spec = load_profile("fast").workflows[workflow].model_dump(mode="json")
+    profile = {"base": "fast", "workflows": {workflow: {**spec, "queue_s": [0.02, 0.02]}}}
+    seen: list[str] = []
+    async with local() as http:
+        await http.put("/_emulator/profile", json=profile)
+        run_id = (await _create(http, workflow))["id"]
+        # When it is read every 10 ms until well after its end
+        for _ in range(60):
+            run = _valid(WorkflowRun, await http.get(f"/workflow_runs/{run_id}"))
+            if not seen or seen[-1] != run["status"]:
+                seen.append(run["status"])
+            listed = await http.get("/workflow_runs", params={"workflowId": workflow})
+            _valid(WorkflowRunsListResponse, listed)
+            clock.advance(0.01)
+    # Then it went through each status in order, and every read validated strictly
+    assert seen == expected
+    assert run["startTime"] is not None and run["endTime"] > run["startTime"]
+    if expected[-1] == "REJECTED":
+        assert (run["reviewed"], run["reviewedByUser"], run["rejectionNote"]) == (
+            True,
+            "reviewer@example.com",
+            "Rejected in review",
+        )
+        assert run["reviewedAt"] == run["endTime"] and run["stepRuns"][0]["result"]["extractRun"]["reviewed"]
+    else:
+        assert (run["reviewed"], run["reviewedByUser"], run["usage"]["credits"]) == (False, None, 0.0)
+        assert run["stepRuns"][0]["status"] == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("workflow", "status", "code"),
+    [("workflow_revoked", 403, "FORBIDDEN"), ("workflow_invalid", 400, "INVALID_REQUEST")],
+)
+async def test_refusing_workflows_answer_their_error_and_create_nothing(
+    local: Local, workflow: str, status: int, code: str
+) -> None:
+    async with local() as http:
+        single = await http.post("/workflow_runs", json={"workflow": {"id": workflow}, "file": {"text": "x"}})
+        batch = await http.post(
+            "/workflow_runs/batch", json={"workflow": {"id": workflow}, "inputs": [{"file": {"text": "x"}}]}
+        )
+        stats = (await http.get("/_emulator/stats")).json()
+    for response in (single, batch):
+        body = _valid(ApiError, response, status)
+        assert (body["code"], body["retryable"]) == (code, False)
+    assert (stats["runs_total"], stats["files_total"]) == (0, 0)
+
+
+async def test_a_refusal_still_needs_a_valid_body(local: Local) -> None:
+    async with local() as http:
+        response = await http.post("/workflow_runs", json={"workflow": {"id": "workflow_revoked"}})
+    assert (response.status_code, response.json()["code"]) == (400, "INVALID_REQUEST")
+
+
+async def test_secrets_are_never_returned_by_the_extend_surface(local: Local, clock: FakeClock) -> None:
+    secrets = {"apiToken": "tok-never-shown", "nested": {"k": [1, 2]}}
+    async with local() as http:
+        created = await http.post(
+            "/workflow_runs", json={"workflow": {"id": "workflow_processed"}, "file": {"text": "x"}, "secrets": secrets}
+        )
+        run_id = created.json()["id"]
+        await _create(http)
+        batch = {"workflow": {"id": "workflow_processed"}, "inputs": [{"file": {"text": "y"}, "secrets": {"b": "2"}}]}
+        await http.post("/workflow_runs/batch", json=batch)
+        clock.advance(1)
+        answers = [
+            created,
+            await http.get(f"/workflow_runs/{run_id}"),
+            await http.get("/workflow_runs"),
+            await http.post(f"/workflow_runs/{run_id}", json={"metadata": {"m": 1}}),
+            await http.get("/_emulator/runs"),
+        ]
+        included = (await http.get("/_emulator/runs", params={"include": "secrets"})).json()["data"]
+        bad = await http.get("/_emulator/runs", params={"include": "files"})
+    for answer in answers:
+        assert answer.status_code == 200
+        assert b"tok-never-shown" not in answer.content and b'"secrets"' not in answer.content
+    assert [run["secrets"] for run in included] == [secrets, None, {"b": "2"}]
+    assert bad.status_code == 400 and "secrets" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("secrets", [["a"], "token", 5])
+async def test_secrets_must_be_an_object(local: Local, secrets: Any) -> None:
+    async with local() as http:
+        single = await http.post(
+            "/workflow_runs", json={"workflow": {"id": "workflow_processed"}, "file": {"text": "x"}, "secrets": secrets}
+        )
+        batch = await http.post(
+            "/workflow_runs/batch",
+            json={"workflow": {"id": "workflow_processed"}, "inputs": [{"file": {"text": "x"}, "secrets": secrets}]},
+        )
+    assert "'secrets' must be a JSON object" in single.json()["message"]
+    assert "'inputs[0].secrets' must be a JSON object" in batch.json()["message"]
+
+
+async def test_an_injected_429_uses_the_profile_retry_after(local: Local) -> None:
+    profile = {"base": "fast", "faults": {"error_rate": 1.0, "error_statuses": [429], "retry_after_s": 7}}
+    async with local() as http:
+        await http.put("/_emulator/profile", json=profile)
+        drawn = await http.post("/workflow_runs", json={"workflow": {"id": "workflow_invoice"}, "file": {"text": "x"}})
+        forced = await http.get("/workflow_runs", headers={"x-emulator-scenario": "429"})
+        log = (await http.get("/_emulator/requests")).json()
+        stats = (await http.get("/_emulator/stats")).json()
+    for response in (drawn, forced):
+        body = _valid(ApiError, response, 429)
+        assert (response.headers["retry-after"], body["code"], body["retryable"]) == ("7", "RATE_LIMIT_EXCEEDED", True)
+        assert body["requestId"].startswith("req_")
+    assert [(e["status"], e["retryAfter"], e["lost"]) for e in log] == [(429, 7, False), (429, 7, False)]
+    assert stats["requests"] == {"POST /workflow_runs": {"429": 1}, "GET /workflow_runs": {"429": 1}}
+    assert (stats["rate_limited"], stats["runs_total"], stats["dropped"], stats["lost"]) == (2, 0, 0, 0)

@@ -16,6 +16,10 @@ DEFAULT_WORKFLOWS = {
     "workflow_processed",
     "workflow_failed",
     "workflow_review",
+    "workflow_rejected",
+    "workflow_cancelled",
+    "workflow_revoked",
+    "workflow_invalid",
 }
 
 
@@ -39,6 +43,56 @@ def test_default_profile_declares_the_documented_workflows() -> None:
     assert workflows["workflow_invoice"].outcomes == workflows["workflow_receipt"].outcomes == "content"
     assert workflows["workflow_mixed"].outcomes == {"PROCESSED": 0.7, "FAILED": 0.2, "NEEDS_REVIEW": 0.1}
     assert workflows["workflow_review"].outcomes == {"NEEDS_REVIEW": 1}
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_rejected_and_cancelled_workflows_run_like_workflow_processed(name: str) -> None:
+    workflows = load_profile(name).workflows
+    processed = workflows["workflow_processed"]
+    for workflow_id, outcome in (("workflow_rejected", "REJECTED"), ("workflow_cancelled", "CANCELLED")):
+        spec = workflows[workflow_id]
+        assert spec.outcomes == {outcome: 1} and spec.create_error is None
+        assert (spec.duration_s, spec.queue_s) == (processed.duration_s, processed.queue_s)
+    assert (workflows["workflow_rejected"].reviewer, workflows["workflow_rejected"].rejection_note) == (
+        "reviewer@example.com",
+        "Rejected in review",
+    )
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_revoked_and_invalid_workflows_refuse_every_create(name: str) -> None:
+    workflows = load_profile(name).workflows
+    revoked, invalid = workflows["workflow_revoked"].create_error, workflows["workflow_invalid"].create_error
+    assert revoked is not None and invalid is not None
+    assert (revoked.status, revoked.code, revoked.message) == (403, "FORBIDDEN", "This workflow has been revoked")
+    assert (invalid.status, invalid.code, invalid.message) == (
+        400,
+        "INVALID_REQUEST",
+        "Workflow configuration is invalid",
+    )
+    assert all(
+        spec.create_error is None
+        for wf, spec in workflows.items()
+        if wf not in ("workflow_revoked", "workflow_invalid")
+    )
+
+
+def test_a_refusing_workflow_needs_no_timeline_or_outcomes() -> None:
+    refusal = {"status": 402, "code": "USAGE_BLOCKED", "message": "Out of credits"}
+    profile = parse_profile({"base": "fast", "workflows": {"w": {"name": "W", "create_error": refusal}}})
+    spec = profile.workflows["w"]
+    assert spec.create_error is not None and spec.create_error.status == 402
+    assert parse_profile(profile.to_dict()) == profile
+
+
+def test_fault_keys_default_to_no_429_and_no_lost_response() -> None:
+    faults = load_profile("default").faults
+    assert (faults.rate_limited_rate, faults.retry_after_s, faults.lose_rate) == (0.0, 1, 0.0)
+    storm = parse_profile(
+        {"base": "fast", "faults": {"error_rate": 0.3, "rate_limited_rate": 0.1, "error_statuses": [429, 503]}}
+    ).faults
+    assert (storm.error_statuses, storm.rate_limited_rate) == ((429, 503), 0.1)
+    assert parse_profile({"base": "fast", "faults": {"error_rate": 0.7, "rate_limited_rate": 0.3}}).faults.error_rate
 
 
 def test_fast_runs_take_under_a_second_and_payg_has_plan_limits() -> None:
@@ -81,6 +135,25 @@ def test_a_json_file_loads(tmp_path: Path) -> None:
         ({"base": "fast", "faults": {"error_rate": 2}}, "faults.error_rate"),
         ({"base": "fast", "faults": {"error_statuses": [404]}}, "faults.error_statuses"),
         ({"base": "fast", "faults": {"routes": ["/workflow_runs"]}}, "faults.routes"),
+        ({"base": "fast", "faults": {"rate_limited_rate": 1.5}}, "faults.rate_limited_rate"),
+        ({"base": "fast", "faults": {"error_rate": 0.6, "rate_limited_rate": 0.5}}, "must not exceed 1"),
+        ({"base": "fast", "faults": {"retry_after_s": 0}}, "faults.retry_after_s"),
+        ({"base": "fast", "faults": {"retry_after_s": 1.5}}, "faults.retry_after_s"),
+        ({"base": "fast", "faults": {"retry_after_s": "2"}}, "faults.retry_after_s"),
+        ({"base": "fast", "faults": {"lose_rate": -0.1}}, "faults.lose_rate"),
+        (
+            {"workflows": {"w": {"name": "W", "duration_s": [1, 2], "outcomes": {"ESCALATED": 1}}}},
+            "workflows.w.outcomes",
+        ),
+        (
+            {"workflows": {"w": {"name": "W", "create_error": {"status": 500, "code": "X", "message": "m"}}}},
+            "workflows.w.create_error.status",
+        ),
+        (
+            {"workflows": {"w": {"name": "W", "create_error": {"status": 403, "code": "", "message": "m"}}}},
+            "workflows.w.create_error.code",
+        ),
+        ({"workflows": {"w": {"name": "W", "create_error": {"status": 403, "code": "X"}}}}, "create_error.message"),
         ({"base": "fast", "rate_limit": {"requests_per_second": 0}}, "rate_limit.requests_per_second"),
         ({"base": "fast", "surprise": 1}, "surprise"),
         ({"base": "nope"}, "unknown built-in"),
@@ -106,3 +179,13 @@ def test_the_documented_example_profile_validates(tmp_path: Path) -> None:
     profile = load_profile(path)
     assert profile.workflows["workflow_contracts"].version == "3" and "workflow_invoice" in profile.workflows
     assert profile.faults.drop_rate == 0.01 and profile.rate_limit is not None
+    assert (profile.faults.rate_limited_rate, profile.faults.retry_after_s, profile.faults.lose_rate) == (0.02, 2, 0.01)
+    assert set(profile.workflows["workflow_contracts"].outcomes) == {
+        "PROCESSED",
+        "FAILED",
+        "NEEDS_REVIEW",
+        "REJECTED",
+        "CANCELLED",
+    }
+    refusal = profile.workflows["workflow_out_of_credits"].create_error
+    assert refusal is not None and (refusal.status, refusal.code) == (402, "USAGE_BLOCKED")

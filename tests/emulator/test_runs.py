@@ -144,3 +144,84 @@ def test_query_filters_sorts_and_pages_by_cursor(clock: FakeClock) -> None:
 def test_terminal_statuses_are_the_webhook_ones() -> None:
     assert [s for s in ("PENDING", "PROCESSING", "CANCELLING") if is_terminal(s)] == []
     assert all(is_terminal(s) for s in ("PROCESSED", "FAILED", "NEEDS_REVIEW", "REJECTED", "CANCELLED"))
+
+
+def test_a_rejected_outcome_ends_reviewed_and_rejected_at_the_run_end(clock: FakeClock) -> None:
+    # Given a workflow whose runs are rejected in review
+    runs, _, due = _store(clock)
+    spec = SPEC.model_copy(update={"outcomes": {"REJECTED": 1}, "reviewer": "ann@example.com"})
+    run = runs.create("w", spec, [], {})
+    # Then it processes like any run, with no review shown yet
+    clock.advance(1.5)
+    assert (runs.state(run).status, runs.state(run).review) == ("PROCESSING", None)
+    # And at its end it is REJECTED by the reviewer, without passing through NEEDS_REVIEW
+    clock.advance(1.5)
+    state = runs.state(run)
+    assert (state.status, state.updated_at, state.ended_at) == ("REJECTED", run.end_at, run.end_at)
+    assert state.review is not None
+    assert (state.review.reviewer, state.review.note, state.review.approved) == (
+        "ann@example.com",
+        "Rejected in review",
+        False,
+    )
+    assert due == [(run.id, run.end_at)]
+    with pytest.raises(InvalidTransition):
+        runs.review(run, approved=True, reviewer="a@b.c", note=None)
+
+
+def test_a_cancelled_outcome_goes_through_cancelling_and_ends_on_time(clock: FakeClock) -> None:
+    runs, _, due = _store(clock)
+    spec = SPEC.model_copy(update={"outcomes": {"CANCELLED": 1}})
+    run = runs.create("w", spec, [], {}, cancel_s=0.5)
+    created = clock.now
+    statuses = [(state_at(run, created + t).status, state_at(run, created + t).updated_at) for t in (0.5, 2, 2.5, 3)]
+    assert statuses == [
+        ("PENDING", created),
+        ("PROCESSING", created + 1),
+        ("CANCELLING", created + 2.5),
+        ("CANCELLED", created + 3),
+    ]
+    final = state_at(run, created + 10)
+    assert (final.status, final.started_at, final.ended_at) == ("CANCELLED", created + 1, created + 3)
+    assert due == [(run.id, created + 3)]
+
+
+def test_a_cancel_by_the_client_comes_before_a_planned_one(clock: FakeClock) -> None:
+    runs, _, _ = _store(clock)
+    run = runs.create("w", SPEC.model_copy(update={"outcomes": {"CANCELLED": 1}}), [], {}, cancel_s=0.5)
+    clock.advance(1.2)
+    runs.cancel(run, cancel_s=0.2)
+    clock.advance(0.2)
+    ended = clock.now
+    clock.advance(5)  # past the planned cancel, which never happens
+    assert (runs.state(run).status, runs.state(run).ended_at) == ("CANCELLED", ended)
+
+
+def test_a_run_in_its_planned_cancelling_cannot_be_cancelled_again(clock: FakeClock) -> None:
+    runs, _, _ = _store(clock)
+    run = runs.create("w", SPEC.model_copy(update={"outcomes": {"CANCELLED": 1}}), [], {}, cancel_s=0.5)
+    clock.advance(2.7)
+    assert runs.state(run).status == "CANCELLING"
+    with pytest.raises(InvalidTransition):
+        runs.cancel(run, cancel_s=0.2)
+
+
+def test_a_planned_cancel_shorter_than_cancel_s_starts_with_processing(clock: FakeClock) -> None:
+    runs, _, _ = _store(clock)
+    spec = SPEC.model_copy(update={"outcomes": {"CANCELLED": 1}, "duration_s": (0.1, 0.1)})
+    run = runs.create("w", spec, [], {}, cancel_s=5)
+    assert (run.cancel_at, run.cancel_done_at) == (run.start_at, run.end_at)
+    assert state_at(run, run.start_at).started_at == run.start_at
+
+
+def test_weighted_outcomes_include_rejected_and_cancelled(clock: FakeClock) -> None:
+    spec = SPEC.model_copy(update={"outcomes": {"REJECTED": 1, "CANCELLED": 1, "PROCESSED": 0}})
+    runs = RunStore(clock=clock, rng=random.Random(5))
+    outcomes = {runs.create("w", spec, [], {}).outcome for _ in range(50)}
+    assert outcomes == {"REJECTED", "CANCELLED"}
+
+
+def test_secrets_are_kept_on_the_record(clock: FakeClock) -> None:
+    runs, _, _ = _store(clock)
+    assert runs.create("w", SPEC, [], {}, secrets={"token": "t"}).secrets == {"token": "t"}
+    assert runs.create("w", SPEC, [], {}).secrets is None

@@ -8,9 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from extend_ai import Extend
-from extend_ai.errors import BadRequestError, NotFoundError
+from extend_ai.errors import (
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    PaymentRequiredError,
+    UnprocessableEntityError,
+)
 
 from tests.emulator.conftest import FAST_POLL, INVOICE
 from tests.support.emulator import EmulatorProcess
@@ -41,6 +48,8 @@ def _wait_status(client: Extend, run_id: str, status: str, timeout_s: float = 5)
         ("workflow_processed", "", "PROCESSED"),
         ("workflow_failed", "", "FAILED"),
         ("workflow_review", "", "NEEDS_REVIEW"),
+        ("workflow_rejected", "", "REJECTED"),
+        ("workflow_cancelled", "", "CANCELLED"),
     ],
 )
 def test_create_and_poll_reaches_each_outcome(client: Extend, workflow: str, text: str, status: str) -> None:
@@ -81,6 +90,104 @@ def test_review_moves_a_needs_review_run_on(
     assert (reviewed.status, reviewed.reviewed, reviewed.reviewed_by_user) == (status, True, "ann@example.com")
     assert reviewed.reviewed_at is not None
     assert reviewed.rejection_note == ("Totals do not add up" if status == "REJECTED" else None)
+
+
+def test_a_run_rejected_in_review_arrives_reviewed(client: Extend) -> None:
+    run = client.workflow_runs.create_and_poll(
+        workflow={"id": "workflow_rejected"}, file={"text": INVOICE}, polling_options=FAST_POLL
+    )
+    assert (run.status, run.reviewed, run.reviewed_by_user) == ("REJECTED", True, "reviewer@example.com")
+    assert run.rejection_note == "Rejected in review" and run.reviewed_at == run.end_time
+    assert client.workflow_runs.list(status="REJECTED").data[0].id == run.id
+
+
+def test_a_run_cancelled_in_the_dashboard_cannot_be_cancelled_again(client: Extend) -> None:
+    run = client.workflow_runs.create_and_poll(
+        workflow={"id": "workflow_cancelled"}, file={"text": "x"}, polling_options=FAST_POLL
+    )
+    assert (run.status, run.reviewed, run.failure_reason) == ("CANCELLED", False, None)
+    assert run.usage is not None and run.usage.credits == 0
+    with pytest.raises(BadRequestError):
+        client.workflow_runs.cancel(run.id)
+
+
+def test_a_profile_can_weigh_rejected_and_cancelled_with_its_own_reviewer(
+    client: Extend, emulator: EmulatorProcess
+) -> None:
+    spec = {
+        "name": "Strict",
+        "duration_s": [0.05, 0.1],
+        "outcomes": {"REJECTED": 1, "CANCELLED": 1},
+        "reviewer": "qa@example.com",
+        "rejection_note": "Vendor unknown",
+    }
+    emulator.set_profile({"base": "fast", "seed": 4, "workflows": {"workflow_strict": spec}})
+    runs = [
+        client.workflow_runs.create_and_poll(
+            workflow={"id": "workflow_strict"}, file={"text": "x"}, polling_options=FAST_POLL
+        )
+        for _ in range(8)
+    ]
+    assert {run.status for run in runs} == {"REJECTED", "CANCELLED"}
+    rejected = next(run for run in runs if run.status == "REJECTED")
+    assert (rejected.reviewed_by_user, rejected.rejection_note) == ("qa@example.com", "Vendor unknown")
+
+
+@pytest.mark.parametrize(
+    ("workflow", "error", "code", "message"),
+    [
+        ("workflow_revoked", ForbiddenError, "FORBIDDEN", "This workflow has been revoked"),
+        ("workflow_invalid", BadRequestError, "INVALID_REQUEST", "Workflow configuration is invalid"),
+    ],
+)
+def test_refusing_workflows_raise_their_error_on_create_and_batch(
+    client: Extend, emulator: EmulatorProcess, workflow: str, error: type[Exception], code: str, message: str
+) -> None:
+    # When a run and a batch are asked of a refusing workflow, with the SDK's default retries
+    with pytest.raises(error) as single:
+        client.workflow_runs.create(workflow={"id": workflow}, file={"text": "x"})
+    with pytest.raises(error) as batch:
+        client.workflow_runs.create_batch(workflow={"id": workflow}, inputs=[{"file": {"text": "x"}}])
+    # Then both carry the workflow's error, not retryable, so the SDK asked once each and nothing exists
+    for raised in (single, batch):
+        body: Any = raised.value.body  # type: ignore[attr-defined]
+        fields = body if isinstance(body, dict) else body.dict()
+        assert (fields["code"], fields["message"], fields["retryable"]) == (code, message, False)
+    assert len(emulator.requests()) == 2 and emulator.stats()["runs_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(402, PaymentRequiredError), (422, UnprocessableEntityError), (404, NotFoundError)]
+)
+def test_a_profile_workflow_can_refuse_with_any_client_error(
+    client: Extend, emulator: EmulatorProcess, status: int, error: type[Exception]
+) -> None:
+    refusal = {"status": status, "code": "USAGE_BLOCKED", "message": "No credits left"}
+    emulator.set_profile({"base": "fast", "workflows": {"workflow_broke": {"name": "B", "create_error": refusal}}})
+    with pytest.raises(error) as raised:
+        client.workflow_runs.create(workflow={"id": "workflow_broke"}, file={"text": "x"})
+    assert raised.value.status_code == status  # type: ignore[attr-defined]
+    assert client.workflow_runs.create(workflow={"id": "workflow_processed"}, file={"text": "x"}).id
+
+
+def test_secrets_reach_the_emulator_but_never_come_back(client: Extend, emulator: EmulatorProcess) -> None:
+    # Given a run created with secrets, and a batch with per-input secrets
+    run = client.workflow_runs.create(
+        workflow={"id": "workflow_processed"}, file={"text": "x"}, secrets={"erpToken": "erp-secret-1"}
+    )
+    client.workflow_runs.create_batch(
+        workflow={"id": "workflow_processed"},
+        inputs=[{"file": {"text": "a"}, "secrets": {"erpToken": "erp-secret-2"}}, {"file": {"text": "b"}}],
+    )
+    # Then no answer of the Extend surface shows them
+    assert "erp-secret" not in run.json()
+    assert "erp-secret" not in client.workflow_runs.retrieve(run.id).json()
+    assert "erp-secret" not in client.workflow_runs.list().json()
+    assert all("secrets" not in r for r in emulator.runs())
+    # But the admin API shows what each create sent
+    with httpx.Client() as http:
+        full = http.get(f"{emulator.url}/_emulator/runs", params={"include": "secrets"}).json()["data"]
+    assert [r["secrets"] for r in full] == [{"erpToken": "erp-secret-1"}, {"erpToken": "erp-secret-2"}, None]
 
 
 def test_create_and_poll_ends_cancelled_when_the_run_is_cancelled(client: Extend, emulator: EmulatorProcess) -> None:

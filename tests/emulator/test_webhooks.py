@@ -38,6 +38,10 @@ def _by_type(deliveries: list[Delivery]) -> dict[str, Delivery]:
     return {_event(d)["eventType"]: d for d in deliveries}
 
 
+def _verified(client: Extend, delivery: Delivery) -> Any:
+    return client.webhooks.verify_and_parse(delivery.body, delivery.headers, SECRET)
+
+
 def test_signature_is_what_the_sdk_verifies() -> None:
     body = b'{"eventId":"event_1","eventType":"workflow_run.completed","payload":{"caf\xc3\xa9":1}}'
     headers = signed_headers(SECRET, body, time.time())
@@ -79,6 +83,29 @@ def test_every_terminal_event_is_delivered_signed_and_parses(
         with pytest.raises(WebhookSignatureVerificationError):
             client.webhooks.verify_and_parse(delivery.body, delivery.headers, "wss_wrong")
     assert _event(deliveries["workflow_run.rejected"])["payload"]["rejectionNote"] == "wrong vendor"
+
+
+def test_rejected_and_cancelled_outcomes_send_their_events_only(
+    client: Extend, emulator: EmulatorProcess, receiver: WebhookReceiver
+) -> None:
+    # Given one run that ends REJECTED and one that ends CANCELLED on their own, with secrets
+    rejected = client.workflow_runs.create(
+        workflow={"id": "workflow_rejected"}, file={"text": "x"}, secrets={"token": "hook-secret"}
+    )
+    cancelled = client.workflow_runs.create(workflow={"id": "workflow_cancelled"}, file={"text": "x"})
+    # When their webhooks arrive (and nothing more follows)
+    deliveries = receiver.wait_for(2)
+    time.sleep(0.2)
+    # Then each sent exactly its terminal event, signed, with the run as it ended and no secrets
+    by_type = _by_type(receiver.deliveries)
+    assert set(by_type) == {"workflow_run.rejected", "workflow_run.cancelled"} and len(receiver.deliveries) == 2
+    reject: Any = _verified(client, by_type["workflow_run.rejected"])
+    cancel: Any = _verified(client, by_type["workflow_run.cancelled"])
+    assert (reject.payload.id, reject.payload.status, reject.payload.reviewed) == (rejected.id, "REJECTED", True)
+    assert reject.payload.reviewed_by_user == "reviewer@example.com"
+    assert reject.payload.rejection_note == "Rejected in review"
+    assert (cancel.payload.id, cancel.payload.status) == (cancelled.id, "CANCELLED")
+    assert all(b"hook-secret" not in d.body for d in deliveries)
 
 
 def test_approving_a_review_sends_completed(
