@@ -33,13 +33,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         # One message at a time per process: waits live in Redis, never in prefetched messages.
         "worker_prefetch_multiplier": 1,
-        # Unacked messages of a worker that vanished come back after this long (no task runs this long).
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        # Unacked messages of a worker that vanished come back after this long (no task runs this long);
+        # queues are served in the order listed (steps of jobs in flight first), not round robin.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "queue_order_strategy": "priority",
+        },
         "result_expires": settings.result_ttl_s,
         "task_default_queue": QUEUE,
-        # New submissions and the steps of jobs in flight wait in separate queues, which a worker serves
-        # in turn: a backlog of new files never starves the checks of runs already in flight.
-        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (QUEUE, CHECKS_QUEUE)],
+        # New submissions and the steps of jobs in flight (checks, webhook events, cancels) wait in separate
+        # queues, steps first: a backlog of new files never delays the results of runs already in flight.
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (CHECKS_QUEUE, QUEUE)],
         "task_routes": {name: {"queue": CHECKS_QUEUE} for name in _STEP_TASKS},
         # A step is one or two HTTP calls; an upload may take longer, never minutes.
         "task_soft_time_limit": settings.request_timeout_s * 4,

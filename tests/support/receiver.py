@@ -1,0 +1,46 @@
+"""The webhook receiver in a child process, as production runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from tests.support.asgi import free_port
+
+
+class ReceiverProcess:
+    """`webhooks.server.serve` in a child process with its own environment."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ReceiverProcess:
+        code = f"from webhooks.server import serve; serve(host='127.0.0.1', port={self.port})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=self.env, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("the receiver did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
