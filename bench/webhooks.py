@@ -96,8 +96,10 @@ def measure(settings: Settings, served_emulator: Any, jobs: int) -> dict[str, fl
     sent = {d["runId"]: d["at"] for d in served_emulator.webhooks() if d.get("statusCode") == 200}
     if sent:
         lag = sorted(sent[run["id"]] - _ts(run["endTime"]) for run in runs.values() if run["id"] in sent)
-        print(f"  emulator delivery lag after endTime: p50 {1000 * statistics.median(lag):.1f} ms, "
-              f"p99 {1000 * lag[int(0.99 * (len(lag) - 1))]:.1f} ms")
+        print(
+            f"  emulator delivery lag after endTime: p50 {1000 * statistics.median(lag):.1f} ms, "
+            f"p99 {1000 * lag[int(0.99 * (len(lag) - 1))]:.1f} ms"
+        )
     return {
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],

@@ -39,6 +39,14 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     release_database(f"{redis_server_url}/0", db)
 
 
+@pytest.fixture(scope="module")
+def module_redis_url(redis_server_url: str) -> Iterator[str]:
+    """A Redis database of the module's own, for tests that must see the broker's queues untouched by workers."""
+    db = claim_database(f"{redis_server_url}/0", owner=f"{_OWNER}-module-{uuid.uuid4().hex[:6]}")
+    yield f"{redis_server_url}/{db}"
+    release_database(f"{redis_server_url}/0", db)
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on the test database, with extendq's and the result backend's keys cleared before and after."""

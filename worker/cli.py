@@ -99,6 +99,18 @@ def beat(ctx: typer.Context) -> None:
     celery_app.start(["beat", *ctx.args])
 
 
+@app.command()
+def webhooks(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    processes: int = typer.Option(1, help="uvicorn worker processes."),
+) -> None:
+    """Serve the webhook receiver (`POST /webhooks/extend`); secrets from EXTENDQ_WEBHOOK_SECRETS."""
+    from webhooks.server import serve
+
+    serve(host=host, port=port, workers=processes)
+
+
 @app.command(epilog=EPILOG)
 def demo(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 4,

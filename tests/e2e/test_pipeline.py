@@ -176,6 +176,7 @@ def test_events_stream_gets_one_terminal_event_per_job(
     jobs = [submit(producer, workflow="workflow_processed") for _ in range(5)]
     for job in jobs:
         job.get(timeout=20)
+
     def terminal_events() -> list[dict[str, str]]:
         return [fields for _, fields in clean.xrange("extendq:events") if fields["state"] in {"SUCCESS", "FAILURE"}]
 

@@ -36,8 +36,10 @@ def started_job(runner: JobRunner, emulator: EmulatorProcess, name: str) -> tupl
     runner.start(name, request)
     record = runner.store.load(name)
     assert record is not None and record.run_id is not None
-    run = wait_for(lambda: next((r for r in emulator.runs() if r["id"] == record.run_id and
-                                 r["status"] == "PROCESSED"), None), timeout_s=10)
+    run = wait_for(
+        lambda: next((r for r in emulator.runs() if r["id"] == record.run_id and r["status"] == "PROCESSED"), None),
+        timeout_s=10,
+    )
     return name, run
 
 

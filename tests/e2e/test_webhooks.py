@@ -115,8 +115,11 @@ def test_event_for_an_unknown_run_is_counted_not_failed(hooked: Stack) -> None:
     import httpx
 
     headers = {"Authorization": f"Bearer {API_KEY}", "x-extend-api-version": "2026-02-09"}
-    httpx.post(f"{hooked.emulator.url}/workflow_runs", headers=headers,
-               json={"workflow": {"id": "workflow_processed"}, "file": {"text": "x"}}).raise_for_status()
+    httpx.post(
+        f"{hooked.emulator.url}/workflow_runs",
+        headers=headers,
+        json={"workflow": {"id": "workflow_processed"}, "file": {"text": "x"}},
+    ).raise_for_status()
     assert wait_for(lambda: hooked.counters().get("webhook_unknown_run", 0) == 1, timeout_s=10)
     deliveries = hooked.emulator.webhooks()
     assert [d["statusCode"] for d in deliveries] == [200]

@@ -16,6 +16,7 @@ import redis
 
 from config.celery import create_app as create_celery
 from config.settings import Settings
+from tests.conftest import clean_keys
 from tests.support.asgi import served
 from webhooks import create_app
 from worker.store import open_store
@@ -40,10 +41,10 @@ def event_body(event_id: str = "event_1", **payload: Any) -> bytes:
 
 
 @pytest.fixture
-def receiver_settings(redis_url: str) -> Settings:
+def receiver_settings(module_redis_url: str) -> Settings:
     return Settings.from_env(
         {
-            "EXTENDQ_REDIS_URL": redis_url,
+            "EXTENDQ_REDIS_URL": module_redis_url,
             "EXTENDQ_WEBHOOK_SECRETS": f"{SECRET},{OLD_SECRET}",
             "EXTENDQ_WEBHOOK_MAX_BODY_BYTES": "65536",
         }
@@ -51,37 +52,44 @@ def receiver_settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(receiver_settings: Settings, redis_client: redis.Redis) -> Iterator[httpx.Client]:
-    redis_client.delete("extendq.checks")
+def queue_redis(module_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(module_redis_url, decode_responses=True)
+    clean_keys(client)
+    yield client
+    clean_keys(client)
+    client.close()
+
+
+@pytest.fixture
+def client(receiver_settings: Settings, queue_redis: redis.Redis) -> Iterator[httpx.Client]:
     app = create_app(
         receiver_settings, celery_app=create_celery(receiver_settings), store=open_store(receiver_settings)
     )
     with served(app) as url, httpx.Client(base_url=url) as test_client:
         yield test_client
-    redis_client.delete("extendq.checks")
 
 
-def queued(redis_client: redis.Redis) -> list[dict[str, Any]]:
+def queued(queue_redis: redis.Redis) -> list[dict[str, Any]]:
     """The events handed on, as the worker will receive them."""
-    messages = [json.loads(raw) for raw in redis_client.lrange("extendq.checks", 0, -1)]
+    messages = [json.loads(raw) for raw in queue_redis.lrange("extendq.checks", 0, -1)]
     bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
     return [body[0][0] for body in bodies]
 
 
-def state(redis_client: redis.Redis) -> list[str]:
-    return sorted(redis_client.scan_iter("extendq*"))
+def state(queue_redis: redis.Redis) -> list[str]:
+    return sorted(queue_redis.scan_iter("extendq*"))
 
 
-def test_signed_event_is_accepted_and_queued_once(client: httpx.Client, redis_client: redis.Redis) -> None:
+def test_signed_event_is_accepted_and_queued_once(client: httpx.Client, queue_redis: redis.Redis) -> None:
     body = event_body()
     first = client.post("/webhooks/extend", content=body, headers=sign(body))
     again = client.post("/webhooks/extend", content=body, headers=sign(body))
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
-    assert [event["eventId"] for event in queued(redis_client)] == ["event_1"]
+    assert [event["eventId"] for event in queued(queue_redis)] == ["event_1"]
 
 
-def test_previous_secret_still_accepted_during_rotation(client: httpx.Client, redis_client: redis.Redis) -> None:
+def test_previous_secret_still_accepted_during_rotation(client: httpx.Client, queue_redis: redis.Redis) -> None:
     body = event_body("event_rotated")
     assert client.post("/webhooks/extend", content=body, headers=sign(body, OLD_SECRET)).status_code == 200
 
@@ -113,33 +121,33 @@ def _tampered(body: bytes) -> dict[str, str]:
     ],
 )
 def test_bad_signatures_are_refused_without_state_change(
-    case: str, headers_for: Any, status: int, client: httpx.Client, redis_client: redis.Redis
+    case: str, headers_for: Any, status: int, client: httpx.Client, queue_redis: redis.Redis
 ) -> None:
-    before = state(redis_client)
+    before = state(queue_redis)
     body = event_body(f"event_{case.replace(' ', '_')}")
     response = client.post("/webhooks/extend", content=body, headers=headers_for(body))
     assert response.status_code == status, case
-    assert state(redis_client) == before
-    assert queued(redis_client) == []
+    assert state(queue_redis) == before
+    assert queued(queue_redis) == []
 
 
-def test_signed_non_json_is_400(client: httpx.Client, redis_client: redis.Redis) -> None:
+def test_signed_non_json_is_400(client: httpx.Client, queue_redis: redis.Redis) -> None:
     body = b"this is not json"
     assert client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 400
     body = b'{"eventType": "workflow_run.completed"}'
     assert client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 400
-    assert queued(redis_client) == []
+    assert queued(queue_redis) == []
 
 
-def test_oversized_body_is_413_before_anything_else(client: httpx.Client, redis_client: redis.Redis) -> None:
+def test_oversized_body_is_413_before_anything_else(client: httpx.Client, queue_redis: redis.Redis) -> None:
     body = event_body("event_big", padding="x" * 70_000)
     response = client.post("/webhooks/extend", content=body, headers=sign(body))
     assert response.status_code == 413
-    assert queued(redis_client) == [] and state(redis_client) == []
+    assert queued(queue_redis) == [] and state(queue_redis) == []
 
 
-def test_no_secret_configured_refuses_everything(redis_url: str, redis_client: redis.Redis) -> None:
-    settings = Settings.from_env({"EXTENDQ_REDIS_URL": redis_url})
+def test_no_secret_configured_refuses_everything(module_redis_url: str, queue_redis: redis.Redis) -> None:
+    settings = Settings.from_env({"EXTENDQ_REDIS_URL": module_redis_url})
     with served(create_app(settings)) as url, httpx.Client(base_url=url) as test_client:
         body = event_body()
         assert test_client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 503
