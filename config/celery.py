@@ -10,12 +10,15 @@ from kombu import Exchange, Queue
 
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from worker.keys import Keys
 
 QUEUE = "extendq"
 CHECKS_QUEUE = "extendq.checks"
 
 
-_STEP_TASKS = ("extendq.advance", "extendq.cancel", "extendq.webhook_event")
+_STEP_TASKS = ("extendq.advance", "extendq.cancel", "extendq.webhook_event", "extendq.adopt_runs")
+# Periodic jobs that only touch Redis (or make a few checks) run with the steps; ingestion submits new jobs.
+_PERIODIC_STEP_TASKS = ("extendq.reconcile", "extendq.follow_reviews", "extendq.roll_up_usage")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # New submissions and the steps of jobs in flight (checks, webhook events, cancels) wait in separate
         # queues, steps first: a backlog of new files never delays the results of runs already in flight.
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in (CHECKS_QUEUE, QUEUE)],
-        "task_routes": {name: {"queue": CHECKS_QUEUE} for name in _STEP_TASKS},
+        "task_routes": {name: {"queue": CHECKS_QUEUE} for name in (*_STEP_TASKS, *_PERIODIC_STEP_TASKS)},
         # A step is one or two HTTP calls; an upload may take longer, never minutes.
         "task_soft_time_limit": settings.request_timeout_s * 4,
         "task_time_limit": settings.request_timeout_s * 4 + 30,
@@ -53,12 +56,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Beat: celery-redbeat keeps the schedule in Redis, and only the beat holding its lock fires.
+        "beat_scheduler": "config.beat:Scheduler",
+        "beat_max_loop_interval": settings.beat_max_loop_interval_s,
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": Keys(settings.key_prefix).beat,
+        "redbeat_lock_timeout": settings.beat_lock_timeout_s,
     }
 
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app wired to `settings` (tests and producers with their own settings use this)."""
-    celery_app = Celery("extendq", include=["tasks.runs"])
+    celery_app = Celery("extendq", include=["tasks.runs", "tasks.beat", "tasks.bulk"])
     celery_app.config_from_object(celery_config(settings))
     return celery_app
 

@@ -123,6 +123,33 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
 
+    # ---- Scheduled work: beat, reconciliation, review follow-up, folder ingestion, usage report ----------
+    # The periodic jobs are config/beat.py's defaults, changed or extended by name (JSON, or a YAML file).
+    beat_schedule: str | None = None
+    beat_file: str | None = None
+    # Several beats may run; one holds a Redis lock and fires, a standby takes over this long after it died.
+    beat_lock_timeout_s: int = Field(default=60, ge=2)
+    beat_max_loop_interval_s: float = Field(default=5.0, gt=0)
+    # Reconciliation drives jobs whose next step is missing, or late (or past their deadline) by this much.
+    reconcile_grace_s: float = Field(default=120.0, ge=0)
+    reconcile_batch: int = Field(default=1000, gt=0)
+    # Jobs that asked `needs_review: "watch"`: how often their NEEDS_REVIEW run is looked at again.
+    review_interval_s: float = Field(default=300.0, gt=0)
+    # Folder ingestion: each new file in the folder (on storage the workers share) becomes one job.
+    ingest_dir: str | None = None
+    ingest_workflow: str | None = None
+    ingest_settle_s: float = Field(default=10.0, ge=0)
+    ingest_batch: int = Field(default=500, gt=0)
+    usage_retention_days: int = Field(default=400, gt=0)
+
+    @model_validator(mode="after")
+    def _check_scheduled_work(self) -> Settings:
+        if self.ingest_dir and not self.ingest_workflow:
+            raise ValueError("EXTENDQ_INGEST_WORKFLOW is required with EXTENDQ_INGEST_DIR")
+        if self.beat_lock_timeout_s <= self.beat_max_loop_interval_s:
+            raise ValueError("EXTENDQ_BEAT_LOCK_TIMEOUT_S must exceed EXTENDQ_BEAT_MAX_LOOP_INTERVAL_S")
+        return self
+
 
 def _values_from(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {name.upper() for name in Settings.model_fields}

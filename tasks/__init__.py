@@ -22,7 +22,8 @@ def submit(*, app: Celery | None = None, **request: Any) -> AsyncResult[Any]:
     """Validate a job request and queue it; `AsyncResult(job_id)` at once.
 
     Keyword arguments are those of `extendq.run_workflow`: `workflow`, `file` or `package`, and optionally
-    `metadata`, `priority`, `job_key`, `deadline_s`, `secrets` (a dict, sealed here with EXTENDQ_SECRETS_KEY).
+    `metadata`, `priority`, `job_key`, `deadline_s`, `secrets` (a dict, sealed here with EXTENDQ_SECRETS_KEY),
+    `needs_review` (`"watch"`: follow a NEEDS_REVIEW run until reviewed; see the README's "Scheduled work").
     Raises `worker.errors.InvalidJobRequest` when the request is malformed; nothing is queued then.
     """
     from config.settings import get_settings

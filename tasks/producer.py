@@ -35,6 +35,7 @@ def build_request(
     secrets: dict[str, Any] | None = None,
     secrets_key: str | None = None,
     check_paths: bool = True,
+    needs_review: str | None = None,
 ) -> JobRequest:
     """A validated job request; raises `InvalidJobRequest` naming every problem before anything is queued."""
     data: dict[str, Any] = {
@@ -45,6 +46,7 @@ def build_request(
         "priority": priority,
         "job_key": job_key,
         "deadline_s": deadline_s,
+        "needs_review": needs_review,
     }
     if secrets is not None:
         data["secrets"] = seal(secrets, secrets_key)

@@ -381,6 +381,24 @@ def _emit_line(event: dict[str, Any]) -> None:
     typer.echo(json.dumps(event, separators=(",", ":")))
 
 
+@app.command(epilog=EPILOG)
+def usage(
+    days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Credits of finished runs per UTC day, by workflow and by usage tag (beat's `usage` job rolls them up)."""
+    from worker.usage import UsageLedger
+    from worker.views import usage_table
+
+    with _guard() as session:
+        session.check_redis()
+        report = UsageLedger(client=session.store.client, keys=session.store.keys).report(days=days)
+        if as_json:
+            emit_json(report)
+        else:
+            _console().print(usage_table(report))
+
+
 def main() -> None:
     """Entry point of the `extendq` console script."""
     app()

@@ -21,6 +21,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.extend import ExtendApi, Run
+from worker.followups import after_run
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState, PathFile
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.secrets import unseal
@@ -226,6 +227,7 @@ class JobRunner:
         if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
             self._log(record, record.run_status, "finished")
+            after_run(self.store, record, run, now)
 
     def _fail(self, record: JobRecord, error: WorkerError, now: float) -> None:
         targets = [record.job_id, *self.store.aliases(record.job_id)]

@@ -49,3 +49,52 @@ class Keys:
     def counters(self) -> str:
         """Hash: counters of things worth watching (webhook events for unknown runs, duplicates...)."""
         return f"{self.prefix}counters"
+
+    # ---- Scheduled work: beat, reconciliation, review follow-up, folder ingestion, usage ----
+
+    @property
+    def beat(self) -> str:
+        """Prefix of celery-redbeat's keys: its schedule, its entries and the lock only one beat holds."""
+        return f"{self.prefix}beat:"
+
+    def periodic(self, name: str) -> str:
+        """String: held while one periodic job (`reconcile`, `ingest`, ...) runs, so two never overlap."""
+        return f"{self.prefix}periodic:{name}"
+
+    @property
+    def review(self) -> str:
+        """Sorted set: job id -> when its NEEDS_REVIEW run is next looked at (jobs asking `needs_review: watch`)."""
+        return f"{self.prefix}review"
+
+    def reviewed(self, job_id: str) -> str:
+        """String: the later outcome of a followed NEEDS_REVIEW run (JSON: status, run_id, at); expires with results."""
+        return f"{self.prefix}reviewed:{job_id}"
+
+    @property
+    def usage_pending(self) -> str:
+        """Hash: run id -> usage of a finished run (credits, workflow, tags, day), until rolled up."""
+        return f"{self.prefix}usage:pending"
+
+    def usage_day(self, day: str) -> str:
+        """Hash: one UTC day's usage totals (`credits`, `runs`, `credits:workflow:<id>`, `credits:tag:<tag>`, ...)."""
+        return f"{self.prefix}usage:day:{day}"
+
+    @property
+    def usage_days(self) -> str:
+        """Set: the days that have a usage hash."""
+        return f"{self.prefix}usage:days"
+
+    @property
+    def ingest_seen(self) -> str:
+        """Hash: file name in the ingest folder -> its size and mtime when last scanned (not yet submitted)."""
+        return f"{self.prefix}ingest:seen"
+
+    def owned(self, key: str) -> tuple[str, str] | None:
+        """`("job" | "key" | "run" | "alias", id)` for a per-job key under this prefix, else None."""
+        if not key.startswith(self.prefix):
+            return None
+        family, sep, ident = key[len(self.prefix) :].partition(":")
+        return (family, ident) if sep and family in _OWNED_FAMILIES else None
+
+
+_OWNED_FAMILIES = frozenset({"job", "key", "run", "alias"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -106,6 +106,8 @@ class JobRequest(_Strict):
     job_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = None
     deadline_s: Annotated[float, Field(gt=0)] | None = None
     secrets: str | None = None
+    # "watch": a NEEDS_REVIEW result is followed until reviewed, and the later outcome published as an event.
+    needs_review: Literal["result", "watch"] = "result"
 
     @field_validator("workflow", mode="before")
     @classmethod
@@ -166,8 +168,10 @@ class JobRequest(_Strict):
             raise InvalidJobRequest(describe_validation(exc)) from None
 
     def wire(self) -> dict[str, Any]:
-        """The request as plain JSON, the form the task message carries."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The request as plain JSON, the form the task message carries (`needs_review` only when not the default)."""
+        return self.model_dump(
+            mode="json", exclude_none=True, exclude={"needs_review"} if self.needs_review == "result" else None
+        )
 
 
 def _clean_usage_tags(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What the read commands show: `status` rows, `result`'s run, and `watch`'s live view of the events stream.
 
 The events stream (`Keys.events`) gets one entry per progress change and one per finished job, with
-the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status and error.
+the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status and error; a watched
+NEEDS_REVIEW run adds one more, state REVIEWED, once it is approved or rejected.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.text import Text
 from worker.console import STYLES, extracted_fields, live_view
 from worker.errors import JobFailed
 from worker.keys import Keys
+from worker.review import REVIEWED, review_status
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -40,6 +42,7 @@ __all__ = [
     "show_cancelled",
     "show_result",
     "status_table",
+    "usage_table",
 ]
 
 _TERMINAL = frozenset({"SUCCESS", "FAILURE"})
@@ -105,6 +108,9 @@ class EventFeed:
     def _apply(self, event: dict[str, Any]) -> int:
         """Update the view's state; 1 when the event is a job finishing."""
         job_id = event.get("job_id", "")
+        if event.get("state") == REVIEWED:  # a finished job's later review outcome: shown, not counted again
+            self.finished.appendleft(event)
+            return 0
         if event.get("state") in _TERMINAL:
             self.active.pop(job_id, None)
             self.finished.appendleft(event)
@@ -175,16 +181,19 @@ def job_status(app: Celery, store: RedisJobStore, job_id: str) -> dict[str, Any]
     if isinstance(value, BaseException):
         row.update(error=getattr(value, "kind", type(value).__name__), message=str(value))
         row["run_id"] = row["run_id"] or getattr(value, "run_id", None)
+    row["review_status"] = review_status(store, job_id)
     return {key: row[key] for key in ("job_id", "state", *_STATUS_KEYS)}
 
 
-_STATUS_KEYS = ("workflow_id", "run_id", "run_status", "checks", "attempts", "error", "message")
+_STATUS_KEYS = ("workflow_id", "run_id", "run_status", "checks", "attempts", "error", "message", "review_status")
 
 
 def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """`extendq status`: one row per job."""
+    """`extendq status`: one row per job (a review column when one of them has a watched review)."""
     table = Table(header_style="bold")
-    for name in ("job", "state", "workflow", "run id", "run status", "checks", "error"):
+    reviewed = any(row.get("review_status") for row in rows)
+    names = ["job", "state", "workflow", "run id", "run status", "checks", "error"]
+    for name in [*names, "review"] if reviewed else names:
         table.add_column(name, overflow="fold")
     for row in rows:
         error = f"{row['error']}: {row['message']}" if row.get("message") else row.get("error")
@@ -197,6 +206,8 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
             row["checks"],
             error,
         ]
+        if reviewed:
+            cells.append(row.get("review_status"))
         table.add_row(*("" if cell is None else str(cell) for cell in cells), style=_STATE_STYLES.get(row["state"]))
     return table
 
@@ -278,3 +289,27 @@ def show_cancelled(answers: Mapping[str, bool | None], *, timeout_s: float, as_j
         else:
             said = "cancelling" if cancelled else "not cancelled: unknown or already finished"
         sys.stdout.write(f"{job_id}  {said}\n")
+
+
+def usage_table(report: Mapping[str, Any]) -> Table:
+    """`extendq usage`: credits and runs per day, by workflow and by usage tag, and the total."""
+    pending = report.get("pending_runs", 0)
+    caption = f"{pending} finished runs not rolled up yet (beat's usage job adds them)" if pending else None
+    table = Table(header_style="bold", caption=caption)
+    table.add_column("day")
+    table.add_column("credits", justify="right")
+    table.add_column("runs", justify="right")
+    table.add_column("by workflow", overflow="fold")
+    table.add_column("by usage tag", overflow="fold")
+    for row in report["days"]:
+        table.add_row(*_usage_cells(row["day"], row))
+    table.add_section()
+    table.add_row(*_usage_cells("total", report["total"]), style="bold")
+    return table
+
+
+def _usage_cells(label: str, totals: Mapping[str, Any]) -> list[str]:
+    def parts(by: Mapping[str, Mapping[str, Any]]) -> str:
+        return ", ".join(f"{name} {part['credits']:g}" for name, part in sorted(by.items()))
+
+    return [label, f"{totals['credits']:g}", str(totals["runs"]), parts(totals["by_workflow"]), parts(totals["by_tag"])]

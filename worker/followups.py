@@ -1,0 +1,21 @@
+"""What follows a job's terminal run besides its result: its usage is noted, and a watched review is followed."""
+
+from __future__ import annotations
+
+import logging
+
+from worker.extend import Run
+from worker.review import watch
+from worker.store import JobRecord, RedisJobStore
+from worker.usage import UsageLedger
+
+log = logging.getLogger("extendq.followups")
+
+
+def after_run(store: RedisJobStore, record: JobRecord, run: Run, now: float) -> None:
+    """Called once when a job finished with a run. Best effort: it logs and never raises (the result is out)."""
+    try:
+        UsageLedger(client=store.client, keys=store.keys).record(run, workflow_id=record.request.workflow.id, now=now)
+        watch(store, record, run, now)
+    except Exception:
+        log.exception("job %s: noting usage or following its review failed", record.job_id)

@@ -1,0 +1,133 @@
+"""Review follow-up: a NEEDS_REVIEW run whose job asked for it (`needs_review: "watch"`) is looked at again,
+slowly, until a reviewer approved it (PROCESSED) or rejected it (REJECTED).
+
+The job's result stays the NEEDS_REVIEW run it was published with: a result is published once. The later
+outcome is an event on the events stream (`state` REVIEWED, `status` PROCESSED or REJECTED, with the
+job and run ids), and the job's review status (`review_status`: WATCHING, then the outcome) is readable
+next to its record for as long as results are kept. Followed jobs wait in their own sorted set
+(`Keys.review`), never in the due set of checks; the periodic `follow_due` looks at the ones due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.errors import RateLimited, RetryableError, WorkerError
+from worker.extend import ExtendApi, Run
+from worker.store import JobRecord, RedisJobStore
+
+log = logging.getLogger("extendq.review")
+
+NEEDS_REVIEW = "NEEDS_REVIEW"
+REVIEWED = "REVIEWED"
+WATCHING = "WATCHING"
+
+_CLAIM = """
+-- KEYS: review set. ARGV: now, limit, next look. Due entries move to their next look as they are claimed.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids
+"""
+
+_SETTLE = """
+-- KEYS: review set, outcome key. ARGV: job id, outcome JSON, ttl. 1 for the one pass that ends the follow-up.
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def watch(store: RedisJobStore, record: JobRecord, run: Run, now: float) -> bool:
+    """Start following the job's run if it ended NEEDS_REVIEW and its request asked for it; whether it did."""
+    if run.get("status") != NEEDS_REVIEW or record.request.needs_review != "watch":
+        return False
+    # Due at once: the next pass of the follower takes its first look.
+    store.client.zadd(store.keys.review, {record.job_id: now}, nx=True)
+    return True
+
+
+def review_status(store: RedisJobStore, job_id: str) -> str | None:
+    """WATCHING while followed, then PROCESSED or REJECTED (or an error kind); None for jobs not followed."""
+    raw = store.client.get(store.keys.reviewed(job_id))
+    if raw is not None:
+        return str(json.loads(raw)["status"])
+    return WATCHING if store.client.zscore(store.keys.review, job_id) is not None else None
+
+
+@dataclass(kw_only=True)
+class ReviewFollower:
+    """Looks again at followed runs that are due, and publishes each one's outcome once it is reviewed."""
+
+    api: ExtendApi
+    store: RedisJobStore
+    interval_s: float = 300.0
+    outcome_ttl_s: int = 7 * 24 * 3600
+    batch: int = 100
+    clock: Callable[[], float] = time.time
+
+    def follow_due(self) -> dict[str, int]:
+        """One pass over the followed runs due now; counts by what happened (`reviewed`, `waiting`, ...)."""
+        now = self.clock()
+        claimed = self._claim(now)
+        counts: Counter[str] = Counter()
+        for index, job_id in enumerate(claimed):
+            try:
+                counts[self._look(job_id, now)] += 1
+            except RateLimited as exc:
+                # Extend asks us to slow down: the rest wait for its Retry-After, not a whole interval.
+                again = now + (exc.retry_after_s or 1.0)
+                self.store.client.zadd(self.store.keys.review, dict.fromkeys(claimed[index:], again), xx=True)
+                counts["rate_limited"] += len(claimed) - index
+                break
+        return dict(counts)
+
+    def _claim(self, now: float) -> list[str]:
+        keys = [self.store.keys.review]
+        ids = self.store.client.eval(_CLAIM, 1, *keys, now, self.batch, now + self.interval_s)
+        return [str(job_id) for job_id in ids]
+
+    def _look(self, job_id: str, now: float) -> str:
+        record = self.store.load(job_id)
+        if record is None or record.run_id is None:
+            # Its record expired (results are kept EXTENDQ_RESULT_TTL_S): nothing left to publish to.
+            self.store.client.zrem(self.store.keys.review, job_id)
+            log.info("job %s no longer followed: its record expired before the review ended", job_id)
+            return "expired"
+        try:
+            run = self.api.get_run(record.run_id)
+        except RateLimited:
+            raise
+        except RetryableError as exc:
+            log.warning("job %s review check failed, trying again in %.0fs: %s", job_id, self.interval_s, exc)
+            return "retry"
+        except WorkerError as exc:
+            self._publish(record, "", getattr(exc, "kind", type(exc).__name__), now)
+            return "error"
+        status = str(run.get("status"))
+        if status == NEEDS_REVIEW:
+            return "waiting"
+        self._publish(record, status, "", now)
+        return "reviewed"
+
+    def _publish(self, record: JobRecord, status: str, error: str, now: float) -> None:
+        keys = self.store.keys
+        outcome = json.dumps({"status": status or error, "run_id": record.run_id, "at": now})
+        args = (record.job_id, outcome, self.outcome_ttl_s)
+        if not self.store.client.eval(_SETTLE, 2, keys.review, keys.reviewed(record.job_id), *args):
+            return  # another pass published it already
+        self.store.emit(
+            {
+                "job_id": record.job_id,
+                "run_id": record.run_id or "",
+                "workflow_id": record.request.workflow.id,
+                "state": REVIEWED,
+                "status": status,
+                "error": error,
+            }
+        )
+        log.info("job %s reviewed run=%s status=%s", record.job_id, record.run_id, status or error)
