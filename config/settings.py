@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=1.0, gt=0)
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
 
+    # One rate limit shared by every worker (a plan preset, or numbers that override it).
+    rate_limit_plan: str | None = Field(default=None, pattern="^(payg|scale|enterprise)$")
+    rate_limit_requests_per_second: float | None = Field(default=None, gt=0)
+    rate_limit_runs_per_minute: float | None = Field(default=None, gt=0)
+
+    # List sweeps replace per-run checks when many runs are in flight.
+    sweep: str = Field(default="auto", pattern="^(auto|on|off)$")
+    sweep_interval_s: float = Field(default=2.0, gt=0)
+    sweep_min_in_flight: int = Field(default=20, ge=0)
+    sweep_check_interval_s: float = Field(default=300.0, gt=0)
+
     # Webhooks: with them on, checks only catch missed deliveries (first after a minute, backing off).
     webhooks_enabled: bool = False
     webhook_secrets: str | None = Field(default=None, repr=False)

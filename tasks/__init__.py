@@ -9,7 +9,7 @@ from celery.result import AsyncResult
 
 from tasks.producer import CANCEL, RUN_WORKFLOW, build_request, enqueue, job_id_for
 
-__all__ = ["CANCEL", "RUN_WORKFLOW", "cancel", "job_id_for", "seal_secrets", "submit"]
+__all__ = ["CANCEL", "RUN_WORKFLOW", "cancel", "job_id_for", "seal_secrets", "submit", "submit_many"]
 
 
 def _default_app() -> Celery:
@@ -31,6 +31,16 @@ def submit(*, app: Celery | None = None, **request: Any) -> AsyncResult[Any]:
     settings = get_settings()
     key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
     return enqueue(app or _default_app(), build_request(secrets_key=key, **request))
+
+
+def submit_many(*, app: Celery | None = None, **request: Any) -> list[AsyncResult[Any]]:
+    """Queue one job per file of `files` for one workflow, sent in batches of up to 1,000 (see `tasks.bulk`)."""
+    from config.settings import get_settings
+    from tasks.bulk import submit_many as _submit_many
+
+    settings = get_settings()
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    return _submit_many(app=app, secrets_key=key, **request)
 
 
 def cancel(job_id: str, *, app: Celery | None = None) -> AsyncResult[Any]:

@@ -9,12 +9,15 @@ from celery import Celery, states
 from celery.backends.base import Backend
 
 from config.settings import Settings, get_settings
+from worker.batch import BatchRunner
 from worker.errors import ConfigError, WorkerError
 from worker.extend import ApiConfig, build_api
 from worker.jobs import JobRunner
 from worker.models import JobState
+from worker.ratelimit import PLANS, Limits, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import open_store
+from worker.store import RedisJobStore, open_store
+from worker.sweep import SweepConfig, Sweeper
 
 _runner: JobRunner | None = None
 
@@ -56,9 +59,12 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         timeout_s=settings.request_timeout_s,
         workspace_id=settings.workspace_id,
     )
-    return JobRunner(
+    store = store_for(settings)
+    runner = JobRunner(
         api=build_api(config),
-        store=store_for(settings),
+        store=store,
+        limiter=limiter_for(settings, store),
+        sweep_check_interval_s=None if settings.sweep == "off" else settings.sweep_check_interval_s,
         publisher=BackendPublisher(app.backend),
         checks=check_schedule(settings),
         retry=RetryPolicy(
@@ -69,6 +75,36 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
         lock_ttl_s=settings.request_timeout_s * 3,
+    )
+    runner.batch_checker = BatchRunner(runner=runner).check_member
+    return runner
+
+
+def limiter_for(settings: Settings, store: RedisJobStore) -> RateLimiter:
+    """The pool's shared limiter: the plan's limits, overridden by explicit numbers (none: pauses on 429 only)."""
+    plan = PLANS.get(settings.rate_limit_plan or "", Limits())
+    limits = Limits(
+        requests_per_second=settings.rate_limit_requests_per_second or plan.requests_per_second,
+        runs_per_minute=settings.rate_limit_runs_per_minute or plan.runs_per_minute,
+    )
+    return RateLimiter(store.client, keys=store.keys, limits=limits)
+
+
+def sweeper_for(settings: Settings) -> Sweeper:
+    """The list sweeper of this worker process (only one sweeps at a time across the pool)."""
+    runner = get_runner()
+    config = SweepConfig(
+        mode=settings.sweep, interval_s=settings.sweep_interval_s, min_in_flight=settings.sweep_min_in_flight
+    )
+    from tasks.bulk import send_adoptions
+
+    return Sweeper(
+        api=runner.api,
+        store=runner.store,
+        client=runner.store.client,
+        config=config,
+        limiter=runner.limiter,
+        adopt=send_adoptions,
     )
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from config.celery import app
 from config.settings import get_settings
-from tasks.base import get_runner, store_for
+from tasks.base import get_runner, set_runner, store_for, sweeper_for
 from worker.dispatcher import Dispatcher
 from worker.events import EventApplier, Outcome
 from worker.extend import resolve_signed_payload
+from worker.sweep import run_forever
 
 _dispatcher: Dispatcher | None = None
+_stopping = threading.Event()
 
 
 @app.task(name="extendq.run_workflow", bind=True)
@@ -56,6 +59,12 @@ def send_due(claimed: Sequence[tuple[str, float]]) -> None:
             advance.apply_async(args=(job_id, lease), producer=producer)
 
 
+@worker_process_init.connect
+def _fresh_runner(**_: Any) -> None:
+    # A pool child forked after the main process built its runner must not share its sockets.
+    set_runner(None)
+
+
 @worker_ready.connect
 def _start_dispatcher(**_: Any) -> None:
     global _dispatcher
@@ -69,8 +78,13 @@ def _start_dispatcher(**_: Any) -> None:
     )
     _dispatcher.start()
 
+    threading.Thread(
+        target=run_forever, args=(sweeper_for(settings), _stopping.wait), name="extendq-sweeper", daemon=True
+    ).start()
+
 
 @worker_shutdown.connect
 def _stop_dispatcher(**_: Any) -> None:
+    _stopping.set()
     if _dispatcher is not None:
         _dispatcher.stop()

@@ -7,6 +7,7 @@ WorkerError                      base of everything we raise
 ├── RetryableError               transient: the job is retried later, from the schedule
 │   ├── ApiUnavailable           transport errors, timeouts, 408, 409, 5xx
 │   └── RateLimited              429, carries retry_after_s
+│       └── Throttled            our own shared limit: wait for the reserved token
 └── JobFailed                    no terminal run can be had: published as the job's failure
     ├── RunRejected              400/404/422 from the API
     ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
@@ -57,6 +58,12 @@ class ApiUnavailable(RetryableError):
 
 class RateLimited(RetryableError):
     """The Extend API answered 429; `retry_after_s` is how long to wait, when it said."""
+
+    may_have_landed = False
+
+
+class Throttled(RateLimited):
+    """extendq's own shared rate limit has no token now; `retry_after_s` is when the reserved one is due."""
 
 
 class JobFailed(WorkerError):

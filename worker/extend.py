@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 from extend_ai import Extend
@@ -41,9 +42,13 @@ class ExtendApi(Protocol):
 
     def get_run(self, run_id: str) -> Run: ...
 
+    def create_batch(self, body: dict[str, Any]) -> str: ...
+
     def cancel_run(self, run_id: str) -> Run: ...
 
     def upload(self, path: str, name: str | None = None) -> str: ...
+
+    def list_runs(self, **params: Any) -> dict[str, Any]: ...
 
     def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]: ...
 
@@ -97,10 +102,34 @@ class SdkApi:
         raw = self._client.workflow_runs.with_raw_response
         return _call(lambda: _json(raw.create(**_create_kwargs(body), request_options=self._options)), sent=True)
 
+    def create_batch(self, body: dict[str, Any]) -> str:
+        """POST /workflow_runs/batch (1-1000 inputs); the Extend `batchId`."""
+        raw = self._client.workflow_runs.with_raw_response
+        kwargs = {key: body[key] for key in ("workflow", "inputs", "priority") if body.get(key) is not None}
+        data = _call(lambda: _json(raw.create_batch(**kwargs, request_options=self._options)), sent=True)
+        return str(data["batchId"])
+
     def get_run(self, run_id: str) -> Run:
         """GET /workflow_runs/{id}."""
-        raw = self._client.workflow_runs.with_raw_response
-        return _call(lambda: _json(raw.retrieve(run_id, request_options=self._options)), run_id=run_id)
+        return self._get(f"workflow_runs/{quote(run_id, safe='')}", run_id=run_id)
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        """GET /workflow_runs with wire-named query parameters: one page, `{data, nextPageToken}`."""
+        return self._get("workflow_runs", params={k: v for k, v in params.items() if v is not None})
+
+    def _get(self, path: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+        # Reads go through the SDK's own HTTP client (auth, version and workspace headers, base URL, timeouts)
+        # but skip its response models: checks are the hottest path, the run is wanted as raw JSON anyway,
+        # and building the models cost half of each call's CPU.
+        http = self._client._client_wrapper.httpx_client
+
+        def call() -> dict[str, Any]:
+            response = http.request(path, method="GET", params=params, request_options=self._options)
+            if not 200 <= response.status_code < 300:
+                raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=_body(response))
+            return _object(response.json())
+
+        return _call(call, run_id=run_id)
 
     def cancel_run(self, run_id: str) -> Run:
         """POST /workflow_runs/{id}/cancel."""
@@ -120,11 +149,15 @@ class SdkApi:
 
     def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
         """Summaries of the workflow's runs created at or after `since`, newest first, page by page."""
-        raw = self._client.workflow_runs.with_raw_response
         token: str | None = None
         while True:
-            kwargs = _list_kwargs(workflow_id, token)
-            page = _call(lambda: _json(raw.list(**kwargs, request_options=self._options)))  # noqa: B023
+            page = self.list_runs(
+                workflowId=workflow_id,
+                sortBy="createdAt",
+                sortDir="desc",
+                maxPageSize=_FIND_PAGE_SIZE,
+                nextPageToken=token,
+            )
             for summary in page.get("data") or []:
                 if _timestamp(summary.get("createdAt")) < since:
                     return
@@ -154,21 +187,19 @@ def _create_kwargs(body: dict[str, Any]) -> dict[str, Any]:
     return {key: body[key] for key in allowed if body.get(key) is not None}
 
 
-def _list_kwargs(workflow_id: str, token: str | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "workflow_id": workflow_id,
-        "sort_by": "createdAt",
-        "sort_dir": "desc",
-        "max_page_size": _FIND_PAGE_SIZE,
-    }
-    if token:
-        kwargs["next_page_token"] = token
-    return kwargs
-
-
 def _json(response: HttpResponse[Any]) -> dict[str, Any]:
     # The raw body, not the SDK's model: results carry the run exactly as Extend returned it.
-    data = response._response.json()
+    return _object(response._response.json())
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiUnavailable(f"Extend answered with a non-object body ({type(data).__name__})")
     return data

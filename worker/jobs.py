@@ -18,17 +18,20 @@ from worker.errors import (
     RetryableError,
     RetryBudgetExhausted,
     RunRejected,
+    Throttled,
     WorkerError,
 )
 from worker.extend import ExtendApi, Run
 from worker.followups import after_run
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState, PathFile
+from worker.ratelimit import Bucket, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.secrets import unseal
 from worker.store import JobRecord, RedisJobStore
 
 log = logging.getLogger("extendq.jobs")
 _LANDED_SLACK_S = 30.0
+_TOKEN_SLACK_S = 0.05
 _OWNER_BATCH = 50
 
 
@@ -55,10 +58,14 @@ class JobRunner:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     secrets_key: str | None = None
     files_root: Path | None = None
+    limiter: RateLimiter | None = None
+    batch_checker: Callable[[JobRecord], None] | None = None
+    sweep_check_interval_s: float | None = None
     default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
     clock: Callable[[], float] = time.time
+    _sweep_seen: tuple[bool, float] = (False, 0.0)
 
     def start_message(self, job_id: str, kwargs: dict[str, Any]) -> str | None:
         """Start a job from a task message's kwargs; a malformed message fails the job at once, without retries."""
@@ -102,6 +109,10 @@ class JobRunner:
         self.store.update(job_id, cancel_requested=True)
         return True
 
+    def follow(self, owner: str, alias: str) -> None:
+        """Make `alias` (a task enqueued with an existing job key) get the result of job `owner`."""
+        self._follow(owner, alias)
+
     def _follow(self, owner: str, alias: str) -> None:
         self.store.add_alias(owner, alias)
         record = self.store.load(owner)
@@ -123,7 +134,9 @@ class JobRunner:
             raise JobCancelled("the job was cancelled before its run was submitted")
         if record.deadline_at is not None and now >= record.deadline_at:
             self._expire(record)
-        if record.run_id is None:
+        if record.run_id is None and record.extend_batch_id is not None:
+            self._check_batch_member(record, now)
+        elif record.run_id is None:
             self._submit(record, now)
         else:
             self._check(record, now)
@@ -132,6 +145,7 @@ class JobRunner:
         run = self._landed_run(record) if record.posting_since is not None else None
         if run is None:
             body = self._create_body(record)
+            self._spend(record, now, Bucket.REQUESTS, Bucket.RUNS)
             self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             run = self.api.create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
@@ -139,11 +153,22 @@ class JobRunner:
         self._log(record, run["status"], "submitted")
         self._after_run(record, run, now)
 
+    def _check_batch_member(self, record: JobRecord, now: float) -> None:
+        # The job's run came from a batch and is not known yet: list the batch (safety net of the sweeps).
+        self._spend(record, now, Bucket.REQUESTS)
+        if self.batch_checker is not None:
+            self.batch_checker(record)
+        latest = self.store.load(record.job_id)
+        if latest is not None and not latest.finished and latest.run_id is None:
+            delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
+            self.store.schedule(record.job_id, now + delay, stretched=stretched)
+
     def _landed_run(self, record: JobRecord) -> Run | None:
         # An earlier POST may have created the run before its answer was lost: find it before posting again.
         # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
         since = (record.posting_since or 0) - _LANDED_SLACK_S
         batch: list[str] = []
+        self._spend(record, self.clock(), Bucket.REQUESTS)
         for summary in self.api.recent_runs(record.request.workflow.id, since):
             batch.append(str(summary["id"]))
             if len(batch) >= _OWNER_BATCH:
@@ -156,6 +181,7 @@ class JobRunner:
         for run_id, owner in zip(run_ids, self.store.owners(run_ids), strict=True):
             if owner is not None:
                 continue
+            self._spend(record, self.clock(), Bucket.REQUESTS)
             run = self.api.get_run(run_id)
             if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
                 log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run_id)
@@ -166,6 +192,7 @@ class JobRunner:
         assert record.run_id is not None
         if record.cancel_requested and not record.cancel_sent:
             self._cancel_run(record)
+        self._spend(record, now, Bucket.REQUESTS)
         run = self.api.get_run(record.run_id)
         record.checks = self.store.bump(record.job_id, "checks")
         self._after_run(record, run, now)
@@ -179,12 +206,29 @@ class JobRunner:
             self._log(record, status, "progress")
             self.store.emit(job_event(record, state=JobState.RUNNING, status=status))
         record.run_status = status
-        due = now + self.checks.delay_s(now - (record.submitted_at or now))
-        if record.deadline_at is not None:
-            due = min(due, record.deadline_at)
+        delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
+        due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
         self.store.update(record.job_id, run_status=status, attempts=0)
-        self.store.schedule(record.job_id, due)
+        self.store.schedule(record.job_id, due, stretched=stretched)
         self.publisher.progress(record.job_id, JobState.RUNNING, record.progress())
+
+    def check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
+        """The delay to a run's next check `elapsed_s` after submission, and whether sweeps stretched it."""
+        return self._check_delay_s(elapsed_s)
+
+    def _check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
+        """The delay to the next check, and whether it was stretched because list sweeps are running."""
+        delay = self.checks.delay_s(elapsed_s)
+        if self.sweep_check_interval_s is not None and self._sweeping():
+            # List sweeps notice the run's end; this check is only the safety net.
+            return max(delay, self.sweep_check_interval_s * (0.75 + 0.5 * self.retry.rand())), True
+        return delay, False
+
+    def _sweeping(self) -> bool:
+        now = time.monotonic()
+        if now >= self._sweep_seen[1]:
+            self._sweep_seen = (bool(self.store.client.exists(self.store.keys.sweep("active"))), now + 1.0)
+        return self._sweep_seen[0]
 
     def _expire(self, record: JobRecord) -> None:
         if record.run_id is not None:
@@ -193,6 +237,7 @@ class JobRunner:
 
     def _cancel_run(self, record: JobRecord) -> None:
         assert record.run_id is not None
+        self._spend(record, self.clock(), Bucket.REQUESTS)
         try:
             self.api.cancel_run(record.run_id)
         except RunRejected:
@@ -201,8 +246,14 @@ class JobRunner:
         self.store.update(record.job_id, cancel_sent=True)
 
     def _retry_later(self, record: JobRecord, exc: RetryableError, now: float) -> None:
-        # A 429 is Extend pacing us, not a failure: it is waited out and does not spend the retry budget.
+        if isinstance(exc, Throttled):
+            self._wait_for_token(record, exc, now)
+            return
+        # A 429 is Extend pacing us, not a failure: the whole pool pauses for its Retry-After, and waiting
+        # it out does not spend the retry budget.
         paced = isinstance(exc, RateLimited)
+        if paced and self.limiter is not None:
+            self.limiter.pause(exc.retry_after_s or 1.0)
         attempts = max(record.attempts, 1) if paced else self.store.bump(record.job_id, "attempts")
         if not paced and self.retry.exhausted(attempts):
             message = f"gave up after {attempts} transient failures; last: {exc}"
@@ -213,6 +264,29 @@ class JobRunner:
         delay = self.retry.delay_s(attempts, exc.retry_after_s)
         self.store.schedule(record.job_id, now + delay)
         log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
+
+    def _spend(self, record: JobRecord, now: float, *buckets: Bucket) -> None:
+        """Take rate-limit tokens for one API call, or raise `Throttled` with the wait for a reserved one."""
+        if self.limiter is None:
+            return
+        if record.token_at is not None and now >= record.token_at - _TOKEN_SLACK_S:
+            record.token_at = None  # the reservation made when this job was last throttled
+            self.store.update(record.job_id, token_at=None)
+            return
+        grant = self.limiter.reserve(*buckets)
+        if grant.now:
+            return
+        if grant.reserved:
+            record.token_at = now + grant.wait_s
+            self.store.update(record.job_id, token_at=record.token_at)
+        raise Throttled(f"waiting {grant.wait_s:.2f}s for the shared rate limit", grant.wait_s)
+
+    def _wait_for_token(self, record: JobRecord, exc: Throttled, now: float) -> None:
+        # A reserved token is due at an exact moment; an unreserved wait (a long pause) gets spread out.
+        wait = exc.retry_after_s or 0.0
+        if record.token_at is None:
+            wait += self.retry.rand() * min(wait, 5.0)
+        self.store.schedule(record.job_id, now + wait)
 
     def finish_with_run(self, record: JobRecord, run: Run, now: float) -> None:
         """Publish a terminal run as the job's result (the caller holds the job's lock)."""
@@ -259,6 +333,10 @@ class JobRunner:
         if record.secrets:
             body["secrets"] = unseal(record.secrets, self.secrets_key)
         return body
+
+    def file_wire(self, item: FileInput) -> dict[str, Any]:
+        """A file input in the API's wire form; a local `path` is uploaded first."""
+        return self._file_wire(item)
 
     def _file_wire(self, item: FileInput) -> dict[str, Any]:
         if not isinstance(item, PathFile):

@@ -50,6 +50,22 @@ class Keys:
         """Hash: counters of things worth watching (webhook events for unknown runs, duplicates...)."""
         return f"{self.prefix}counters"
 
+    def limit(self, scope: str, name: str) -> str:
+        """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope."""
+        return f"{self.prefix}limit:{scope}:{name}"
+
+    def sweep(self, name: str) -> str:
+        """String: list-sweep state: `leader` (lease), `mark` (when the last sweep began), `active` (flag)."""
+        return f"{self.prefix}sweep:{name}"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash: one of our batches (its Extend batch id `xb`, when its post began `post`)."""
+        return f"{self.prefix}batch:{batch_id}"
+
+    def extend_batch(self, extend_batch_id: str) -> str:
+        """String: our batch id for an Extend `batchId` (the sweeper asks whether a run's batch is ours)."""
+        return f"{self.prefix}xbatch:{extend_batch_id}"
+
     # ---- Scheduled work: beat, reconciliation, review follow-up, folder ingestion, usage ----
 
     @property

@@ -20,6 +20,7 @@ _F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
 _F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
 _F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
 _F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
+_F_TOKEN, _F_BATCH = "tok", "xb"
 
 _CREATE = """
 -- KEYS: job hash, job-key index (or ''), due set. ARGV: job id, job key, ttl, due, then field/value pairs.
@@ -88,6 +89,8 @@ class JobRecord:
     file_id: str | None = None
     finished_at: float | None = None
     error: str | None = None
+    token_at: float | None = None
+    extend_batch_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -175,13 +178,54 @@ class RedisJobStore:
             return []
         return [None if owner is None else str(owner) for owner in self._redis.mget(self._keys.run(r) for r in run_ids)]
 
+    def finished_flags(self, job_ids: list[str]) -> list[bool]:
+        """For each job id, whether its record says it finished (unknown jobs count as finished)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hexists(self._keys.job(job_id), _F_FINISHED)
+            pipe.exists(self._keys.job(job_id))
+        flags = pipe.execute()
+        return [bool(done) or not bool(exists) for done, exists in zip(flags[::2], flags[1::2], strict=True)]
+
+    @property
+    def result_ttl_s(self) -> int:
+        """How long finished jobs and their results are kept."""
+        return self._ttl
+
+    def batches_known(self, extend_batch_ids: list[str]) -> list[bool]:
+        """For each Extend batch id, whether it is one of ours."""
+        pipe = self._redis.pipeline(transaction=False)
+        for extend_batch in extend_batch_ids:
+            pipe.exists(self._keys.extend_batch(extend_batch))
+        return [bool(found) for found in pipe.execute()]
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client under this store (for modules keeping state of their own next to it)."""
+        return self._redis
+
     def bump(self, job_id: str, name: str) -> int:
         """Add one to a counter field; its new value."""
         return int(self._redis.hincrby(self._keys.job(job_id), _FIELDS[name], 1))
 
-    def schedule(self, job_id: str, due_at: float) -> None:
-        """Make the job's next step due at `due_at` (unix seconds)."""
-        self._redis.zadd(self._keys.due, {job_id: due_at})
+    def schedule(self, job_id: str, due_at: float, *, stretched: bool = False) -> None:
+        """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because sweeps run."""
+        if not stretched:
+            self._redis.zadd(self._keys.due, {job_id: due_at})
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._keys.due, {job_id: due_at})
+        pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
+        pipe.execute()
+
+    def unstretch(self, job_ids: list[str]) -> None:
+        """Forget that these jobs' checks were stretched for sweeps."""
+        if job_ids:
+            self._redis.zrem(self._keys.sweep("stretched"), *job_ids)
+
+    def stretched(self, limit: int = 10_000) -> list[str]:
+        """Jobs whose next check was pushed out because sweeps were running."""
+        return [str(job_id) for job_id in self._redis.zrange(self._keys.sweep("stretched"), 0, limit - 1)]
 
     def claim_due(self, *, now: float, limit: int, lease_s: float) -> list[tuple[str, float]]:
         """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first."""
@@ -266,6 +310,8 @@ _FIELDS = {
     "file_id": _F_FILE,
     "secrets": _F_SECRETS,
     "error": _F_ERROR,
+    "token_at": _F_TOKEN,
+    "extend_batch_id": _F_BATCH,
 }
 
 
@@ -314,6 +360,8 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
         file_id=get(_F_FILE),
         finished_at=number(get(_F_FINISHED)),
         error=get(_F_ERROR) or None,
+        token_at=number(get(_F_TOKEN)),
+        extend_batch_id=get(_F_BATCH),
     )
 
 

@@ -85,6 +85,8 @@ def clean(emulator: EmulatorProcess, redis_url: str) -> Iterator[redis.Redis]:
     emulator.reset()
     clean_keys(client)
     yield client
+    # Jobs a test left in flight stop here: their checks would otherwise reach the next test's emulator.
+    clean_keys(client)
     client.close()
 
 

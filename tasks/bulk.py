@@ -1,0 +1,91 @@
+"""Bulk submission: one batch task per 1,000 files, one job id (and result) per file."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from config.celery import app
+from tasks.base import get_runner
+from tasks.producer import build_request, job_id_for
+from worker.batch import MAX_BATCH, BatchRunner, members_from
+from worker.errors import InvalidJobRequest, RetryableError
+
+RUN_BATCH = "extendq.run_batch"
+ADOPT_RUNS = "extendq.adopt_runs"
+
+
+@app.task(name=RUN_BATCH, bind=True, max_retries=20)
+def run_batch(self: Any, /, jobs: list[dict[str, Any]]) -> None:
+    """Record the jobs and post them to Extend as one batch (jobs: `[{"job_id", "request"}]`, one workflow)."""
+    runner = get_runner()
+    try:
+        members = members_from(jobs)
+    except InvalidJobRequest as exc:
+        for job in jobs:
+            runner.publisher.failure(str(job.get("job_id")), exc)
+        return
+    try:
+        BatchRunner(runner=runner).start(self.request.id, members)
+    except RetryableError as exc:
+        # Short waits only (a rate-limit token, a 5xx): the jobs are recorded, nothing is lost meanwhile.
+        raise self.retry(countdown=min(exc.retry_after_s or 2.0**self.request.retries, 30.0)) from exc
+
+
+@app.task(name=ADOPT_RUNS, bind=True, max_retries=50)
+def adopt_runs(self: Any, /, run_ids: list[str]) -> None:
+    """Fetch ended runs of our batches and finish the jobs they belong to (the sweeper sends this)."""
+    batch = BatchRunner(runner=get_runner())
+    for index, run_id in enumerate(run_ids):
+        try:
+            batch.adopt(run_id)
+        except RetryableError as exc:
+            raise self.retry(args=[run_ids[index:]], countdown=exc.retry_after_s or 1.0) from exc
+
+
+def send_adoptions(run_ids: Sequence[str]) -> None:
+    """Hand ended batch runs to `adopt_runs` tasks, a few per task."""
+    for start in range(0, len(run_ids), 20):
+        adopt_runs.apply_async(args=(list(run_ids[start : start + 20]),))
+
+
+def submit_many(
+    *,
+    workflow: str | dict[str, Any],
+    files: Sequence[dict[str, Any]],
+    app: Celery | None = None,
+    metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    secrets_key: str | None = None,
+    **common: Any,
+) -> list[AsyncResult[Any]]:
+    """Queue one job per file for one workflow, sent to Extend in batches of up to 1,000; a result per file.
+
+    `metadata` is one dict for every file or a list with one per file; other keyword arguments (`priority`,
+    `deadline_s`, ...) apply to every job. Every request is validated before anything is queued.
+    """
+    per_file = list(metadata) if isinstance(metadata, Sequence) else [metadata or {}] * len(files)
+    if len(per_file) != len(files):
+        raise InvalidJobRequest(f"{len(files)} files but {len(per_file)} metadata entries")
+    requests = [
+        build_request(workflow=workflow, file=file, metadata=meta, secrets_key=secrets_key, **common)
+        for file, meta in zip(files, per_file, strict=True)
+    ]
+    if any(request.package is not None for request in requests):
+        raise InvalidJobRequest("submit_many takes single files; send packages with submit()")
+    celery_app = app or _default_app()
+    ids = [job_id_for(r.job_key) if r.job_key else str(uuid.uuid4()) for r in requests]
+    for start in range(0, len(requests), MAX_BATCH):
+        chunk = [
+            {"job_id": job_id, "request": request.wire()}
+            for job_id, request in zip(ids[start : start + MAX_BATCH], requests[start : start + MAX_BATCH], strict=True)
+        ]
+        celery_app.send_task(RUN_BATCH, kwargs={"jobs": chunk})
+    return [celery_app.AsyncResult(job_id) for job_id in ids]
+
+
+def _default_app() -> Celery:
+    return app

@@ -1,0 +1,62 @@
+"""Bulk submission: many files in batch requests, each still its own job with its own result."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+
+import pytest
+import redis
+from celery import Celery
+
+from config.celery import create_app
+from config.settings import Settings
+from tasks.bulk import submit_many
+from tests.support.emulator import EmulatorProcess
+from tests.support.worker import WorkerProcess
+from worker.errors import InvalidJobRequest
+
+pytestmark = pytest.mark.e2e
+
+
+def posts(emulator: EmulatorProcess) -> Counter[str]:
+    requests = emulator.stats()["requests"]
+    return Counter({route: sum(counts.values()) for route, counts in requests.items() if route.startswith("POST")})
+
+
+@pytest.mark.parametrize("count", [5, 60])
+def test_many_files_one_batch_request_and_a_result_each(
+    count: int, producer: Celery, worker: WorkerProcess, emulator: EmulatorProcess, clean: redis.Redis
+) -> None:
+    # Given many text files for one workflow (few: checks find the runs; many: list sweeps do)
+    files = [{"text": f"Invoice #: {i}\nTotal: {i}.00", "name": f"inv-{i}.txt"} for i in range(count)]
+    # When they are submitted at once
+    jobs = submit_many(workflow="workflow_processed", files=files, metadata={"lot": "october"}, app=producer)
+    runs = [job.get(timeout=60) for job in jobs]
+    # Then one batch request created every run, and every job got its own run back
+    assert posts(emulator) == Counter({"POST /workflow_runs/batch": 1})
+    assert [run["metadata"]["extendq:job_id"] for run in runs] == [job.id for job in jobs]
+    assert {run["status"] for run in runs} == {"PROCESSED"}
+    assert len({run["id"] for run in runs}) == count
+    assert all(run["batchId"] and run["metadata"]["lot"] == "october" for run in runs)
+    served = Counter(run["metadata"]["extendq:job_id"] for run in emulator.runs())
+    assert set(served.values()) == {1} and len(served) == count
+
+
+def test_more_than_a_thousand_files_are_split(module_redis_url: str) -> None:
+    # Given 2,500 files, queued on a broker no worker listens to (this checks what is queued)
+    queued = create_app(Settings.from_env({"EXTENDQ_REDIS_URL": module_redis_url}))
+    client = redis.Redis.from_url(module_redis_url)
+    jobs = submit_many(workflow="workflow_processed", files=[{"text": f"t{i}"} for i in range(2500)], app=queued)
+    # Then three batch tasks carry 1,000, 1,000 and 500 jobs, and every file has its own job id
+    assert len({job.id for job in jobs}) == 2500
+    messages = [json.loads(raw) for raw in client.lrange("extendq", 0, -1)]
+    sizes = sorted(len(json.loads(base64.b64decode(m["body"]))[1]["jobs"]) for m in messages)
+    assert sizes == [500, 1000, 1000]
+    client.flushdb()
+
+
+def test_bad_file_refuses_the_whole_submission(producer: Celery, clean: redis.Redis) -> None:
+    with pytest.raises(InvalidJobRequest):
+        submit_many(workflow="workflow_processed", files=[{"text": "ok"}, {"url": "nope"}], app=producer)

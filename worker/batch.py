@@ -1,0 +1,196 @@
+"""Bulk submission: many files for one workflow go to Extend in batch requests, each still its own job.
+
+`POST /workflow_runs/batch` takes up to 1,000 inputs and answers only a `batchId`; its runs are queued on
+Extend's side and carry the batch id and each input's metadata, where extendq put the job id. A job of a
+batch therefore has no run id at first: the list sweeper (or the job's own safety check, listing the
+batch) finds each run as it ends, and one fetch of the full run — the result, which is fetched anyway —
+tells whose run it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import RetryableError, WorkerError
+from worker.extend import Run
+from worker.jobs import JobRunner
+from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
+from worker.ratelimit import Bucket
+from worker.secrets import unseal
+from worker.store import JobRecord
+
+log = logging.getLogger("extendq.batch")
+MAX_BATCH = 1000
+_LANDED_SLACK_S = 30.0
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One member of a batch: its job id, request and sealed secrets."""
+
+    job_id: str
+    request: JobRequest
+    secrets: str | None = None
+
+
+@dataclass(kw_only=True)
+class BatchRunner:
+    """Posts batches and maps their runs back to jobs; the per-job steps stay with `JobRunner`."""
+
+    runner: JobRunner
+    clock: Callable[[], float] = time.time
+
+    def start(self, batch_id: str, members: list[BatchJob]) -> str | None:
+        """Record every member as a job and post the batch once; the Extend batch id (None if nothing to post).
+
+        Raises `RetryableError` when Extend cannot take the batch now (the task retries, and a redelivery
+        finds the jobs already recorded and a batch possibly already created).
+        """
+        fresh = self._record(members)
+        if not fresh:
+            return None
+        store = self.runner.store
+        state = {str(k): str(v) for k, v in store.client.hgetall(store.keys.batch(batch_id)).items()}
+        extend_batch = state.get("xb") or self._landed(batch_id, state, fresh)
+        if extend_batch is None:
+            extend_batch = self._post(batch_id, fresh)
+        self._mark_submitted(batch_id, extend_batch, fresh)
+        return extend_batch
+
+    def adopt(self, run_id: str) -> bool:
+        """Fetch an ended run of one of our batches and finish the job it belongs to; False if not ours."""
+        if self.runner.store.owners([run_id])[0] is not None:
+            return False  # adopted already (sweeps overlap a little)
+        if self.runner.limiter is not None and not self.runner.limiter.reserve(Bucket.REQUESTS, max_wait_s=0).now:
+            raise RetryableError("no rate-limit token to fetch a batch run now", 1.0)
+        run = self.runner.api.get_run(run_id)
+        return self.finish_member(run)
+
+    def finish_member(self, run: Run, *, holding: str | None = None) -> bool:
+        """Record and (when it ended) publish a batch run for the job named in its metadata.
+
+        `holding` is the job whose lock the caller already holds (a member's own safety check).
+        """
+        job_id = (run.get("metadata") or {}).get(JOB_ID_KEY)
+        if not isinstance(job_id, str):
+            return False
+        if job_id == holding:
+            return self._finish_locked(job_id, run)
+        with self.runner.store.lock(job_id, ttl_s=self.runner.lock_ttl_s) as held:
+            return held and self._finish_locked(job_id, run)
+
+    def _finish_locked(self, job_id: str, run: Run) -> bool:
+        store = self.runner.store
+        record = store.load(job_id)
+        if record is None or record.finished:
+            return False
+        now = self.clock()
+        if record.run_id is None:
+            record.run_id, record.submitted_at = str(run["id"]), record.submitted_at or now
+            store.record_run(job_id, record.run_id, submitted_at=record.submitted_at)
+        if run.get("status") in TERMINAL_RUN_STATUSES:
+            self.runner.finish_with_run(record, run, now)
+        return True
+
+    def check_member(self, record: JobRecord) -> None:
+        """A batch job's safety check: list its batch and fetch every ended run nobody has claimed yet."""
+        if record.extend_batch_id is None:
+            return
+        pages = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
+        summaries: list[dict[str, Any]] = list(pages.get("data") or [])
+        token = pages.get("nextPageToken")
+        while token:
+            page = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
+            summaries += page.get("data") or []
+            token = page.get("nextPageToken")
+        ended = [str(s["id"]) for s in summaries if s.get("status") in TERMINAL_RUN_STATUSES]
+        owners = self.runner.store.owners(ended)
+        for run_id in (run_id for run_id, owner in zip(ended, owners, strict=True) if owner is None):
+            self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
+
+    def _record(self, members: list[BatchJob]) -> list[JobRecord]:
+        store, now, fresh = self.runner.store, self.clock(), []
+        for member in members:
+            owner = self.runner.store.create(
+                member.job_id, member.request, now=now, lease_s=self.runner.lease_s, secrets=member.secrets
+            )
+            if owner != member.job_id:
+                self.runner.follow(owner, member.job_id)
+                continue
+            record = store.load(member.job_id)
+            if record is not None and not record.finished and record.run_id is None and not record.extend_batch_id:
+                fresh.append(record)
+        return fresh
+
+    def _post(self, batch_id: str, records: list[JobRecord]) -> str:
+        store = self.runner.store
+        if self.runner.limiter is not None:
+            grant = self.runner.limiter.reserve(Bucket.REQUESTS)
+            if not grant.now:
+                raise RetryableError("waiting for the shared rate limit", grant.wait_s)
+        workflow = records[0].request.workflow.model_dump(exclude_none=True)
+        inputs = [self._input(record) for record in records]
+        store.client.hset(store.keys.batch(batch_id), mapping={"post": repr(self.clock())})
+        priority = records[0].request.priority
+        return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
+
+    def _input(self, record: JobRecord) -> dict[str, Any]:
+        request = record.request
+        if request.file is None:
+            raise WorkerError("a batch input needs a single file, not a package")
+        item: dict[str, Any] = {
+            "file": self.runner.file_wire(request.file),
+            "metadata": request.run_metadata(record.job_id),
+        }
+        if record.secrets:
+            item["secrets"] = unseal(record.secrets, self.runner.secrets_key)
+        return item
+
+    def _landed(self, batch_id: str, state: dict[str, str], records: list[JobRecord]) -> str | None:
+        """After a post whose answer was lost: the batch it created, found by one of its runs' metadata."""
+        if "post" not in state:
+            return None
+        ours = {record.job_id for record in records}
+        since = float(state["post"]) - _LANDED_SLACK_S
+        seen: set[str] = set()
+        for summary in self.runner.api.recent_runs(records[0].request.workflow.id, since):
+            extend_batch = summary.get("batchId")
+            if not extend_batch or extend_batch in seen:
+                continue
+            seen.add(str(extend_batch))
+            run = self.runner.api.get_run(str(summary["id"]))
+            if (run.get("metadata") or {}).get(JOB_ID_KEY) in ours:
+                log.warning("batch %s adopts Extend batch %s created by an earlier attempt", batch_id, extend_batch)
+                return str(extend_batch)
+        return None
+
+    def _mark_submitted(self, batch_id: str, extend_batch: str, records: Iterable[JobRecord]) -> None:
+        store, now = self.runner.store, self.clock()
+        client, keys = store.client, store.keys
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(keys.batch(batch_id), mapping={"xb": extend_batch})
+        pipe.expire(keys.batch(batch_id), store.result_ttl_s)
+        pipe.set(keys.extend_batch(extend_batch), batch_id, ex=store.result_ttl_s)
+        pipe.execute()
+        for record in records:
+            store.update(record.job_id, extend_batch_id=extend_batch, submitted_at=now, state=JobState.RUNNING.value)
+            delay, stretched = self.runner.check_delay_s(0.0)
+            store.schedule(record.job_id, now + delay, stretched=stretched)
+        log.info("batch %s posted as Extend batch %s with %s", batch_id, extend_batch, _count(records))
+
+
+def _count(records: Iterable[JobRecord]) -> str:
+    return f"{sum(1 for _ in records)} runs"
+
+
+def members_from(jobs: list[dict[str, Any]]) -> list[BatchJob]:
+    """Batch members from a task message: `[{"job_id", "request"}]`; raises `InvalidJobRequest`."""
+    members = []
+    for job in jobs:
+        request = JobRequest.parse(job["request"])
+        members.append(BatchJob(job_id=str(job["job_id"]), request=request, secrets=request.secrets))
+    return members

@@ -1,0 +1,133 @@
+"""One rate limit for every worker process on every machine: GCRA buckets in Redis, paused together on a 429.
+
+Extend's plans limit requests per second (every endpoint) and runs per minute. Celery's own `rate_limit`
+is per process, so a pool of N processes would overshoot N-fold; these buckets live in Redis and are
+shared. A call that finds no token is not made: the job is rescheduled for when the token is due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+
+from worker.keys import Keys
+
+# GCRA (the generic cell rate algorithm): one key per bucket holds the theoretical arrival time (TAT).
+# Time comes from the Redis server, so workers with skewed clocks share one timeline.
+_ACQUIRE = """
+-- KEYS: pause key, then one TAT key per bucket. ARGV: max_reserve_s, then (interval_s, burst) per bucket.
+-- Reserves the earliest moment every bucket (and the pause) allows, when it is at most max_reserve_s away:
+-- returns {1, wait_s}; the caller calls after wait_s (0: now). Further away: {0, wait_s}, nothing reserved.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local tats = {}
+for i = 2, #KEYS do
+  local interval, burst = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
+  tats[i] = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
+  at = math.max(at, tats[i] - interval * (burst - 1))
+end
+if at - now > tonumber(ARGV[1]) then return {0, tostring(at - now)} end
+for i = 2, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 2])
+  local tat = math.max(tats[i], at) + interval
+  redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil((tat - now + 1) * 1000))
+end
+return {1, tostring(at - now)}
+"""
+
+_PAUSE = """
+-- KEYS: pause key. ARGV: seconds. Pushes the pause end later, never earlier.
+local t = redis.call('TIME')
+local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ > current then
+  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return tostring(math.max(until_, current))
+"""
+
+
+class Bucket(StrEnum):
+    """What a call spends: every call a request; a create also runs."""
+
+    REQUESTS = "requests"
+    RUNS = "runs"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A plan's limits; None means no limit of that kind."""
+
+    requests_per_second: float | None = None
+    runs_per_minute: float | None = None
+    burst: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.requests_per_second is not None or self.runs_per_minute is not None
+
+
+PLANS = {
+    "payg": Limits(requests_per_second=10, runs_per_minute=80),
+    "scale": Limits(requests_per_second=25, runs_per_minute=120),
+    "enterprise": Limits(requests_per_second=75, runs_per_minute=300),
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The answer to a reservation."""
+
+    reserved: bool
+    wait_s: float
+
+    @property
+    def now(self) -> bool:
+        """The call may go at once."""
+        return self.reserved and self.wait_s <= 0.001
+
+
+class RateLimiter:
+    """Shared GCRA buckets; `acquire` answers how long to wait (0 when the call may go now)."""
+
+    def __init__(self, client: redis.Redis, *, keys: Keys, limits: Limits, scope: str = "default") -> None:
+        self._limits = limits
+        self._pause_key = keys.limit(scope, "pause")
+        self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
+        self._acquire = client.register_script(_ACQUIRE)
+        self._pause = client.register_script(_PAUSE)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def reserve(self, *buckets: Bucket, max_wait_s: float = 60.0) -> Grant:
+        """Reserve one token from each bucket (all or none) at the earliest moment they allow.
+
+        A grant with `wait_s == 0` means call now; a reserved grant with a wait means call at that moment
+        (the token is held, so jobs waiting for tokens line up instead of stampeding); an unreserved grant
+        means nothing is held within `max_wait_s` (a long pause): come back after `wait_s`.
+        """
+        chosen = [(bucket, interval) for bucket in buckets if (interval := self._interval_s(bucket)) is not None]
+        keys = [self._pause_key, *(self._tat_keys[bucket] for bucket, _ in chosen)]
+        args: list[float | int] = [max_wait_s]
+        for _, interval in chosen:
+            args += [interval, self._limits.burst]
+        reserved, wait = self._acquire(keys=keys, args=args)
+        return Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0))
+
+    def pause(self, seconds: float) -> None:
+        """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
+        self._pause(keys=[self._pause_key], args=[max(seconds, 0.001)])
+
+    def _interval_s(self, bucket: Bucket) -> float | None:
+        # Headroom keeps network jitter between a token here and the request's arrival at Extend from ever
+        # tipping a window over: 5 % of a one-second window, 1 % of a one-minute one (0.6 s).
+        if bucket is Bucket.REQUESTS and self._limits.requests_per_second:
+            return 1.0 / (self._limits.requests_per_second * 0.95)
+        if bucket is Bucket.RUNS and self._limits.runs_per_minute:
+            return 60.0 / (self._limits.runs_per_minute * 0.99)
+        return None

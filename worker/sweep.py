@@ -1,0 +1,166 @@
+"""List sweeps: with many runs in flight, one page of recently updated runs replaces a check per run.
+
+Every few seconds one sweeper (a lease in Redis elects it among all workers) lists
+`GET /workflow_runs?sortBy=updatedAt&sortDir=desc` back to where the previous sweep started, and makes
+every job whose run ended there due at once: that job's next check fetches the full run and publishes
+it. While sweeps run, per-job checks stretch to a slow safety net. With few runs in flight a sweep would
+cost more calls than it saves, so in `auto` mode sweeps start only above a number of jobs in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from worker.errors import WorkerError
+from worker.extend import ExtendApi
+from worker.models import TERMINAL_RUN_STATUSES
+from worker.ratelimit import Bucket, RateLimiter
+from worker.store import RedisJobStore
+
+log = logging.getLogger("extendq.sweep")
+_SKEW_S = 3.0  # Extend's clock may be behind ours: look this much further back than the last sweep began
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """When and how to sweep."""
+
+    mode: str = "auto"
+    interval_s: float = 2.0
+    min_in_flight: int = 20
+    page_size: int = 100
+    max_pages: int = 20
+
+
+@dataclass(kw_only=True)
+class Sweeper:
+    """Finds runs that ended by listing recently updated runs; one sweeper at a time across all workers."""
+
+    api: ExtendApi
+    store: RedisJobStore
+    client: redis.Redis
+    config: SweepConfig
+    limiter: RateLimiter | None = None
+    adopt: Callable[[list[str]], None] | None = None
+    clock: Callable[[], float] = time.time
+    _token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def sweep_once(self) -> int:
+        """One sweep if this process leads and sweeps are wanted; how many jobs it made due."""
+        if not self._wanted() or not self._lead():
+            return 0
+        keys = self.store.keys
+        started = self.clock()
+        mark = float(self.client.get(keys.sweep("mark")) or started - self.config.interval_s)
+        ended, complete = self._ended_since(mark - _SKEW_S)
+        made_due = self._make_due(ended, started)
+        pipe = self.client.pipeline()
+        if complete:  # a sweep cut short (no token) leaves the mark, so the next one looks as far back
+            pipe.set(keys.sweep("mark"), repr(started))
+        pipe.set(keys.sweep("active"), "1", px=int(self.config.interval_s * 3000))
+        pipe.execute()
+        return made_due
+
+    def active(self) -> bool:
+        """Whether sweeps are running now (checks then stretch to the safety net)."""
+        return bool(self.client.exists(self.store.keys.sweep("active")))
+
+    def _wanted(self) -> bool:
+        mode = self.config.mode
+        if mode == "off" or (mode == "auto" and self.store.in_flight() < self.config.min_in_flight):
+            self.client.delete(self.store.keys.sweep("active"))
+            self._hand_back()
+            return False
+        return True
+
+    def _hand_back(self) -> None:
+        """Sweeps stopped: jobs whose checks were stretched for them go back to the normal cadence."""
+        stretched = self.store.stretched()
+        if not stretched:
+            return
+        now = self.clock()
+        for job_id, done in zip(stretched, self.store.finished_flags(stretched), strict=True):
+            if not done:
+                self.store.schedule(job_id, now + random.random())
+        self.store.unstretch(stretched)
+        log.info("sweeps stopped: %d jobs back to regular checks", len(stretched))
+
+    def _lead(self) -> bool:
+        key, ttl_ms = self.store.keys.sweep("leader"), int(self.config.interval_s * 3000)
+        if self.client.set(key, self._token, nx=True, px=ttl_ms):
+            return True
+        if self.client.get(key) in (self._token, self._token.encode()):
+            self.client.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    def _ended_since(self, since: float) -> tuple[list[dict[str, Any]], bool]:
+        """Summaries of runs that ended since `since`, and whether the listing got back that far."""
+        ended: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(self.config.max_pages):
+            if self.limiter is not None and not self.limiter.reserve(Bucket.REQUESTS, max_wait_s=0).now:
+                return ended, False
+            page = self.api.list_runs(
+                sortBy="updatedAt", sortDir="desc", maxPageSize=self.config.page_size, nextPageToken=token
+            )
+            summaries: list[dict[str, Any]] = page.get("data") or []
+            for summary in summaries:
+                if _timestamp(summary.get("updatedAt")) < since:
+                    return ended, True
+                if summary.get("status") in TERMINAL_RUN_STATUSES:
+                    ended.append(summary)
+            token = page.get("nextPageToken")
+            if not token:
+                return ended, True
+        return ended, False
+
+    def _make_due(self, ended: list[dict[str, Any]], now: float) -> int:
+        run_ids = [str(summary["id"]) for summary in ended]
+        owners = self.store.owners(run_ids)
+        jobs = [job for job in owners if job is not None]
+        unfinished = [job for job, done in zip(jobs, self.store.finished_flags(jobs), strict=True) if not done]
+        for job_id in unfinished:
+            self.store.schedule(job_id, now)
+        self.store.unstretch(jobs)
+        adopted = self._adopt_batch_runs([s for s, owner in zip(ended, owners, strict=True) if owner is None])
+        return len(unfinished) + adopted
+
+    def _adopt_batch_runs(self, unknown: list[dict[str, Any]]) -> int:
+        """Runs of our batches have no owner until fetched once: hand them to the adopting task."""
+        batched = [s for s in unknown if s.get("batchId")]
+        if not batched or self.adopt is None:
+            return 0
+        ours = self.store.batches_known([str(s["batchId"]) for s in batched])
+        run_ids = [str(s["id"]) for s, known in zip(batched, ours, strict=True) if known]
+        if run_ids:
+            self.adopt(run_ids)
+        return len(run_ids)
+
+
+def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:
+    """Sweep every interval until `stop(timeout)` answers True; errors are logged and the loop goes on."""
+    while True:
+        try:
+            due = sweeper.sweep_once()
+            if due:
+                log.info("sweep made %d finished runs due", due)
+        except (WorkerError, redis.RedisError) as exc:
+            log.warning("sweep failed, retrying next interval: %s", exc)
+        if stop(sweeper.config.interval_s):
+            return
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        return float("inf")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
