@@ -65,6 +65,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         store=store,
         limiter=limiter_for(settings, store),
         sweep_check_interval_s=None if settings.sweep == "off" else settings.sweep_check_interval_s,
+        sweep_min_in_flight=0 if settings.sweep == "on" else settings.sweep_min_in_flight,
         publisher=BackendPublisher(app.backend),
         checks=check_schedule(settings),
         retry=RetryPolicy(

@@ -65,6 +65,10 @@ class RateLimited(RetryableError):
 class Throttled(RateLimited):
     """extendq's own shared rate limit has no token now; `retry_after_s` is when the reserved one is due."""
 
+    def __init__(self, message: str, retry_after_s: float | None = None, reserved: bool = True) -> None:
+        super().__init__(message, retry_after_s)
+        self.reserved = reserved
+
 
 class JobFailed(WorkerError):
     """No terminal run could be had for the job; this is its published failure."""

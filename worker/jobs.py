@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class JobRunner:
     limiter: RateLimiter | None = None
     batch_checker: Callable[[JobRecord], None] | None = None
     sweep_check_interval_s: float | None = None
+    sweep_min_in_flight: int = 0
     default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
@@ -225,9 +227,15 @@ class JobRunner:
         return delay, False
 
     def _sweeping(self) -> bool:
+        """Sweeps are running, or will be within one interval (enough jobs in flight); a yes is kept a second."""
         now = time.monotonic()
         if now >= self._sweep_seen[1]:
-            self._sweep_seen = (bool(self.store.client.exists(self.store.keys.sweep("active"))), now + 1.0)
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.exists(self.store.keys.sweep("active"))
+            pipe.zcard(self.store.keys.due)
+            active, in_flight = pipe.execute()
+            sweeping = bool(active) or in_flight >= self.sweep_min_in_flight
+            self._sweep_seen = (sweeping, now + 1.0 if sweeping else now)
         return self._sweep_seen[0]
 
     def _expire(self, record: JobRecord) -> None:
@@ -266,25 +274,41 @@ class JobRunner:
         log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
 
     def _spend(self, record: JobRecord, now: float, *buckets: Bucket) -> None:
-        """Take rate-limit tokens for one API call, or raise `Throttled` with the wait for a reserved one."""
+        """Take a token from each bucket for one API call, or raise `Throttled` with the wait for the next one.
+
+        Buckets are reserved one at a time, slowest first, and a reservation is kept in the job's record
+        until the call goes out: a create waiting a few seconds for a runs-per-minute token does not hold a
+        request token (which would stall every check meanwhile), it takes one when its run token is due.
+        """
         if self.limiter is None:
             return
-        if record.token_at is not None and now >= record.token_at - _TOKEN_SLACK_S:
-            record.token_at = None  # the reservation made when this job was last throttled
-            self.store.update(record.job_id, token_at=None)
-            return
-        grant = self.limiter.reserve(*buckets)
-        if grant.now:
-            return
-        if grant.reserved:
-            record.token_at = now + grant.wait_s
-            self.store.update(record.job_id, token_at=record.token_at)
-        raise Throttled(f"waiting {grant.wait_s:.2f}s for the shared rate limit", grant.wait_s)
+        held = dict(record.held_tokens)
+        for bucket in sorted(buckets, key=lambda b: b is Bucket.REQUESTS):
+            if bucket.value in held:
+                if now < held[bucket.value] - _TOKEN_SLACK_S:
+                    raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
+                continue
+            grant = self.limiter.reserve(bucket)
+            if grant.now:
+                held[bucket.value] = now
+                continue
+            if grant.reserved:
+                held[bucket.value] = now + grant.wait_s
+            self._hold(record, held)
+            raise Throttled(
+                f"waiting {grant.wait_s:.2f}s for the shared rate limit", grant.wait_s, reserved=grant.reserved
+            )
+        if record.held_tokens:
+            self._hold(record, {})
+
+    def _hold(self, record: JobRecord, held: dict[str, float]) -> None:
+        record.held_tokens = held
+        self.store.update(record.job_id, held_tokens=json.dumps(held) if held else None)
 
     def _wait_for_token(self, record: JobRecord, exc: Throttled, now: float) -> None:
         # A reserved token is due at an exact moment; an unreserved wait (a long pause) gets spread out.
         wait = exc.retry_after_s or 0.0
-        if record.token_at is None:
+        if not exc.reserved:
             wait += self.retry.rand() * min(wait, 5.0)
         self.store.schedule(record.job_id, now + wait)
 

@@ -89,7 +89,7 @@ class JobRecord:
     file_id: str | None = None
     finished_at: float | None = None
     error: str | None = None
-    token_at: float | None = None
+    held_tokens: dict[str, float] = field(default_factory=dict)
     extend_batch_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -310,7 +310,7 @@ _FIELDS = {
     "file_id": _F_FILE,
     "secrets": _F_SECRETS,
     "error": _F_ERROR,
-    "token_at": _F_TOKEN,
+    "held_tokens": _F_TOKEN,
     "extend_batch_id": _F_BATCH,
 }
 
@@ -360,7 +360,7 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
         file_id=get(_F_FILE),
         finished_at=number(get(_F_FINISHED)),
         error=get(_F_ERROR) or None,
-        token_at=number(get(_F_TOKEN)),
+        held_tokens=json.loads(get(_F_TOKEN) or "{}"),
         extend_batch_id=get(_F_BATCH),
     )
 

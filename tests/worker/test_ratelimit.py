@@ -1,0 +1,92 @@
+"""The shared limiter, on a real Redis: spacing, all-or-nothing buckets, reservations in line, pauses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from worker.keys import Keys
+from worker.ratelimit import Bucket, Limits, RateLimiter
+
+
+def limiter(client: redis.Redis, **limits: float) -> RateLimiter:
+    return RateLimiter(client, keys=Keys("extendq-rl:"), limits=Limits(**limits))  # type: ignore[arg-type]
+
+
+def test_no_limits_means_no_wait(redis_client: redis.Redis) -> None:
+    assert all(limiter(redis_client).reserve(Bucket.REQUESTS).now for _ in range(100))
+
+
+def test_reservations_line_up_at_the_rate(redis_client: redis.Redis) -> None:
+    # Given 10 requests per second (spaced 1/9.5 s with the headroom)
+    shared = limiter(redis_client, requests_per_second=10)
+    # When 20 calls ask at once
+    waits = [shared.reserve(Bucket.REQUESTS).wait_s for _ in range(20)]
+    # Then the first goes now and each other is reserved one interval after the previous
+    assert waits[0] == 0
+    gaps = [b - a for a, b in zip(waits, waits[1:], strict=False)]
+    assert all(abs(gap - 1 / 9.5) < 0.01 for gap in gaps)
+
+
+def test_no_one_second_window_ever_holds_more_than_the_limit(redis_client: redis.Redis) -> None:
+    shared = limiter(redis_client, requests_per_second=10)
+    start = time.time()
+    times = sorted(start + shared.reserve(Bucket.REQUESTS).wait_s for _ in range(50))
+    assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 10
+
+
+def test_buckets_are_taken_together_or_not_at_all(redis_client: redis.Redis) -> None:
+    shared = limiter(redis_client, requests_per_second=100, runs_per_minute=6)
+    assert shared.reserve(Bucket.REQUESTS, Bucket.RUNS).now
+    second = shared.reserve(Bucket.REQUESTS, Bucket.RUNS)
+    assert second.reserved and second.wait_s == pytest.approx(60 / (6 * 0.99), abs=0.05)
+
+
+def test_a_reserved_run_token_does_not_hold_up_requests(redis_client: redis.Redis) -> None:
+    # As jobs reserve: the run token first (seconds away), the request token only when that one is due
+    shared = limiter(redis_client, requests_per_second=100, runs_per_minute=6)
+    assert shared.reserve(Bucket.RUNS).now
+    assert shared.reserve(Bucket.RUNS).wait_s > 9
+    assert all(shared.reserve(Bucket.REQUESTS).wait_s < 0.5 for _ in range(20))
+
+
+def test_far_waits_are_not_reserved(redis_client: redis.Redis) -> None:
+    shared = limiter(redis_client, runs_per_minute=1)
+    assert shared.reserve(Bucket.RUNS).now
+    far = shared.reserve(Bucket.RUNS, max_wait_s=5)
+    assert not far.reserved and far.wait_s > 50
+    # Nothing was taken by the refused reservation: the next one lines up at the same moment
+    assert shared.reserve(Bucket.RUNS, max_wait_s=120).wait_s == pytest.approx(far.wait_s, abs=0.1)
+
+
+def test_a_429_pauses_every_bucket_for_everyone(redis_client: redis.Redis) -> None:
+    first, other = limiter(redis_client), limiter(redis_client, requests_per_second=1000)
+    first.pause(2.0)
+    grant = other.reserve(Bucket.REQUESTS)
+    assert grant.reserved and 1.9 < grant.wait_s <= 2.0
+
+
+def test_concurrent_callers_share_one_budget(redis_client: redis.Redis) -> None:
+    # Given eight threads, each with its own limiter object on the same Redis (as processes would be)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = limiter(redis.Redis(connection_pool=redis_client.connection_pool), requests_per_second=20)
+        for _ in range(10):
+            wait = mine.reserve(Bucket.REQUESTS).wait_s
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then the 80 reservations are spread over 80 intervals, never two at the same moment
+    ordered = sorted(waits)
+    assert ordered[-1] == pytest.approx(79 / 19, abs=0.2)
+    assert min(b - a for a, b in zip(ordered, ordered[1:], strict=False)) > 0.04
