@@ -56,6 +56,7 @@ def follow_reviews() -> dict[str, int]:
         follower = ReviewFollower(
             api=runner.api,
             store=runner.store,
+            limiter=runner.limiter,
             interval_s=settings.review_interval_s,
             outcome_ttl_s=settings.result_ttl_s,
         )

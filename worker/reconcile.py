@@ -125,16 +125,21 @@ class Reconciler:
             counts["records_expiring"] += 1
 
     def _indexes(self, indexes: list[tuple[str, str, str]], counts: Counter[str]) -> None:
+        """Index keys without an expiry whose job finished or is gone; in-flight jobs' indexes stay as they are."""
         if not indexes:
             return
         client, keys = self.store.client, self.store.keys
+        ttls = _each(client, "pttl", [key for key, _, _ in indexes])
+        lasting = [item for item, pttl in zip(indexes, ttls, strict=True) if pttl == -1]
+        named = iter(_each(client, "get", [key for key, family, _ in lasting if family != "alias"]))
+        owners = [ident if family == "alias" else next(named) for _, family, ident in lasting]
         pipe = client.pipeline(transaction=False)
-        for key, _, _ in indexes:
-            pipe.pttl(key)
-        lasting = [item for item, pttl in zip(indexes, pipe.execute(), strict=True) if pttl == -1]
-        for key, family, ident in lasting:
-            owner = ident if family == "alias" else client.get(key)
-            if owner is None:
+        for owner in owners:
+            pipe.exists(keys.job(str(owner)))
+            pipe.hexists(keys.job(str(owner)), _F_FINISHED)
+        replies = pipe.execute() if owners else []
+        for (key, family, _), owner, exists, finished in zip(lasting, owners, replies[::2], replies[1::2], strict=True):
+            if owner is None or (exists and not finished):
                 continue
             expected = "" if family == "alias" else str(owner)
             fixed = client.eval(_FIX_INDEX, 2, key, keys.job(str(owner)), expected, self.result_ttl_s * 1000)
@@ -155,6 +160,14 @@ class Reconciler:
                     counts["due_orphans_removed"] += 1
             if int(cursor) == 0:
                 return
+
+
+def _each(client: Any, command: str, keys: list[str]) -> list[Any]:
+    """One reply per key, for a one-key read command, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        getattr(pipe, command)(key)
+    return list(pipe.execute()) if keys else []
 
 
 def _glob_escape(text: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from worker.errors import RateLimited, RetryableError, WorkerError
 from worker.extend import ExtendApi, Run
+from worker.ratelimit import Bucket, RateLimiter
 from worker.store import JobRecord, RedisJobStore
 
 log = logging.getLogger("extendq.review")
@@ -65,6 +66,7 @@ class ReviewFollower:
 
     api: ExtendApi
     store: RedisJobStore
+    limiter: RateLimiter | None = None
     interval_s: float = 300.0
     outcome_ttl_s: int = 7 * 24 * 3600
     batch: int = 100
@@ -76,15 +78,27 @@ class ReviewFollower:
         claimed = self._claim(now)
         counts: Counter[str] = Counter()
         for index, job_id in enumerate(claimed):
-            try:
-                counts[self._look(job_id, now)] += 1
-            except RateLimited as exc:
-                # Extend asks us to slow down: the rest wait for its Retry-After, not a whole interval.
-                again = now + (exc.retry_after_s or 1.0)
-                self.store.client.zadd(self.store.keys.review, dict.fromkeys(claimed[index:], again), xx=True)
-                counts["rate_limited"] += len(claimed) - index
-                break
+            wait_s = self._token_wait_s()
+            if wait_s is None:
+                try:
+                    counts[self._look(job_id, now)] += 1
+                    continue
+                except RateLimited as exc:
+                    wait_s = exc.retry_after_s or 1.0
+                    if self.limiter is not None:
+                        self.limiter.pause(wait_s)
+            # No token in the pool's shared rate limit, or Extend said 429: the rest wait that long, not an interval.
+            self.store.client.zadd(self.store.keys.review, dict.fromkeys(claimed[index:], now + wait_s), xx=True)
+            counts["throttled"] += len(claimed) - index
+            break
         return dict(counts)
+
+    def _token_wait_s(self) -> float | None:
+        """None when a request may go now (its token taken), else how long until one may."""
+        if self.limiter is None:
+            return None
+        grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=0.0)
+        return None if grant.now else max(grant.wait_s, 0.05)
 
     def _claim(self, now: float) -> list[str]:
         keys = [self.store.keys.review]

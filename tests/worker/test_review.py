@@ -11,6 +11,7 @@ from worker.errors import ApiUnavailable, RateLimited, RunRejected, WorkerError
 from worker.jobs import JobRunner
 from worker.keys import Keys
 from worker.models import JobRequest, JobState
+from worker.ratelimit import Bucket, Limits, RateLimiter
 from worker.review import ReviewFollower, review_status
 from worker.store import RedisJobStore
 
@@ -161,7 +162,7 @@ def test_a_rate_limit_postpones_the_rest_by_its_retry_after(world: Any, redis_cl
     for job_id in ("a", "b", "c"):
         _finish_job(world, job_id, "watch")
     api.fail_with = RateLimited("slow down", retry_after_s=7)
-    assert _follower(world).follow_due() == {"rate_limited": 3}
+    assert _follower(world).follow_due() == {"throttled": 3}
     assert {score for _, score in redis_client.zrange("extendq:review", 0, -1, withscores=True)} == {clock.now + 7}
 
 
@@ -179,3 +180,17 @@ def test_every_finished_run_has_its_usage_noted_once(world: Any, redis_client: r
     pending = redis_client.hgetall("extendq:usage:pending")
     assert sorted(pending) == ["workflow_run_1", "workflow_run_2"]
     assert {json.loads(note)["credits"] for note in pending.values()} == {2.0}
+
+
+def test_looks_spend_the_pool_s_shared_rate_limit(world: Any, redis_client: redis.Redis) -> None:
+    # Given three due follow-ups and a pool limit of one request per second, just spent by a check
+    store, api, _, clock = world
+    for job_id in ("a", "b", "c"):
+        _finish_job(world, job_id, "watch")
+    limiter = RateLimiter(redis_client, keys=store.keys, limits=Limits(requests_per_second=1))
+    assert limiter.reserve(Bucket.REQUESTS).now
+    follower = ReviewFollower(api=api, store=store, limiter=limiter, interval_s=300, clock=clock)
+    # When the follower runs, it makes no call without a token: all three wait about a second
+    assert follower.follow_due() == {"throttled": 3} and api.gets == 0
+    scores = [score for _, score in redis_client.zrange("extendq:review", 0, -1, withscores=True)]
+    assert all(clock.now + 0.05 <= score <= clock.now + 1.5 for score in scores), (clock.now, scores)
