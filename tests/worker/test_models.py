@@ -76,3 +76,12 @@ def test_run_metadata_carries_job_id_and_key() -> None:
 def test_wire_round_trips() -> None:
     request = JobRequest.parse(_request(priority=5, deadline_s=60))
     assert JobRequest.parse(request.wire()) == request
+
+
+def test_needs_review_is_result_or_watch_and_the_default_stays_off_the_wire() -> None:
+    plain = JobRequest.parse({"workflow": "w", "file": {"id": "file_1"}})
+    watched = JobRequest.parse({"workflow": "w", "file": {"id": "file_1"}, "needs_review": "watch"})
+    assert plain.needs_review == "result" and "needs_review" not in plain.wire()
+    assert watched.wire()["needs_review"] == "watch" and JobRequest.parse(watched.wire()) == watched
+    with pytest.raises(InvalidJobRequest, match="needs_review"):
+        JobRequest.parse({"workflow": "w", "file": {"id": "file_1"}, "needs_review": "later"})

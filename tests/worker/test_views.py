@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import redis
+from rich.console import Console
+
+from worker.keys import Keys
+from worker.views import EventFeed, status_table, usage_table
+
+
+def _render(renderable: object) -> str:
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_a_reviewed_event_is_shown_with_the_finished_jobs_but_not_counted_again(redis_client: redis.Redis) -> None:
+    feed = EventFeed(redis_client, Keys("extendq:"))
+    assert feed._apply({"job_id": "j", "state": "RUNNING", "status": "PROCESSING"}) == 0
+    assert feed._apply({"job_id": "j", "state": "SUCCESS", "status": "NEEDS_REVIEW"}) == 1
+    assert feed._apply({"job_id": "j", "state": "REVIEWED", "status": "PROCESSED"}) == 0
+    assert feed.active == {} and [event["state"] for event in feed.finished] == ["REVIEWED", "SUCCESS"]
+
+
+def test_status_table_has_a_review_column_only_when_a_job_is_watched() -> None:
+    row = dict.fromkeys(("workflow_id", "run_id", "run_status", "checks", "error", "message", "review_status"))
+    plain = {**row, "job_id": "a", "state": "SUCCESS"}
+    watched = {**plain, "job_id": "b", "review_status": "REJECTED"}
+    assert "review" not in _render(status_table([plain]))
+    assert "REJECTED" in _render(status_table([plain, watched]))
+
+
+def test_usage_table_lists_days_and_the_total() -> None:
+    part = {"credits": 3.0, "runs": 2, "by_workflow": {"wf": {"credits": 3.0, "runs": 2}}, "by_tag": {}}
+    report = {"days": [{"day": "2026-11-28", **part}], "total": part, "pending_runs": 4}
+    text = _render(usage_table(report))
+    assert "2026-11-28" in text and "total" in text and "wf 3" in text and "4 finished runs not rolled up" in text
