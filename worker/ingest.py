@@ -66,6 +66,9 @@ class Ingester:
 
     def scan(self) -> dict[str, int]:
         """One pass over the folder; counts of files `submitted`, `settling`, `running`, `done`, `failed`."""
+        if not self.folder.is_dir():
+            log.warning("ingest folder %s is missing (or not a folder): nothing scanned", self.folder)
+            return {"missing_folder": 1}
         now = self.clock()
         memory = {str(k): json.loads(v) for k, v in self.client.hgetall(self.keys.ingest_seen).items()}
         counts: Counter[str] = Counter()

@@ -162,3 +162,9 @@ def test_an_error_lands_in_failed_with_the_error_in_the_sidecar(
         f"inv.{second[:8]}.txt",
         f"inv.{second[:8]}.txt.json",
     }
+
+
+def test_a_missing_folder_is_reported_not_raised(setup: tuple[Ingester, Pool, Clock], tmp_path: Path) -> None:
+    ingester, pool, _ = setup
+    ingester.folder = tmp_path / "not-mounted"
+    assert ingester.scan() == {"missing_folder": 1} and pool.submitted == []
