@@ -14,6 +14,7 @@ from tasks.base import get_runner
 from tasks.producer import build_request, job_id_for
 from worker.batch import MAX_BATCH, BatchRunner, members_from
 from worker.errors import InvalidJobRequest, RetryableError
+from worker.models import JobRequest
 
 RUN_BATCH = "extendq.run_batch"
 ADOPT_RUNS = "extendq.adopt_runs"
@@ -74,17 +75,20 @@ def submit_many(
         build_request(workflow=workflow, file=file, metadata=meta, secrets_key=secrets_key, **common)
         for file, meta in zip(files, per_file, strict=True)
     ]
+    return enqueue_many(app or _default_app(), requests)
+
+
+def enqueue_many(app: Celery, requests: Sequence[JobRequest]) -> list[AsyncResult[Any]]:
+    """Queue validated single-file requests for one workflow as batch tasks of up to 1,000; a result each."""
     if any(request.package is not None for request in requests):
-        raise InvalidJobRequest("submit_many takes single files; send packages with submit()")
-    celery_app = app or _default_app()
+        raise InvalidJobRequest("batches take single files; send packages one by one")
+    if len({request.workflow for request in requests}) > 1:
+        raise InvalidJobRequest("a batch is for one workflow (and version)")
     ids = [job_id_for(r.job_key) if r.job_key else str(uuid.uuid4()) for r in requests]
-    for start in range(0, len(requests), MAX_BATCH):
-        chunk = [
-            {"job_id": job_id, "request": request.wire()}
-            for job_id, request in zip(ids[start : start + MAX_BATCH], requests[start : start + MAX_BATCH], strict=True)
-        ]
-        celery_app.send_task(RUN_BATCH, kwargs={"jobs": chunk})
-    return [celery_app.AsyncResult(job_id) for job_id in ids]
+    jobs = [{"job_id": job_id, "request": request.wire()} for job_id, request in zip(ids, requests, strict=True)]
+    for start in range(0, len(jobs), MAX_BATCH):
+        app.send_task(RUN_BATCH, kwargs={"jobs": jobs[start : start + MAX_BATCH]})
+    return [app.AsyncResult(job_id) for job_id in ids]
 
 
 def _default_app() -> Celery:

@@ -227,7 +227,6 @@ def submit(
 
     Example: extendq submit samples/invoices --workflow workflow_invoice --metadata '{"batch": "b1"}' --wait
     """
-    from tasks.producer import enqueue
     from worker.console import Tracked
 
     with _guard() as session:
@@ -235,15 +234,31 @@ def submit(
         key = session.settings.secrets_key
         requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
         session.check_redis()
-        jobs = [
-            Tracked(enqueue(session.app, request).id, entry.label)
-            for entry, request in zip(entries, requests, strict=True)
-        ]
+        ids = _enqueue(session.app, requests)
+        jobs = [Tracked(job_id, entry.label) for job_id, entry in zip(ids, entries, strict=True)]
         if not wait:
             _print_submitted(jobs, entries, as_json)
             return
         code = _wait_and_show(session, jobs, timeout, as_json)
     raise typer.Exit(code)
+
+
+def _enqueue(app: Any, requests: Sequence[JobRequest]) -> list[str]:
+    """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own."""
+    from tasks.bulk import enqueue_many
+    from tasks.producer import enqueue
+
+    ids: dict[int, str] = {}
+    by_workflow: dict[Any, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_workflow.setdefault(request.workflow, []).append(index)
+    for indexes in by_workflow.values():
+        if len(indexes) == 1:
+            ids[indexes[0]] = enqueue(app, requests[indexes[0]]).id
+            continue
+        for index, result in zip(indexes, enqueue_many(app, [requests[i] for i in indexes]), strict=True):
+            ids[index] = result.id
+    return [ids[index] for index in range(len(requests))]
 
 
 def _request(entry: Entry, secrets_key: str | None) -> JobRequest:

@@ -27,7 +27,8 @@ _CREATE = """
 if KEYS[2] ~= '' then
   local owner = redis.call('GET', KEYS[2])
   if owner and owner ~= ARGV[1] then return owner end
-  redis.call('SET', KEYS[2], ARGV[1])
+  -- Only a new key is set: an existing one keeps the expiry its finished job gave it.
+  if not owner then redis.call('SET', KEYS[2], ARGV[1]) end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
 local fields = {}

@@ -81,3 +81,13 @@ def test_update_and_bump(redis_client: redis.Redis) -> None:
         True,
         1,
     )
+
+
+def test_enqueueing_a_finished_job_key_again_keeps_its_expiry(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    store.create("job-1", _request(job_key="k"), now=1.0, lease_s=1, secrets=None)
+    record = store.load("job-1")
+    assert record is not None
+    store.finish(record, now=2.0, state=JobState.SUCCESS, error="", event={"job_id": "job-1"})
+    assert store.create("job-1", _request(job_key="k"), now=3.0, lease_s=1, secrets=None) == "job-1"
+    assert 0 < redis_client.ttl("extendq-t:key:k") <= 60
