@@ -38,7 +38,7 @@ class SweepConfig:
     interval_s: float = 2.0
     min_in_flight: int = 20
     page_size: int = 100
-    max_pages: int = 20
+    max_pages: int = 50
 
 
 @dataclass(kw_only=True)
