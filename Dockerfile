@@ -18,5 +18,5 @@ RUN pip install ".[ops]" \
     && chown -R extendq:extendq /app
 
 USER extendq
-EXPOSE 8765 5555
+EXPOSE 8765 5555 8000 9540
 CMD ["extendq", "--help"]

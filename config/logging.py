@@ -10,10 +10,14 @@ from typing import Any
 from config.settings import Settings
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
+# The structured fields a log call may attach with `extra=` (a job's state change: worker/jobs.py). Only these
+# become JSON keys: libraries attach other things (Celery attaches a task's arguments), which must never reach
+# the logs.
+FIELDS = ("event", "job_id", "run_id", "workflow_id", "state", "status", "error", "via", "elapsed_s", "checks")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the exception, if any)."""
+    """One JSON object per record: time, level, logger, message, the structured `FIELDS` given, the exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -23,6 +27,7 @@ class JsonFormatter(logging.Formatter):
             "process": record.processName,
             "message": record.getMessage(),
         }
+        entry.update((name, record.__dict__[name]) for name in FIELDS if name in record.__dict__)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

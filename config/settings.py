@@ -161,6 +161,13 @@ class Settings(BaseSettings):
             raise ValueError("EXTENDQ_BEAT_LOCK_TIMEOUT_S must exceed EXTENDQ_BEAT_MAX_LOOP_INTERVAL_S")
         return self
 
+    # ---- Observability: Prometheus metrics (README "Operations"); logs use EXTENDQ_LOG_FORMAT above -------
+    # Each worker serves its metrics on this port from its main process (unset: no endpoint, no sample files).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # The webhook receiver serves GET /metrics on its own port.
+    webhook_metrics: bool = True
+
 
 def _values_from(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {name.upper() for name in Settings.model_fields}

@@ -8,18 +8,23 @@ Extend to deliver it again. Refused deliveries (401, 400, 413) change nothing.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from config.metrics import multiprocess_dir
 from config.settings import Settings, get_settings
 from webhooks.verify import Refusal, verified_event
+from worker import metrics
 from worker.store import RedisJobStore, open_store
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("extendq.webhooks")
 EVENT_TASK = "extendq.webhook_event"
@@ -47,7 +52,10 @@ class Receiver:
             status = await run_in_threadpool(self._hand_on, event)
         except Refusal as refusal:
             log.warning("webhook refused (%d): %s", refusal.status, refusal.reason)
+            outcome = "unavailable" if refusal.status == 503 else f"refused_{refusal.status}"
+            metrics.webhook_delivery("", outcome)
             return JSONResponse({"error": refusal.reason}, status_code=refusal.status)
+        metrics.webhook_delivery(str(event.get("eventType", "")), status)
         return JSONResponse({"status": status})
 
     async def _read_body(self, request: Request) -> bytes:
@@ -79,6 +87,15 @@ async def _health(_: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def _metrics_route(registry: CollectorRegistry) -> Route:
+    async def serve(_: Request) -> Response:
+        # The pool's gauges are read from Redis: off the event loop.
+        body, content_type = await run_in_threadpool(metrics.exposition, registry)
+        return Response(body, media_type=content_type)
+
+    return Route("/metrics", serve, methods=["GET"])
+
+
 def create_app(
     settings: Settings | None = None, *, celery_app: Celery | None = None, store: RedisJobStore | None = None
 ) -> Starlette:
@@ -86,8 +103,11 @@ def create_app(
     from config.celery import create_app as create_celery
 
     settings = settings or get_settings()
-    receiver = Receiver(
-        settings=settings, celery_app=celery_app or create_celery(settings), store=store or open_store(settings)
-    )
+    store = store or open_store(settings)
+    receiver = Receiver(settings=settings, celery_app=celery_app or create_celery(settings), store=store)
     routes = [Route("/webhooks/extend", receiver.receive, methods=["POST"]), Route("/health", _health)]
+    if settings.webhook_metrics:
+        if (samples := multiprocess_dir()) is not None:
+            metrics.configure(multiprocess_dir=samples)
+        routes.append(_metrics_route(metrics.scrape_registry(metrics.pool_collector(settings, store))))
     return Starlette(routes=routes)

@@ -93,7 +93,7 @@ class BatchRunner:
             record.run_id, record.submitted_at = str(run["id"]), record.submitted_at or now
             store.record_run(job_id, record.run_id, submitted_at=record.submitted_at)
         if run.get("status") in TERMINAL_RUN_STATUSES:
-            self.runner.finish_with_run(record, run, now)
+            self.runner.finish_with_run(record, run, now, via="batch")
         return True
 
     def check_member(self, record: JobRecord) -> None:
@@ -122,6 +122,8 @@ class BatchRunner:
                 self.runner.follow(owner, member.job_id)
                 continue
             record = store.load(member.job_id)
+            if record is not None and not record.finished:
+                self.runner.note_enqueued(record)
             if record is not None and not record.finished and record.run_id is None and not record.extend_batch_id:
                 fresh.append(record)
         return fresh
@@ -178,6 +180,7 @@ class BatchRunner:
         pipe.execute()
         for record in records:
             store.update(record.job_id, extend_batch_id=extend_batch, submitted_at=now, state=JobState.RUNNING.value)
+            self.runner.note_submitted(record, via="batch")
             delay, stretched = self.runner.check_delay_s(0.0)
             store.schedule(record.job_id, now + delay, stretched=stretched)
         log.info("batch %s posted as Extend batch %s with %s", batch_id, extend_batch, _count(records))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from worker import metrics
 from worker.extend import Run
 from worker.jobs import JobRunner, job_event
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
@@ -43,21 +44,21 @@ class EventApplier:
         event_type = str(event.get("eventType", ""))
         payload = event.get("payload")
         if not event_type.startswith("workflow_run.") or not isinstance(payload, dict):
-            return self._counted(Outcome.IGNORED)
+            return self._counted(event_type, Outcome.IGNORED)
         run_id = str(payload.get("workflowRunId") or payload.get("id") or "")
         job_id = self._job_for(run_id, payload)
         if job_id is None:
-            return self._counted(Outcome.UNKNOWN_RUN)
+            return self._counted(event_type, Outcome.UNKNOWN_RUN)
         store = self.runner.store
         with store.lock(job_id, ttl_s=self.runner.lock_ttl_s) as held:
             if not held:
                 return Outcome.BUSY
             record = store.load(job_id)
             if record is None:
-                return self._counted(Outcome.UNKNOWN_RUN)
+                return self._counted(event_type, Outcome.UNKNOWN_RUN)
             if record.finished:
-                return self._counted(Outcome.ALREADY_FINISHED)
-            return self._counted(self._apply_to(record, event_type, run_id, payload))
+                return self._counted(event_type, Outcome.ALREADY_FINISHED)
+            return self._counted(event_type, self._apply_to(record, event_type, run_id, payload))
 
     def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
         now = self.clock()
@@ -71,8 +72,8 @@ class EventApplier:
         if event_type.startswith("workflow_run.step_run") or status not in TERMINAL_RUN_STATUSES:
             self.runner.store.emit(job_event(record, state=JobState.RUNNING, status=status or event_type))
             return Outcome.PROGRESS
-        self.runner.finish_with_run(record, payload, now)
-        log.info("job %s finished by webhook %s run=%s status=%s", record.job_id, event_type, run_id, status)
+        self.runner.finish_with_run(record, payload, now, via="webhook")  # logs the job's `finished` line
+        log.debug("job %s finished by webhook %s", record.job_id, event_type)
         return Outcome.APPLIED
 
     def _job_for(self, run_id: str, payload: Run) -> str | None:
@@ -83,6 +84,7 @@ class EventApplier:
         job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
         return str(job_id) if job_id else None
 
-    def _counted(self, outcome: Outcome) -> Outcome:
+    def _counted(self, event_type: str, outcome: Outcome) -> Outcome:
         self.runner.store.count(f"webhook_{outcome.value}")
+        metrics.webhook_event(event_type, outcome.value)
         return outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from extend_ai.core.request_options import RequestOptions
 from extend_ai.wrapper.errors import WebhookPayloadFetchError
 from extend_ai.wrapper.webhooks import Webhooks
 
+from worker import metrics
 from worker.errors import ApiUnavailable, AuthFailed, InputNotFound, RateLimited, RetryableError, RunRejected
 
 T = TypeVar("T")
@@ -33,6 +35,16 @@ Run = dict[str, Any]
 _REJECTED = {400, 404, 422}
 _AUTH = {401, 402, 403}
 _FIND_PAGE_SIZE = 50
+# Matched against the end of the path (a base URL may have a path of its own); the most specific first.
+_ENDPOINTS = [
+    (re.compile(r"/workflow_runs/batch$"), "/workflow_runs/batch"),
+    (re.compile(r"/workflow_runs/[^/]+/cancel$"), "/workflow_runs/{id}/cancel"),
+    (re.compile(r"/workflow_runs/[^/]+$"), "/workflow_runs/{id}"),
+    (re.compile(r"/workflow_runs/?$"), "/workflow_runs"),
+    (re.compile(r"/files/upload$"), "/files/upload"),
+    (re.compile(r"/files/[^/]+$"), "/files/{id}"),
+    (re.compile(r"/files/?$"), "/files"),
+]
 
 
 class ExtendApi(Protocol):
@@ -69,7 +81,9 @@ class ApiConfig:
 def build_api(config: ApiConfig) -> SdkApi:
     """The Extend API over the official SDK client for `config`; call it after fork, once per process."""
     headers = {"x-extend-workspace-id": config.workspace_id} if config.workspace_id else None
-    http = httpx.Client(timeout=config.timeout_s, follow_redirects=True)
+    http = httpx.Client(
+        timeout=config.timeout_s, follow_redirects=True, transport=CountedTransport(httpx.HTTPTransport())
+    )
     client = Extend(
         token=config.api_key,
         base_url=config.base_url,
@@ -79,6 +93,35 @@ def build_api(config: ApiConfig) -> SdkApi:
         httpx_client=http,
     )
     return SdkApi(client, workspace_id=config.workspace_id, http=http)
+
+
+class CountedTransport(httpx.BaseTransport):
+    """The transport under the SDK's HTTP client: every Extend request is counted here, by endpoint and status."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        endpoint = endpoint_of(request.method, request.url.path)
+        started = time.perf_counter()
+        try:
+            response = self._inner.handle_request(request)
+        except Exception:
+            metrics.extend_request(endpoint, "error", time.perf_counter() - started)
+            raise
+        metrics.extend_request(endpoint, str(response.status_code), time.perf_counter() - started)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """The route template of an Extend request (`GET /workflow_runs/{id}`), as the API documents it."""
+    for pattern, template in _ENDPOINTS:
+        if pattern.search(path):
+            return f"{method} {template}"
+    return f"{method} other"  # bounded label values, whatever the path
 
 
 class SdkApi:

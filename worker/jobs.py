@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from worker import metrics
 from worker.errors import (
     DeadlineExceeded,
     InputNotFound,
@@ -31,6 +32,14 @@ from worker.secrets import unseal
 from worker.store import JobRecord, RedisJobStore
 
 log = logging.getLogger("extendq.jobs")
+# The job's state after each logged change (`_log`).
+_STATE_AFTER = {
+    "enqueued": JobState.QUEUED,
+    "submitted": JobState.RUNNING,
+    "progress": JobState.RUNNING,
+    "finished": JobState.SUCCESS,
+    "failed": JobState.FAILURE,
+}
 _LANDED_SLACK_S = 30.0
 _TOKEN_SLACK_S = 0.05
 _OWNER_BATCH = 50
@@ -75,7 +84,8 @@ class JobRunner:
             request = JobRequest.parse(kwargs)
         except InvalidJobRequest as exc:
             self.publisher.failure(job_id, exc)
-            log.info("job %s refused: %s", job_id, exc)
+            fields = {"event": "refused", "job_id": job_id, "state": JobState.FAILURE.value, "error": "invalid_request"}
+            log.info("job %s refused: %s", job_id, exc, extra=fields)
             return None
         return self.start(job_id, request, secrets=request.secrets)
 
@@ -124,6 +134,8 @@ class JobRunner:
 
     def _step(self, record: JobRecord) -> None:
         now = self.clock()
+        if record.state is JobState.QUEUED:  # not tried yet (a producer may have recorded it)
+            self.note_enqueued(record)
         try:
             self._act(record, now)
         except RetryableError as exc:
@@ -153,6 +165,7 @@ class JobRunner:
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
         self.store.record_run(record.job_id, record.run_id, submitted_at=now)
         self._log(record, run["status"], "submitted")
+        metrics.job_submitted(record)
         self._after_run(record, run, now)
 
     def _check_batch_member(self, record: JobRecord, now: float) -> None:
@@ -202,10 +215,11 @@ class JobRunner:
     def _after_run(self, record: JobRecord, run: Run, now: float) -> None:
         status = str(run.get("status"))
         if status in TERMINAL_RUN_STATUSES:
-            self._succeed(record, run, now)
+            self._succeed(record, run, now, via="check" if record.checks else "submit")
             return
         if status != record.run_status:
-            self._log(record, status, "progress")
+            if record.checks:  # else this is the submission, whose line already named the first status
+                self._log(record, status, "progress")
             self.store.emit(job_event(record, state=JobState.RUNNING, status=status))
         record.run_status = status
         delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
@@ -312,11 +326,21 @@ class JobRunner:
             wait += self.retry.rand() * min(wait, 5.0)
         self.store.schedule(record.job_id, now + wait)
 
-    def finish_with_run(self, record: JobRecord, run: Run, now: float) -> None:
-        """Publish a terminal run as the job's result (the caller holds the job's lock)."""
-        self._succeed(record, run, now)
+    def finish_with_run(self, record: JobRecord, run: Run, now: float, *, via: str = "check") -> None:
+        """Publish a terminal run as the job's result (the caller holds the job's lock); `via`: what found it."""
+        self._succeed(record, run, now, via=via)
 
-    def _succeed(self, record: JobRecord, run: Run, now: float) -> None:
+    def note_enqueued(self, record: JobRecord) -> None:
+        """Log and count a recorded job the first time this is asked for it (so once per job)."""
+        if metrics.job_enqueued(self.store, record):
+            self._log(record, "", "enqueued")
+
+    def note_submitted(self, record: JobRecord, *, via: str) -> None:
+        """Log and count a job whose run was requested other than by `_submit` (a batch)."""
+        self._log(record, "", "submitted", via=via)
+        metrics.job_submitted(record)
+
+    def _succeed(self, record: JobRecord, run: Run, now: float, *, via: str) -> None:
         targets = [record.job_id, *self.store.aliases(record.job_id)]
         for job_id in targets:
             self.publisher.success(job_id, run)
@@ -324,7 +348,8 @@ class JobRunner:
         event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
         if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
-            self._log(record, record.run_status, "finished")
+            self._log(record, record.run_status, "finished", via=via)
+            metrics.job_finished(self.store, record, run, now, via=via)
             after_run(self.store, record, run, now)
 
     def _fail(self, record: JobRecord, error: WorkerError, now: float) -> None:
@@ -335,7 +360,8 @@ class JobRunner:
         event = job_event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
         if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.failure(job_id, error))
-            log.info("job %s failed (%s): %s", record.job_id, kind, error)
+            self._log(record, record.run_status or "", "failed", error=kind, detail=str(error))
+            metrics.job_failed(self.store, record, kind, now)
 
     def _publish_late_aliases(self, record: JobRecord, done: list[str], publish: Callable[[str], None]) -> None:
         for alias in self.store.aliases(record.job_id):
@@ -382,16 +408,33 @@ class JobRunner:
         due = self.store.due_at(job_id)
         return due is not None and abs(due - lease) < 1e-3
 
-    def _log(self, record: JobRecord, status: str, what: str) -> None:
-        elapsed = self.clock() - record.enqueued_at
+    def _log(
+        self, record: JobRecord, status: str, what: str, *, via: str = "", error: str = "", detail: str = ""
+    ) -> None:
+        """The one line of a job's state change; its fields are JSON keys with EXTENDQ_LOG_FORMAT=json."""
+        elapsed = round(self.clock() - record.enqueued_at, 3)
+        fields: dict[str, Any] = {
+            "event": what,
+            "job_id": record.job_id,
+            "run_id": record.run_id or "",
+            "workflow_id": record.request.workflow.id,
+            "state": _STATE_AFTER.get(what, record.state).value,
+            "status": status,
+            "elapsed_s": elapsed,
+            "checks": record.checks,
+        }
+        fields.update({name: value for name, value in (("via", via), ("error", error)) if value})
+        tail = (f" via={via}" if via else "") + (f" error={error}: {detail}" if error else "")
         log.info(
-            "job %s %s run=%s workflow=%s status=%s elapsed=%.2fs",
+            "job %s %s run=%s workflow=%s status=%s elapsed=%.2fs%s",
             record.job_id,
             what,
             record.run_id,
             record.request.workflow.id,
             status,
             elapsed,
+            tail,
+            extra=fields,
         )
 
     @staticmethod

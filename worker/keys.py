@@ -50,6 +50,11 @@ class Keys:
         """Hash: counters of things worth watching (webhook events for unknown runs, duplicates...)."""
         return f"{self.prefix}counters"
 
+    @property
+    def in_flight(self) -> str:
+        """Sorted set: job id -> when it was enqueued, while it is in flight (metrics: the oldest job in flight)."""
+        return f"{self.prefix}inflight"
+
     def limit(self, scope: str, name: str) -> str:
         """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope."""
         return f"{self.prefix}limit:{scope}:{name}"

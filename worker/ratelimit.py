@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import redis
 
+from worker import metrics
 from worker.keys import Keys
 
 # GCRA (the generic cell rate algorithm): one key per bucket holds the theoretical arrival time (TAT).
@@ -117,11 +118,15 @@ class RateLimiter:
         for _, interval in chosen:
             args += [interval, self._limits.burst]
         reserved, wait = self._acquire(keys=keys, args=args)
-        return Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0))
+        grant = Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0))
+        if grant.reserved:
+            metrics.rate_limit_wait("+".join(bucket.value for bucket in buckets), grant.wait_s)
+        return grant
 
     def pause(self, seconds: float) -> None:
         """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
         self._pause(keys=[self._pause_key], args=[max(seconds, 0.001)])
+        metrics.rate_limit_pause(seconds)
 
     def _interval_s(self, bucket: Bucket) -> float | None:
         # Headroom keeps network jitter between a token here and the request's arrival at Extend from ever

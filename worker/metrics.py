@@ -1,0 +1,453 @@
+"""Prometheus metrics: what the workers and the webhook receiver count, and the pool's gauges read from Redis.
+
+Why prometheus_client's multiprocess mode, not counting in Redis. A worker is one main process and N prefork
+children, and the children do the counting; a plain in-memory registry served from the main process would
+show the main process's counts only. In multiprocess mode every process writes its samples to memory-mapped
+files in one directory (PROMETHEUS_MULTIPROC_DIR) and the main process's endpoint adds them up at scrape
+time. Recording stays a memory write: counting in Redis instead would add a round trip to every Extend request
+and every job transition (the hot path, where a step already spends a few Redis calls), and every endpoint
+would then export the same pool-wide totals, which Prometheus sums N-fold across targets. Here each worker
+exports its own counts and `sum()` across instances is the pool; a restarted worker starts from zero, which
+`rate()` handles. Only gauges are live state, and none is kept per process: what is pool-wide by nature (jobs in
+flight, the oldest of them, the dispatcher's lag, queue lengths) is read from Redis at scrape time by
+`PoolCollector`, the same on every endpoint (aggregate those with `max()`). So the children's files hold
+counters and histograms only, and a dead child's files keep counting towards the totals, as they should.
+
+The worker's main process makes a fresh directory before its pool forks and removes it when it stops
+(config/metrics.py, tasks/observe.py); the receiver's `extendq webhooks` does the same for its processes.
+prometheus_client picks in-memory or file-backed values when a metric's value is first made, so metrics are
+created lazily, after `configure()`; a process that never configures (beat, producers, tests) counts in memory.
+
+Every recording function is best effort: it logs at DEBUG and never raises, so metrics never fail a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from worker.keys import Keys
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+    from config.settings import Settings
+    from worker.store import JobRecord, RedisJobStore
+
+log = logging.getLogger("extendq.metrics")
+
+_DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+_RESULT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+_CHECK_BUCKETS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
+_REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_OLDEST_PROBES = 20  # stale entries dropped per scrape, at most, while looking for the oldest job in flight
+# kombu's Redis transport keeps each priority step of a queue in a list of its own (priority 0 is the plain name).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+class _Metrics:
+    """Every metric a process records (created on first use, once the value class is settled)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.enqueued = Counter("extendq_jobs_enqueued", "Jobs recorded by a worker.", ["workflow"], registry=r)
+        self.submitted = Counter(
+            "extendq_jobs_submitted", "Jobs whose Extend run was created.", ["workflow"], registry=r
+        )
+        self.finished = Counter(
+            "extendq_jobs_finished",
+            "Jobs finished with a terminal run, by its status.",
+            ["workflow", "status"],
+            registry=r,
+        )
+        self.failed = Counter(
+            "extendq_jobs_failed",
+            "Jobs that could not get a terminal run, by error kind.",
+            ["workflow", "kind"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "extendq_job_duration_seconds",
+            "From enqueued to finished (SUCCESS: a terminal run; FAILURE: an error).",
+            ["workflow", "state"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.time_to_result = Histogram(
+            "extendq_time_to_result_seconds",
+            "From the run's end on Extend (its endTime) to its result published, by what noticed it.",
+            ["workflow", "via"],
+            buckets=_RESULT_BUCKETS,
+            registry=r,
+        )
+        self.checks = Histogram(
+            "extendq_job_checks",
+            "Checks (GET of the run) a finished job took.",
+            ["workflow"],
+            buckets=_CHECK_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "extendq_extend_requests",
+            "Extend API requests, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "extendq_extend_request_duration_seconds",
+            "Time to Extend's answer (headers), by endpoint.",
+            ["endpoint"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.limit_wait = Histogram(
+            "extendq_rate_limit_wait_seconds",
+            "Wait for a shared rate-limit token, per reservation (0: at once), by bucket.",
+            ["bucket"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.pauses = Counter("extendq_rate_limit_pauses", "429 answers that paused the whole pool.", registry=r)
+        self.pause_seconds = Counter(
+            "extendq_rate_limit_pause_seconds", "Seconds of pool-wide pause asked by 429s (Retry-After).", registry=r
+        )
+        self.webhook_events = Counter(
+            "extendq_webhook_events",
+            "Webhook events applied by workers, by event type and outcome.",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "extendq_webhook_deliveries",
+            "Deliveries answered by the webhook receiver, by event type (verified only) and outcome.",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.credits = Counter("extendq_credits_used", "Extend credits of finished runs.", ["workflow"], registry=r)
+        self.credits_by_tag = Counter(
+            "extendq_credits_used_by_tag",
+            "Extend credits of finished runs, by usage tag (a run counts towards each of its tags).",
+            ["tag"],
+            registry=r,
+        )
+
+
+_state: _Metrics | None = None
+_multiprocess_dir: str | None = None
+_lock = threading.Lock()
+
+
+def configure(*, multiprocess_dir: str | None) -> None:
+    """Record into files under `multiprocess_dir` from now on (None: in this process's memory).
+
+    Call it before any metric is recorded in the process, and before the worker's pool forks.
+    """
+    global _state, _multiprocess_dir
+    from prometheus_client import values
+
+    with _lock:
+        _multiprocess_dir = multiprocess_dir
+        # The library settles its value class when imported; it may have been imported before the directory
+        # was set, so it is asked again (from the same environment variable the library itself reads).
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        _state = None
+
+
+def _metrics() -> _Metrics:
+    global _state
+    if _state is None:
+        with _lock:
+            if _state is None:
+                _state = _Metrics()
+    return _state
+
+
+def _best_effort(record: Callable[..., None]) -> Callable[..., None]:
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception as exc:  # a metric must never fail the job it describes
+            log.debug("metric %s not recorded: %s", record.__name__, exc)
+
+    guarded.__name__ = record.__name__
+    guarded.__doc__ = record.__doc__
+    return guarded
+
+
+# ---- what jobs record ------------------------------------------------------------------------------------
+
+
+def job_enqueued(store: RedisJobStore, record: JobRecord) -> bool:
+    """Note a recorded job among the jobs in flight (by enqueue time); True, and counted, the first time only.
+
+    Best effort: False when Redis does not answer.
+    """
+    try:
+        if not store.client.zadd(store.keys.in_flight, {record.job_id: record.enqueued_at}, nx=True):
+            return False
+    except redis.RedisError as exc:
+        log.debug("metric job_enqueued not recorded: %s", exc)
+        return False
+    _count_enqueued(record.request.workflow.id)
+    return True
+
+
+@_best_effort
+def _count_enqueued(workflow: str) -> None:
+    _metrics().enqueued.labels(workflow).inc()
+
+
+@_best_effort
+def job_submitted(record: JobRecord) -> None:
+    """A job's run (or its batch) was created on Extend. Best effort."""
+    _metrics().submitted.labels(record.request.workflow.id).inc()
+
+
+@_best_effort
+def job_finished(store: RedisJobStore, record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> None:
+    """A job finished with a terminal run (once per job): status, duration, time to result, checks, credits.
+
+    Best effort.
+    """
+    m, workflow = _metrics(), record.request.workflow.id
+    m.finished.labels(workflow, str(run.get("status"))).inc()
+    m.duration.labels(workflow, "SUCCESS").observe(max(now - record.enqueued_at, 0.0))
+    m.checks.labels(workflow).observe(record.checks)
+    ended = _timestamp(run.get("endTime")) or _timestamp(run.get("updatedAt"))
+    if ended is not None:
+        m.time_to_result.labels(workflow, via).observe(max(now - ended, 0.0))
+    _count_credits(m, workflow, run)
+    store.client.zrem(store.keys.in_flight, record.job_id)
+
+
+@_best_effort
+def job_failed(store: RedisJobStore, record: JobRecord, kind: str, now: float) -> None:
+    """A job failed without a terminal run (once per job). Best effort."""
+    m, workflow = _metrics(), record.request.workflow.id
+    m.failed.labels(workflow, kind).inc()
+    m.duration.labels(workflow, "FAILURE").observe(max(now - record.enqueued_at, 0.0))
+    m.checks.labels(workflow).observe(record.checks)
+    store.client.zrem(store.keys.in_flight, record.job_id)
+
+
+def _count_credits(m: _Metrics, workflow: str, run: dict[str, Any]) -> None:
+    usage, metadata = run.get("usage"), run.get("metadata")
+    credits = float(usage.get("credits") or 0) if isinstance(usage, dict) else 0.0
+    if credits <= 0:
+        return
+    m.credits.labels(workflow).inc(credits)
+    tags = metadata.get("extend:usage_tags") if isinstance(metadata, dict) else None
+    for tag in sorted({str(tag) for tag in tags}) if isinstance(tags, list) else ():
+        m.credits_by_tag.labels(tag).inc(credits)
+
+
+# ---- what the Extend boundary, the limiter and webhooks record -------------------------------------------
+
+
+@_best_effort
+def extend_request(endpoint: str, status: str, seconds: float) -> None:
+    """One Extend API request: its route template (`GET /workflow_runs/{id}`), HTTP status or `error`. Best effort."""
+    m = _metrics()
+    m.requests.labels(endpoint, status).inc()
+    m.request_seconds.labels(endpoint).observe(seconds)
+
+
+@_best_effort
+def rate_limit_wait(bucket: str, seconds: float) -> None:
+    """A reservation of the shared rate limit, and how long its call waits for the token. Best effort."""
+    _metrics().limit_wait.labels(bucket).observe(seconds)
+
+
+@_best_effort
+def rate_limit_pause(seconds: float) -> None:
+    """Extend answered 429: the pool pauses for `seconds`. Best effort."""
+    m = _metrics()
+    m.pauses.inc()
+    m.pause_seconds.inc(seconds)
+
+
+@_best_effort
+def webhook_event(event_type: str, outcome: str) -> None:
+    """A worker applied a webhook event (`applied`, `progress`, `already_finished`, ...). Best effort."""
+    _metrics().webhook_events.labels(event_type or "unknown", outcome).inc()
+
+
+@_best_effort
+def webhook_delivery(event_type: str, outcome: str) -> None:
+    """The receiver answered a delivery (`accepted`, `duplicate`, `refused_401`, `unavailable`, ...). Best effort."""
+    _metrics().webhook_deliveries.labels(event_type or "unverified", outcome).inc()
+
+
+# ---- pool gauges and exposition --------------------------------------------------------------------------
+
+
+class PoolCollector:
+    """Pool-wide gauges read from Redis at scrape time: the same value on every endpoint of the pool."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keys: Keys,
+        broker: redis.Redis | None = None,
+        queues: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._broker = broker
+        self._queues = tuple(queues)
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges; `extendq_redis_up` 0 (and nothing else) when Redis does not answer."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            values = self._read()
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis unreachable: %s", exc)
+            yield GaugeMetricFamily("extendq_redis_up", "Whether the pool's Redis answered this scrape.", value=0)
+            return
+        yield GaugeMetricFamily("extendq_redis_up", "Whether the pool's Redis answered this scrape.", value=1)
+        yield GaugeMetricFamily(
+            "extendq_jobs_in_flight", "Jobs not finished yet (the due set of the pool).", value=values["in_flight"]
+        )
+        yield GaugeMetricFamily(
+            "extendq_oldest_job_in_flight_seconds",
+            "Age of the oldest job not finished yet (0 when none).",
+            value=values["oldest"],
+        )
+        yield GaugeMetricFamily(
+            "extendq_dispatch_lag_seconds",
+            "How late the most overdue due step is (0 when none is overdue).",
+            value=values["lag"],
+        )
+        queue = GaugeMetricFamily("extendq_queue_length", "Messages waiting in a broker queue.", labels=["queue"])
+        for name, length in values["queues"].items():
+            queue.add_metric([name], length)
+        yield queue
+
+    def _read(self) -> dict[str, Any]:
+        now = self._clock()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(self._keys.due)
+        pipe.zrange(self._keys.due, 0, 0, withscores=True)
+        in_flight, first_due = pipe.execute()
+        lag = max(now - float(first_due[0][1]), 0.0) if first_due else 0.0
+        oldest = self._oldest_enqueued()
+        return {
+            "in_flight": in_flight,
+            "oldest": max(now - oldest, 0.0) if oldest is not None else 0.0,
+            "lag": lag,
+            "queues": self._queue_lengths(),
+        }
+
+    def _oldest_enqueued(self) -> float | None:
+        # Entries leave the set when their job finishes; one left behind (a crash between finishing and the
+        # removal, an expired record) is dropped here, so the gauge heals itself.
+        key = self._keys.in_flight
+        for _ in range(_OLDEST_PROBES):
+            first: list[Any] = list(self._redis.zrange(key, 0, 0, withscores=True))
+            if not first:
+                return None
+            member, enqueued_at = first[0]
+            job_id = member.decode() if isinstance(member, bytes) else str(member)
+            if self._redis.zscore(self._keys.due, job_id) is not None:
+                return float(enqueued_at)
+            self._redis.zrem(key, job_id)
+        return None
+
+    def _queue_lengths(self) -> dict[str, int]:
+        if self._broker is None or not self._queues:
+            return {}
+        pipe = self._broker.pipeline(transaction=False)
+        for queue in self._queues:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = pipe.execute()
+        step = len(_PRIORITY_SUFFIXES)
+        return {queue: sum(lengths[i * step : (i + 1) * step]) for i, queue in enumerate(self._queues)}
+
+
+def pool_collector(settings: Settings, store: RedisJobStore | None = None) -> PoolCollector:
+    """The pool's gauges for `settings`: the job store's Redis, and the broker's queues when it is a Redis."""
+    from config.celery import CHECKS_QUEUE, QUEUE
+    from worker.store import open_store
+
+    store = store or open_store(settings)
+    broker = redis.Redis.from_url(settings.broker) if settings.broker.startswith(("redis://", "rediss://")) else None
+    return PoolCollector(store.client, keys=store.keys, broker=broker, queues=(CHECKS_QUEUE, QUEUE))
+
+
+class _Recorded:
+    """The samples this process (or, in multiprocess mode, every process of its directory) recorded."""
+
+    def collect(self) -> Iterator[Metric]:
+        if _multiprocess_dir is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            collector = MultiProcessCollector(None, path=_multiprocess_dir)  # type: ignore[no-untyped-call]
+            yield from collector.collect()  # type: ignore[no-untyped-call]
+        else:
+            yield from _metrics().registry.collect()
+
+
+def scrape_registry(pool: PoolCollector | None = None) -> CollectorRegistry:
+    """What an endpoint serves: the recorded counters and histograms, and the pool's gauges."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Recorded())
+    if pool is not None:
+        registry.register(pool)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The text exposition of `registry` and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def start_server(*, port: int, host: str, registry: CollectorRegistry) -> Callable[[], None] | None:
+    """Serve `registry` on `host:port` from a daemon thread; a function that stops it (None if the port is taken).
+
+    Best effort: a worker whose metrics port is busy (a second worker on the machine) runs on without one.
+    """
+    from prometheus_client import start_http_server
+
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.warning("metrics endpoint not started on %s:%d: %s", host, port, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
