@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import uvicorn
 
 from config.metrics import disable_multiprocess, enable_multiprocess
@@ -14,6 +17,9 @@ def serve(*, host: str, port: int, workers: int = 1) -> None:
     removed when it stops), so `GET /metrics` on any of them shows them all.
     """
     enable_multiprocess()
+    # uvicorn hands a SIGTERM back to the process after its graceful shutdown; as an exception, not the
+    # default handler's immediate exit, it lets the directory be removed below.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         uvicorn.run(
             "webhooks.app:create_app",
@@ -26,3 +32,7 @@ def serve(*, host: str, port: int, workers: int = 1) -> None:
         )
     finally:
         disable_multiprocess()
+
+
+def _terminated(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -39,8 +39,16 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 class Stack:
     """A worker with its metrics endpoint and JSON logs, and a producer, on a Redis database of their own."""
 
-    def __init__(self, settings: Settings, worker: WorkerProcess, emulator: EmulatorProcess, metrics_url: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker: WorkerProcess,
+        emulator: EmulatorProcess,
+        metrics_url: str,
+        env: dict[str, str],
+    ) -> None:
         self.settings = settings
+        self.settings_env = env
         self.worker = worker
         self.emulator = emulator
         self.metrics_url = metrics_url
@@ -76,12 +84,15 @@ def stack(
         "EXTENDQ_METRICS_HOST": "127.0.0.1",
         "EXTENDQ_LOG_FORMAT": "json",
     }
-    log = tmp_path_factory.mktemp("observability") / "worker.log"
-    with WorkerProcess(env, log_path=Path(log), concurrency=2) as worker:
+    home = tmp_path_factory.mktemp("observability")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(home / "samples")
+    with WorkerProcess(env, log_path=home / "worker.log", concurrency=2) as worker:
         url = f"http://127.0.0.1:{port}/metrics"
         wait_for(lambda: _answers(url), timeout_s=10)
-        yield Stack(Settings.from_env(env), worker, emulator, url)
+        yield Stack(Settings.from_env(env), worker, emulator, url, env)
     release_database(f"{redis_server_url}/0", db)
+    # The worker removed its sample directory when it stopped
+    assert list((home / "samples").iterdir()) == []
 
 
 @pytest.fixture
@@ -108,6 +119,11 @@ def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
     return total(after) - total(before)
 
 
+def ended(after: Samples, before: Samples) -> float:
+    """Jobs finished or failed between two scrapes."""
+    return delta(after, before, "extendq_jobs_finished_total") + delta(after, before, "extendq_jobs_failed_total")
+
+
 def by_label(after: Samples, before: Samples, name: str, *keys: str) -> dict[tuple[str, ...], float]:
     """The growth of `name` grouped by the values of `keys`, without the groups that did not grow."""
     grown: Counter[tuple[str, ...]] = Counter()
@@ -127,7 +143,8 @@ def test_metrics_match_what_extend_saw(observed: Stack) -> None:
     during = wait_for(lambda: (s := observed.scrape())[("extendq_jobs_in_flight", ())] > 0 and s)
     assert during[("extendq_oldest_job_in_flight_seconds", ())] >= 0 and during[("extendq_redis_up", ())] == 1
     results = [job.get(timeout=20, propagate=False) for job in jobs]
-    after = observed.scrape()
+    # (a job is counted just after its result is out)
+    after = wait_for(lambda: (s := observed.scrape()) and ended(s, before) == len(jobs) and s, timeout_s=5)
     runs = [result for result in results if isinstance(result, dict)]
     assert len(runs) == len(workflows) and isinstance(results[-1], Exception)
 
@@ -156,6 +173,9 @@ def test_metrics_match_what_extend_saw(observed: Stack) -> None:
     assert delta(after, before, "extendq_credits_used_total") == pytest.approx(credits)
     assert after[("extendq_jobs_in_flight", ())] == 0 and after[("extendq_oldest_job_in_flight_seconds", ())] == 0
     assert (("queue", "extendq"),) in {labels for name, labels in after if name == "extendq_queue_length"}
+    # And the counts came from the pool's processes, through their sample files (one directory per worker)
+    (samples,) = Path(observed.settings_env["PROMETHEUS_MULTIPROC_DIR"]).iterdir()
+    assert len(list(samples.glob("counter_*.db"))) >= 2
 
 
 def test_json_log_has_one_line_per_transition_and_no_secret(observed: Stack) -> None:

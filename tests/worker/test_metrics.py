@@ -1,0 +1,131 @@
+"""Metrics: Extend endpoints are named by route template, the pool's gauges come from Redis and heal, a job is
+counted as enqueued once, and recording never fails the caller."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from config.metrics import disable_multiprocess, enable_multiprocess, multiprocess_dir
+from worker import metrics
+from worker.extend import CountedTransport, endpoint_of
+from worker.keys import Keys
+from worker.models import JobRequest, JobState
+from worker.store import JobRecord, RedisJobStore
+
+KEYS = Keys("extendq:")
+
+
+def samples(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.exposition(registry)  # type: ignore[arg-type]
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "endpoint"),
+    [
+        ("POST", "/workflow_runs", "POST /workflow_runs"),
+        ("GET", "/workflow_runs", "GET /workflow_runs"),
+        ("POST", "/workflow_runs/batch", "POST /workflow_runs/batch"),
+        ("GET", "/workflow_runs/workflow_run_abc", "GET /workflow_runs/{id}"),
+        ("POST", "/workflow_runs/workflow_run_abc/cancel", "POST /workflow_runs/{id}/cancel"),
+        ("POST", "/files/upload", "POST /files/upload"),
+        ("GET", "/v1/proxy/workflow_runs/workflow_run_abc", "GET /workflow_runs/{id}"),
+        ("GET", "/something/else", "GET other"),
+    ],
+)
+def test_endpoint_is_the_route_template(method: str, path: str, endpoint: str) -> None:
+    assert endpoint_of(method, path) == endpoint
+
+
+def test_transport_counts_answers_and_failures_by_endpoint() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/cancel"):
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(429 if request.method == "POST" else 200, json={})
+
+    before = samples(metrics.scrape_registry())
+    with httpx.Client(transport=CountedTransport(httpx.MockTransport(answer)), base_url="http://x") as client:
+        client.get("/workflow_runs/workflow_run_1")
+        client.post("/workflow_runs", json={})
+        with pytest.raises(httpx.ConnectError):
+            client.post("/workflow_runs/workflow_run_1/cancel")
+    after = samples(metrics.scrape_registry())
+
+    def grown(endpoint: str, status: str) -> float:
+        key = ("extendq_extend_requests_total", (("endpoint", endpoint), ("status", status)))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grown("GET /workflow_runs/{id}", "200") == 1
+    assert grown("POST /workflow_runs", "429") == 1
+    assert grown("POST /workflow_runs/{id}/cancel", "error") == 1
+
+
+def _record(job_id: str, enqueued_at: float) -> JobRecord:
+    request = JobRequest.parse({"workflow": "workflow_metrics", "file": {"text": "x"}})
+    return JobRecord(job_id=job_id, request=request, state=JobState.QUEUED, enqueued_at=enqueued_at)
+
+
+def test_pool_gauges_come_from_redis_and_a_stale_entry_heals(redis_client: redis.Redis) -> None:
+    # Given two jobs in flight, enqueued 60 s and 10 s ago, one due 5 s ago, and one stale entry
+    now = time.time()
+    store = RedisJobStore(redis_client, keys=KEYS, result_ttl_s=60)
+    redis_client.zadd(KEYS.due, {"old": now - 5, "new": now + 30})
+    for job_id, age in (("gone", 600), ("old", 60), ("new", 10)):
+        assert metrics.job_enqueued(store, _record(job_id, now - age))
+    redis_client.rpush("extendq.checks", "m1", "m2")
+    collector = metrics.PoolCollector(redis_client, keys=KEYS, broker=redis_client, queues=("extendq.checks",))
+    # When it is scraped
+    got = samples(metrics.scrape_registry(collector))
+    # Then the gauges are the pool's; the entry of a job no longer in flight was dropped
+    assert got[("extendq_jobs_in_flight", ())] == 2
+    assert got[("extendq_oldest_job_in_flight_seconds", ())] == pytest.approx(60, abs=2)
+    assert got[("extendq_dispatch_lag_seconds", ())] == pytest.approx(5, abs=2)
+    assert got[("extendq_queue_length", (("queue", "extendq.checks"),))] == 2
+    assert redis_client.zscore(KEYS.in_flight, "gone") is None
+    redis_client.delete("extendq.checks")
+
+
+def test_a_job_is_counted_enqueued_once_and_leaves_when_it_finishes(redis_client: redis.Redis) -> None:
+    store = RedisJobStore(redis_client, keys=KEYS, result_ttl_s=60)
+    record = _record("job-once", time.time())
+    before = samples(metrics.scrape_registry())
+    assert metrics.job_enqueued(store, record) is True
+    assert metrics.job_enqueued(store, record) is False  # a redelivery, or a producer-recorded job seen again
+    metrics.job_finished(store, record, {"status": "PROCESSED", "usage": {"credits": 2.5}}, time.time(), via="check")
+    after = samples(metrics.scrape_registry())
+    key = ("extendq_jobs_enqueued_total", (("workflow", "workflow_metrics"),))
+    assert after[key] - before.get(key, 0.0) == 1
+    assert redis_client.zscore(KEYS.in_flight, "job-once") is None
+
+
+def test_recording_never_raises_when_redis_is_gone() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    store = RedisJobStore(dead, keys=KEYS, result_ttl_s=60)
+    record = _record("job-x", time.time())
+    assert metrics.job_enqueued(store, record) is False
+    metrics.job_finished(store, record, {"status": "PROCESSED"}, time.time(), via="check")
+    metrics.job_failed(store, record, "rejected", time.time())
+    got = samples(metrics.scrape_registry(metrics.PoolCollector(dead, keys=KEYS)))
+    assert got[("extendq_redis_up", ())] == 0
+
+
+def test_multiprocess_directory_is_made_fresh_and_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    path = enable_multiprocess()
+    try:
+        assert multiprocess_dir() == path and path.startswith(str(tmp_path)) and path != str(tmp_path)
+    finally:
+        disable_multiprocess()
+    assert not Path(path).exists()
