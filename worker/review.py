@@ -134,14 +134,14 @@ class ReviewFollower:
         args = (record.job_id, outcome, self.outcome_ttl_s)
         if not self.store.client.eval(_SETTLE, 2, keys.review, keys.reviewed(record.job_id), *args):
             return  # another pass published it already
-        self.store.emit(
-            {
-                "job_id": record.job_id,
-                "run_id": record.run_id or "",
-                "workflow_id": record.request.workflow.id,
-                "state": REVIEWED,
-                "status": status,
-                "error": error,
-            }
-        )
-        log.info("job %s reviewed run=%s status=%s", record.job_id, record.run_id, status or error)
+        event = {
+            "job_id": record.job_id,
+            "run_id": record.run_id or "",
+            "workflow_id": record.request.workflow.id,
+            "state": REVIEWED,
+            "status": status,
+            "error": error,
+        }
+        self.store.emit(event)
+        fields = {"event": "reviewed", **{k: v for k, v in event.items() if v}}
+        log.info("job %s reviewed run=%s status=%s", record.job_id, record.run_id, status or error, extra=fields)
