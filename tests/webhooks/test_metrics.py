@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import create_app as create_celery
 from config.settings import Settings
+from tests.conftest import clean_keys
 from tests.support.asgi import served
 from tests.support.receiver import ReceiverProcess
 from tests.webhooks.test_receiver import SECRET, event_body, sign
@@ -94,4 +95,6 @@ def test_served_receiver_exports_from_its_sample_directory_and_removes_it(
 @pytest.fixture(autouse=True)
 def _no_leftover_queue(module_redis_url: str) -> Iterator[None]:
     yield
-    redis.Redis.from_url(module_redis_url).flushdb()
+    client = redis.Redis.from_url(module_redis_url, decode_responses=True)
+    clean_keys(client)  # the handed-on events and their guards; the database's claim stays
+    client.close()
