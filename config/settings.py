@@ -161,6 +161,26 @@ class Settings(BaseSettings):
             raise ValueError("EXTENDQ_BEAT_LOCK_TIMEOUT_S must exceed EXTENDQ_BEAT_MAX_LOOP_INTERVAL_S")
         return self
 
+    # ---- Producer fit: several Extend accounts (tenants) and callbacks --------------------------------
+    # Tenants (config/tenants.py): name -> api_key, base_url or region, workspace_id, rate limits; JSON here,
+    # or a YAML/JSON secrets file (read first; the variable wins per name). Workers need them; producers
+    # only the names (EXTENDQ_TENANT_NAMES, comma-separated, or the same tenants configuration).
+    tenants: SecretStr | None = None
+    tenants_file: str | None = None
+    tenant_names: str | None = None
+    # The callback relay (in every worker's main process): how long one read of the outbox waits, and after
+    # how long an entry a dead relay took is sent by another.
+    callback_block_s: float = Field(default=1.0, gt=0)
+    callback_claim_idle_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_tenants(self) -> Settings:
+        if self.tenants is not None or self.tenants_file:
+            from config.tenants import load_tenants
+
+            load_tenants(self)
+        return self
+
     # ---- Observability: Prometheus metrics (README "Operations"); logs use EXTENDQ_LOG_FORMAT above -------
     # Each worker serves its metrics on this port from its main process (unset: no endpoint, no sample files).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

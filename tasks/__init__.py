@@ -7,9 +7,29 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+from tasks.aio import result_async, submit_async
 from tasks.producer import CANCEL, RUN_WORKFLOW, build_request, enqueue, job_id_for
+from tasks.replay import replay
+from tasks.results import ExtractionMismatch, ResultMismatch, extraction, typed_run
+from worker.callbacks import callback_id
 
-__all__ = ["CANCEL", "RUN_WORKFLOW", "cancel", "job_id_for", "seal_secrets", "submit", "submit_many"]
+__all__ = [
+    "CANCEL",
+    "RUN_WORKFLOW",
+    "ExtractionMismatch",
+    "ResultMismatch",
+    "callback_id",
+    "cancel",
+    "extraction",
+    "job_id_for",
+    "replay",
+    "result_async",
+    "seal_secrets",
+    "submit",
+    "submit_async",
+    "submit_many",
+    "typed_run",
+]
 
 
 def _default_app() -> Celery:
@@ -23,14 +43,18 @@ def submit(*, app: Celery | None = None, **request: Any) -> AsyncResult[Any]:
 
     Keyword arguments are those of `extendq.run_workflow`: `workflow`, `file` or `package`, and optionally
     `metadata`, `priority`, `job_key`, `deadline_s`, `secrets` (a dict, sealed here with EXTENDQ_SECRETS_KEY),
-    `needs_review` (`"watch"`: follow a NEEDS_REVIEW run until reviewed; see the README's "Scheduled work").
+    `needs_review` (`"watch"`: follow a NEEDS_REVIEW run until reviewed; see the README's "Scheduled work"),
+    `tenant` (the Extend account, by name), `on_success` / `on_failure` / `callback_queue` (your own Celery
+    tasks, sent by name once the job finished; see the README's "Callbacks").
     Raises `worker.errors.InvalidJobRequest` when the request is malformed; nothing is queued then.
     """
     from config.settings import get_settings
+    from config.tenants import known_tenants
 
     settings = get_settings()
     key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
-    return enqueue(app or _default_app(), build_request(secrets_key=key, **request))
+    built = build_request(secrets_key=key, tenants=known_tenants(settings), **request)
+    return enqueue(app or _default_app(), built)
 
 
 def submit_many(*, app: Celery | None = None, **request: Any) -> list[AsyncResult[Any]]:

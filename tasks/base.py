@@ -9,15 +9,17 @@ from celery import Celery, states
 from celery.backends.base import Backend
 
 from config.settings import Settings, get_settings
+from config.tenants import load_tenants
 from worker.batch import BatchRunner
 from worker.errors import ConfigError, WorkerError
-from worker.extend import ApiConfig, build_api
+from worker.extend import ApiConfig, ExtendApi, build_api
 from worker.jobs import JobRunner
 from worker.models import JobState
 from worker.ratelimit import PLANS, Limits, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.store import RedisJobStore, open_store
 from worker.sweep import SweepConfig, Sweeper
+from worker.tenants import TenantAccounts
 
 _runner: JobRunner | None = None
 
@@ -78,17 +80,48 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         lock_ttl_s=settings.request_timeout_s * 3,
     )
     runner.batch_checker = BatchRunner(runner=runner).check_member
+    runner.tenants = tenant_accounts(settings, store)
     return runner
 
 
-def limiter_for(settings: Settings, store: RedisJobStore) -> RateLimiter:
+def limiter_for(settings: Settings, store: RedisJobStore, *, scope: str = "default") -> RateLimiter:
     """The pool's shared limiter: the plan's limits, overridden by explicit numbers (none: pauses on 429 only)."""
     plan = PLANS.get(settings.rate_limit_plan or "", Limits())
     limits = Limits(
         requests_per_second=settings.rate_limit_requests_per_second or plan.requests_per_second,
         runs_per_minute=settings.rate_limit_runs_per_minute or plan.runs_per_minute,
     )
-    return RateLimiter(store.client, keys=store.keys, limits=limits)
+    return RateLimiter(store.client, keys=store.keys, limits=limits, scope=scope)
+
+
+def tenant_accounts(settings: Settings, store: RedisJobStore) -> TenantAccounts | None:
+    """The configured tenants' APIs and limiters, each built on first use (None: one account only)."""
+    tenants = load_tenants(settings)
+    if not tenants:
+        return None
+
+    def build(name: str) -> ExtendApi:
+        tenant = tenants[name]
+        return build_api(
+            ApiConfig(
+                base_url=tenant.base_url_or(settings.extend_base_url),
+                api_key=tenant.api_key.get_secret_value(),
+                api_version=settings.api_version,
+                timeout_s=settings.request_timeout_s,
+                workspace_id=tenant.workspace_id,
+            )
+        )
+
+    def limiter(name: str) -> RateLimiter:
+        # A tenant's own plan and numbers when it gives any (it is another account); else the pool's settings.
+        own = tenants[name].model_dump(include=_LIMIT_FIELDS)
+        limits = settings.model_copy(update=own) if any(value is not None for value in own.values()) else settings
+        return limiter_for(limits, store, scope=f"tenant:{name}")
+
+    return TenantAccounts(tenants, build_api=build, build_limiter=limiter)
+
+
+_LIMIT_FIELDS = {"rate_limit_plan", "rate_limit_requests_per_second", "rate_limit_runs_per_minute"}
 
 
 def sweeper_for(settings: Settings) -> Sweeper:

@@ -84,6 +84,8 @@ def enqueue_many(app: Celery, requests: Sequence[JobRequest]) -> list[AsyncResul
         raise InvalidJobRequest("batches take single files; send packages one by one")
     if len({request.workflow for request in requests}) > 1:
         raise InvalidJobRequest("a batch is for one workflow (and version)")
+    if any(request.tenant is not None for request in requests):
+        raise InvalidJobRequest("batches run on the default account; send a tenant's jobs one by one with submit()")
     ids = [job_id_for(r.job_key) if r.job_key else str(uuid.uuid4()) for r in requests]
     jobs = [{"job_id": job_id, "request": request.wire()} for job_id, request in zip(ids, requests, strict=True)]
     for start in range(0, len(jobs), MAX_BATCH):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,21 @@ def build_request(
     secrets_key: str | None = None,
     check_paths: bool = True,
     needs_review: str | None = None,
+    tenant: str | None = None,
+    tenants: Collection[str] | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
+    callback_queue: str | None = None,
+    replay_of: str | None = None,
 ) -> JobRequest:
-    """A validated job request; raises `InvalidJobRequest` naming every problem before anything is queued."""
+    """A validated job request; raises `InvalidJobRequest` naming every problem before anything is queued.
+
+    `tenants`: the tenant names this producer knows (`config.tenants.known_tenants`); a `tenant` outside them
+    is refused here. None skips that check (the workers still refuse a tenant they do not know).
+    """
+    if tenant is not None and tenants is not None and tenant not in tenants:
+        known = ", ".join(sorted(tenants)) or "none (set EXTENDQ_TENANT_NAMES)"
+        raise InvalidJobRequest(f"unknown tenant {tenant!r}: the known tenants are {known}")
     data: dict[str, Any] = {
         "workflow": workflow,
         "file": file,
@@ -47,6 +61,11 @@ def build_request(
         "job_key": job_key,
         "deadline_s": deadline_s,
         "needs_review": needs_review,
+        "tenant": tenant,
+        "on_success": on_success,
+        "on_failure": on_failure,
+        "callback_queue": callback_queue,
+        "replay_of": replay_of,
     }
     if secrets is not None:
         data["secrets"] = seal(secrets, secrets_key)

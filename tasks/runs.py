@@ -11,6 +11,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from config.celery import app
 from config.settings import get_settings
 from tasks.base import get_runner, set_runner, store_for, sweeper_for
+from tasks.callbacks import start_relay
 from tasks.observe import serve_metrics
 from worker.dispatcher import Dispatcher
 from worker.events import EventApplier, Outcome
@@ -82,6 +83,7 @@ def _start_dispatcher(**_: Any) -> None:
     threading.Thread(
         target=run_forever, args=(sweeper_for(settings), _stopping.wait), name="extendq-sweeper", daemon=True
     ).start()
+    start_relay(settings, _stopping)
     serve_metrics(settings)
 
 

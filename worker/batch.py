@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import RetryableError, WorkerError
+from worker.errors import InvalidJobRequest, RetryableError, WorkerError
 from worker.extend import Run
 from worker.jobs import JobRunner
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
@@ -195,5 +195,7 @@ def members_from(jobs: list[dict[str, Any]]) -> list[BatchJob]:
     members = []
     for job in jobs:
         request = JobRequest.parse(job["request"])
+        if request.tenant is not None:
+            raise InvalidJobRequest("batches run on the default account; send a tenant's jobs one by one")
         members.append(BatchJob(job_id=str(job["job_id"]), request=request, secrets=request.secrets))
     return members

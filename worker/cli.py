@@ -414,6 +414,53 @@ def usage(
             _console().print(usage_table(report))
 
 
+# ---- list, retry: finished jobs and replays -----------------------------------------------------------------
+
+
+@app.command(name="list", epilog=EPILOG)
+def list_jobs(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help="failed (FAILURE or run FAILED), rejected, processed, ... (repeatable)."),
+    ] = None,
+    since: Annotated[str, typer.Option(help="Finished within this long: 90s, 30m, 1h, 2d.")] = "1h",
+    limit: Annotated[int, typer.Option(min=1, help="At most N jobs, newest first.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Finished jobs, newest first, by how they ended (kept as long as results are)."""
+    from worker.history import finished_jobs, parse_age
+    from worker.views import finished_table
+
+    with _guard() as session:
+        age = parse_age(since)
+        session.check_redis()
+        rows = finished_jobs(session.store, since=time.time() - age, statuses=status or (), limit=limit)
+        if as_json:
+            emit_json(rows)
+        else:
+            _console().print(finished_table(rows))
+
+
+@app.command(epilog=EPILOG)
+def retry(
+    jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help="Finished jobs that did not end PROCESSED.")],
+    job_key: Annotated[str | None, typer.Option(help="Job key of the new job (one JOB only); none by default.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run finished jobs again as new jobs with the same requests; prints each new job id (`replay_of` links them)."""
+    from tasks.replay import replay
+
+    with _guard() as session:
+        if job_key is not None and len(jobs) > 1:
+            raise BadInput("--job-key names one job: give one JOB with it")
+        session.check_redis()
+        replays = [(old, replay(old, job_key=job_key, app=session.app, store=session.store).id) for old in jobs]
+        if as_json:
+            emit_json([{"job_id": new, "replay_of": old} for old, new in replays])
+        else:
+            typer.echo("\n".join(f"{old} -> {new}" for old, new in replays))
+
+
 def main() -> None:
     """Entry point of the `extendq` console script."""
     app()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from worker import metrics
+from worker.callbacks import failure_callback, success_callback
 from worker.errors import (
     DeadlineExceeded,
     InputNotFound,
@@ -30,6 +31,7 @@ from worker.ratelimit import Bucket, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.secrets import unseal
 from worker.store import JobRecord, RedisJobStore
+from worker.tenants import TenantAccounts
 
 log = logging.getLogger("extendq.jobs")
 # The job's state after each logged change (`_log`).
@@ -76,7 +78,24 @@ class JobRunner:
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
     clock: Callable[[], float] = time.time
+    # Other Extend accounts, for jobs naming a tenant (worker/tenants.py); `api` and `limiter` serve the rest.
+    tenants: TenantAccounts | None = None
     _sweep_seen: tuple[bool, float] = (False, 0.0)
+
+    def api_for(self, record: JobRecord) -> ExtendApi:
+        """The Extend API of the job's account: its tenant's, or the default one."""
+        tenant = record.request.tenant
+        return self.api if tenant is None else self._tenants(tenant).api(tenant)
+
+    def limiter_for(self, record: JobRecord) -> RateLimiter | None:
+        """The rate limiter of the job's account: each tenant has a budget of its own."""
+        tenant = record.request.tenant
+        return self.limiter if tenant is None else self._tenants(tenant).limiter(tenant)
+
+    def _tenants(self, tenant: str) -> TenantAccounts:
+        if self.tenants is None:
+            raise InvalidJobRequest(f"unknown tenant {tenant!r}: this worker has no tenants configured")
+        return self.tenants
 
     def start_message(self, job_id: str, kwargs: dict[str, Any]) -> str | None:
         """Start a job from a task message's kwargs; a malformed message fails the job at once, without retries."""
@@ -161,7 +180,7 @@ class JobRunner:
             body = self._create_body(record)
             self._spend(record, now, Bucket.REQUESTS, Bucket.RUNS)
             self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
-            run = self.api.create_run(body)
+            run = self.api_for(record).create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
         self.store.record_run(record.job_id, record.run_id, submitted_at=now)
         self._log(record, run["status"], "submitted")
@@ -184,7 +203,7 @@ class JobRunner:
         since = (record.posting_since or 0) - _LANDED_SLACK_S
         batch: list[str] = []
         self._spend(record, self.clock(), Bucket.REQUESTS)
-        for summary in self.api.recent_runs(record.request.workflow.id, since):
+        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since):
             batch.append(str(summary["id"]))
             if len(batch) >= _OWNER_BATCH:
                 if (run := self._match_unowned(record, batch)) is not None:
@@ -197,7 +216,7 @@ class JobRunner:
             if owner is not None:
                 continue
             self._spend(record, self.clock(), Bucket.REQUESTS)
-            run = self.api.get_run(run_id)
+            run = self.api_for(record).get_run(run_id)
             if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
                 log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run_id)
                 return run
@@ -208,7 +227,7 @@ class JobRunner:
         if record.cancel_requested and not record.cancel_sent:
             self._cancel_run(record)
         self._spend(record, now, Bucket.REQUESTS)
-        run = self.api.get_run(record.run_id)
+        run = self.api_for(record).get_run(record.run_id)
         record.checks = self.store.bump(record.job_id, "checks")
         self._after_run(record, run, now)
 
@@ -222,7 +241,8 @@ class JobRunner:
                 self._log(record, status, "progress")
             self.store.emit(job_event(record, state=JobState.RUNNING, status=status))
         record.run_status = status
-        delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
+        # List sweeps read the default account only: a tenant's runs keep their own checks.
+        delay, stretched = self._check_delay_s(now - (record.submitted_at or now), swept=record.request.tenant is None)
         due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
         self.store.update(record.job_id, run_status=status, attempts=0)
         self.store.schedule(record.job_id, due, stretched=stretched)
@@ -232,10 +252,10 @@ class JobRunner:
         """The delay to a run's next check `elapsed_s` after submission, and whether sweeps stretched it."""
         return self._check_delay_s(elapsed_s)
 
-    def _check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
+    def _check_delay_s(self, elapsed_s: float, *, swept: bool = True) -> tuple[float, bool]:
         """The delay to the next check, and whether it was stretched because list sweeps are running."""
         delay = self.checks.delay_s(elapsed_s)
-        if self.sweep_check_interval_s is not None and self._sweeping():
+        if swept and self.sweep_check_interval_s is not None and self._sweeping():
             # List sweeps notice the run's end; this check is only the safety net.
             return max(delay, self.sweep_check_interval_s * (0.75 + 0.5 * self.retry.rand())), True
         return delay, False
@@ -261,7 +281,7 @@ class JobRunner:
         assert record.run_id is not None
         self._spend(record, self.clock(), Bucket.REQUESTS)
         try:
-            self.api.cancel_run(record.run_id)
+            self.api_for(record).cancel_run(record.run_id)
         except RunRejected:
             pass  # the run had already ended: the next check publishes it
         record.cancel_sent = True
@@ -274,8 +294,8 @@ class JobRunner:
         # A 429 is Extend pacing us, not a failure: the whole pool pauses for its Retry-After, and waiting
         # it out does not spend the retry budget.
         paced = isinstance(exc, RateLimited)
-        if paced and self.limiter is not None:
-            self.limiter.pause(exc.retry_after_s or 1.0)
+        if paced and (limiter := self.limiter_for(record)) is not None:
+            limiter.pause(exc.retry_after_s or 1.0)
         attempts = max(record.attempts, 1) if paced else self.store.bump(record.job_id, "attempts")
         if not paced and self.retry.exhausted(attempts):
             message = f"gave up after {attempts} transient failures; last: {exc}"
@@ -294,7 +314,8 @@ class JobRunner:
         until the call goes out: a create waiting a few seconds for a runs-per-minute token does not hold a
         request token (which would stall every check meanwhile), it takes one when its run token is due.
         """
-        if self.limiter is None:
+        limiter = self.limiter_for(record)
+        if limiter is None:
             return
         held = dict(record.held_tokens)
         for bucket in sorted(buckets, key=lambda b: b is Bucket.REQUESTS):
@@ -302,7 +323,7 @@ class JobRunner:
                 if now < held[bucket.value] - _TOKEN_SLACK_S:
                     raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
                 continue
-            grant = self.limiter.reserve(bucket)
+            grant = limiter.reserve(bucket)
             if grant.now:
                 held[bucket.value] = now
                 continue
@@ -346,7 +367,8 @@ class JobRunner:
             self.publisher.success(job_id, run)
         record.run_status = str(run["status"])
         event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
-        if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event):
+        callback = success_callback(record, run)
+        if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event, callback=callback):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
             self._log(record, record.run_status, "finished", via=via)
             metrics.job_finished(self.store, record, run, now, via=via)
@@ -358,7 +380,8 @@ class JobRunner:
             self.publisher.failure(job_id, error)
         kind = getattr(error, "kind", "invalid_request")
         event = job_event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
-        if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event):
+        callback = failure_callback(record, error)
+        if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event, callback=callback):
             self._publish_late_aliases(record, targets, lambda job_id: self.publisher.failure(job_id, error))
             self._log(record, record.run_status or "", "failed", error=kind, detail=str(error))
             metrics.job_failed(self.store, record, kind, now)
@@ -375,9 +398,9 @@ class JobRunner:
             "metadata": request.run_metadata(record.job_id),
         }
         if request.file is not None:
-            body["file"] = self._file_wire(request.file)
+            body["file"] = self._file_wire(request.file, self.api_for(record))
         elif request.package is not None:
-            body["package"] = {"files": [self._file_wire(item) for item in request.package.files]}
+            body["package"] = {"files": [self._file_wire(item, self.api_for(record)) for item in request.package.files]}
         if request.priority is not None:
             body["priority"] = request.priority
         if record.secrets:
@@ -388,11 +411,11 @@ class JobRunner:
         """A file input in the API's wire form; a local `path` is uploaded first."""
         return self._file_wire(item)
 
-    def _file_wire(self, item: FileInput) -> dict[str, Any]:
+    def _file_wire(self, item: FileInput, api: ExtendApi | None = None) -> dict[str, Any]:
         if not isinstance(item, PathFile):
             return item.model_dump(exclude_none=True)
         path = self._checked_path(item.path)
-        return {"id": self.api.upload(str(path), item.name)}
+        return {"id": (api or self.api).upload(str(path), item.name)}
 
     def _checked_path(self, raw: str) -> Path:
         path = Path(raw).expanduser()

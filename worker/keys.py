@@ -110,6 +110,18 @@ class Keys:
         """Hash: file name in the ingest folder -> its size and mtime when last scanned (not yet submitted)."""
         return f"{self.prefix}ingest:seen"
 
+    # ---- Producer fit: callbacks, finished jobs ----
+
+    @property
+    def outbox(self) -> str:
+        """Stream: callbacks to send (one entry per finished job that asked for one), read by the relay's group."""
+        return f"{self.prefix}outbox"
+
+    @property
+    def finished(self) -> str:
+        """Sorted set: job id -> when it finished; trimmed to the result TTL (`extendq list`)."""
+        return f"{self.prefix}finished"
+
     def owned(self, key: str) -> tuple[str, str] | None:
         """`("job" | "key" | "run" | "alias", id)` for a per-job key under this prefix, else None."""
         if not key.startswith(self.prefix):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from config.tenants import TENANT_PATTERN
 from worker.errors import InvalidJobRequest
 
 METADATA_MAX_BYTES = 10 * 1024
@@ -17,6 +18,7 @@ JOB_KEY_KEY = "extendq:job_key"
 USAGE_TAGS_KEY = "extend:usage_tags"
 TERMINAL_RUN_STATUSES = frozenset({"PROCESSED", "FAILED", "CANCELLED", "NEEDS_REVIEW", "REJECTED"})
 _TAG_JUNK = re.compile(r"[^A-Za-z0-9_-]")
+TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 
 
 class JobState(StrEnum):
@@ -108,6 +110,14 @@ class JobRequest(_Strict):
     secrets: str | None = None
     # "watch": a NEEDS_REVIEW result is followed until reviewed, and the later outcome published as an event.
     needs_review: Literal["result", "watch"] = "result"
+    # The Extend account (configured on workers, see config/tenants.py) the run belongs to; None: the default.
+    tenant: Annotated[str, Field(pattern=TENANT_PATTERN)] | None = None
+    # The producer's own Celery tasks, sent by name once the job finished (worker/callbacks.py).
+    on_success: Annotated[str, Field(pattern=TASK_NAME_PATTERN)] | None = None
+    on_failure: Annotated[str, Field(pattern=TASK_NAME_PATTERN)] | None = None
+    callback_queue: Annotated[str, Field(pattern=TASK_NAME_PATTERN)] | None = None
+    # The job this one replays (`extendq retry`): same request, new job.
+    replay_of: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @field_validator("workflow", mode="before")
     @classmethod
@@ -147,6 +157,8 @@ class JobRequest(_Strict):
     def _check_whole(self) -> JobRequest:
         if (self.file is None) == (self.package is None):
             raise ValueError("give exactly one of file or package")
+        if self.tenant is not None and self.needs_review == "watch":
+            raise ValueError("needs_review 'watch' follows runs of the default account only, not a tenant's")
         size = len(json.dumps(self.run_metadata("0" * 36), separators=(",", ":")).encode())
         if size > METADATA_MAX_BYTES:
             raise ValueError(f"metadata is {size} bytes serialised (with extendq's keys); the limit is 10240")

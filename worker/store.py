@@ -46,16 +46,23 @@ return ids
 """
 
 _FINISH = """
--- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or '').
--- ARGV: job id, ttl, now, state, error, events maxlen, then event field/value pairs.
+-- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
+--       callback outbox.
+-- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''),
+--       then event field/value pairs.
 -- Returns 0 when the job had already finished.
 if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rst', ARGV[7]) end
 redis.call('HDEL', KEYS[1], 'sec')
 redis.call('ZREM', KEYS[2], ARGV[1])
 local event = {}
-for i = 7, #ARGV do event[#event + 1] = ARGV[i] end
+for i = 9, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
+-- Finished jobs by finish time, kept as long as results; the callback is queued in the same step as the finish.
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
+if ARGV[8] ~= '' then redis.call('XADD', KEYS[8], '*', 'callback', ARGV[8]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 redis.call('EXPIRE', KEYS[5], ARGV[2])
@@ -255,8 +262,20 @@ class RedisJobStore:
             if held:
                 self._release(keys=[key], args=[token])
 
-    def finish(self, record: JobRecord, *, now: float, state: JobState, error: str, event: dict[str, str]) -> bool:
-        """Mark the job finished and append its event, once; False when it had already finished."""
+    def finish(
+        self,
+        record: JobRecord,
+        *,
+        now: float,
+        state: JobState,
+        error: str,
+        event: dict[str, str],
+        callback: str | None = None,
+    ) -> bool:
+        """Mark the job finished and append its event, once; False when it had already finished.
+
+        `callback` (an encoded `worker.callbacks.Callback`) goes to the outbox in the same atomic step.
+        """
         keys = [
             self._keys.job(record.job_id),
             self._keys.due,
@@ -264,8 +283,11 @@ class RedisJobStore:
             self._keys.job_key(record.request.job_key) if record.request.job_key else "",
             self._keys.aliases(record.job_id),
             self._keys.run(record.run_id) if record.run_id else "",
+            self._keys.finished,
+            self._keys.outbox,
         ]
-        args = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen, *_flatten(event)]
+        head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
+        args = [*head, record.run_status or "", callback or "", *_flatten(event)]
         return bool(self._finish(keys=keys, args=args))
 
     def add_alias(self, owner_id: str, alias_id: str) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "EventFeed",
     "emit_json",
     "ended_badly",
+    "finished_table",
     "job_status",
     "redact",
     "run_grid",
@@ -174,6 +175,7 @@ def job_status(app: Celery, store: RedisJobStore, job_id: str) -> dict[str, Any]
     if record is not None:
         row.update(record.progress(), error=record.error)
         row["state"] = record.state.value if state == "PENDING" else state
+        row.update(tenant=record.request.tenant, replay_of=record.request.replay_of)
     if isinstance(value, dict) and state != "SUCCESS":
         row.update({key: item for key, item in value.items() if key in row and item is not None})
     if state == "SUCCESS" and isinstance(value, dict):
@@ -182,18 +184,30 @@ def job_status(app: Celery, store: RedisJobStore, job_id: str) -> dict[str, Any]
         row.update(error=getattr(value, "kind", type(value).__name__), message=str(value))
         row["run_id"] = row["run_id"] or getattr(value, "run_id", None)
     row["review_status"] = review_status(store, job_id)
-    return {key: row[key] for key in ("job_id", "state", *_STATUS_KEYS)}
+    return {key: row.get(key) for key in ("job_id", "state", *_STATUS_KEYS)}
 
 
-_STATUS_KEYS = ("workflow_id", "run_id", "run_status", "checks", "attempts", "error", "message", "review_status")
+_STATUS_KEYS = (
+    "workflow_id",
+    "run_id",
+    "run_status",
+    "checks",
+    "attempts",
+    "error",
+    "message",
+    "review_status",
+    "tenant",
+    "replay_of",
+)
 
 
 def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """`extendq status`: one row per job (a review column when one of them has a watched review)."""
     table = Table(header_style="bold")
     reviewed = any(row.get("review_status") for row in rows)
+    replays = any(row.get("replay_of") for row in rows)
     names = ["job", "state", "workflow", "run id", "run status", "checks", "error"]
-    for name in [*names, "review"] if reviewed else names:
+    for name in [*names, *(["review"] if reviewed else []), *(["replay of"] if replays else [])]:
         table.add_column(name, overflow="fold")
     for row in rows:
         error = f"{row['error']}: {row['message']}" if row.get("message") else row.get("error")
@@ -208,11 +222,26 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         ]
         if reviewed:
             cells.append(row.get("review_status"))
+        if replays:
+            cells.append(row.get("replay_of"))
         table.add_row(*("" if cell is None else str(cell) for cell in cells), style=_STATE_STYLES.get(row["state"]))
     return table
 
 
 _STATE_STYLES = {"FAILURE": "red", "SUCCESS": "green"}
+
+
+def finished_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """`extendq list`: finished jobs, newest first, with how each ended."""
+    table = Table(header_style="bold", caption=f"{len(rows)} jobs")
+    for name in ("finished", "job", "outcome", "workflow", "tenant", "run id", "error", "replay of"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["finished_at"])))
+        cells = [at, row["job_id"], row["outcome"], row["workflow_id"], row["tenant"], row["run_id"], row["error"]]
+        cells.append(row["replay_of"])
+        table.add_row(*("" if cell is None else str(cell) for cell in cells), style=STYLES.get(row["outcome"]))
+    return table
 
 
 def run_grid(job_id: str, run: Mapping[str, Any]) -> Table:

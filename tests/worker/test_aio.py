@@ -1,0 +1,132 @@
+"""asyncio producers: `result_async` reads the result backend without blocking the loop; `submit_async` queues."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from redis import asyncio as aioredis
+
+from config.celery import create_app
+from config.settings import Settings
+from tasks.aio import result_async, submit_async
+from worker.errors import InvalidJobRequest, RunRejected
+from worker.models import JobState
+
+RUN = {"id": "workflow_run_1", "status": "PROCESSED"}
+
+
+@pytest.fixture
+def app(settings: Settings, redis_client: redis.Redis) -> Celery:
+    return create_app(settings)
+
+
+def _later(delay_s: float, action: Any) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay_s)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_result_already_stored_is_returned_at_once(app: Celery) -> None:
+    app.backend.store_result("job-done", RUN, "SUCCESS")
+    assert asyncio.run(result_async("job-done", app=app, timeout=1)) == RUN
+
+
+def test_the_wait_ends_when_the_result_is_published_not_at_the_next_look(app: Celery) -> None:
+    # Given a job in flight that has published progress, and ends 0.3 s later
+    app.backend.store_result("job-1", {"run_status": "PROCESSING"}, JobState.RUNNING.value)
+    ending = _later(0.3, lambda: app.backend.store_result("job-1", RUN, "SUCCESS"))
+    beats: list[float] = []
+
+    async def main() -> tuple[Any, float]:
+        async def heartbeat() -> None:
+            while True:
+                beats.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(heartbeat())
+        started = time.monotonic()
+        run = await result_async("job-1", app=app, timeout=5)
+        ticking.cancel()
+        return run, time.monotonic() - started
+
+    run, waited = asyncio.run(main())
+    ending.join()
+    # Then the run comes with the publish (well before the 5 s re-check), and the loop ran all along
+    assert run == RUN and 0.25 < waited < 1.5
+    assert max(b - a for a, b in zip(beats, beats[1:], strict=False)) < 0.1
+
+
+def test_a_failed_job_raises_its_error(app: Celery) -> None:
+    app.backend.store_result("job-2", RunRejected("workflow_x refused the request (400)", None, 400), "FAILURE")
+    with pytest.raises(RunRejected, match="refused the request"):
+        asyncio.run(result_async("job-2", app=app, timeout=1))
+
+
+def test_waiting_too_long_raises_timeout(app: Celery) -> None:
+    with pytest.raises(TimeoutError, match="job-3 not finished after 0.2 s"):
+        asyncio.run(result_async("job-3", app=app, timeout=0.2))
+
+
+def test_a_hundred_waits_share_one_subscription_and_leave_no_connection_behind(
+    app: Celery, redis_client: redis.Redis
+) -> None:
+    # Given a hundred jobs awaited at once, finishing in a burst while the loop beats every 5 ms
+    app.backend.get_key_for_task("warm")  # Celery imports its Redis backend on first use, once per process
+    ids = [f"job-{index}" for index in range(100)]
+    ending = _later(0.3, lambda: [app.backend.store_result(job_id, {**RUN, "id": job_id}, "SUCCESS") for job_id in ids])
+    gaps: list[float] = []
+
+    async def main() -> tuple[list[Any], int]:
+        async def heartbeat() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.005)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        ticking = asyncio.create_task(heartbeat())
+        waits = asyncio.gather(*(result_async(job_id, app=app, timeout=10) for job_id in ids))
+        await asyncio.sleep(0.2)
+        subscribers = sum(count for _, count in await _numsub(ids))
+        runs = await waits
+        ticking.cancel()
+        return runs, subscribers
+
+    async def _numsub(channels: list[str]) -> list[tuple[Any, int]]:
+        async with aioredis.Redis.from_url(app.conf.result_backend) as client:
+            return list(await client.pubsub_numsub(*(f"celery-task-meta-{c}" for c in channels)))
+
+    runs, subscribers = asyncio.run(main())
+    ending.join()
+    # Then every run came back, each channel had one subscriber, and the loop never stalled
+    assert [run["id"] for run in runs] == ids and subscribers == 100
+    assert max(gaps) < 0.05, sorted(gaps)[-3:]
+    clients = redis_client.client_list()
+    assert not [
+        c
+        for c in clients
+        if int(c.get("sub", 0)) > 0 and c.get("db") == str(redis_client.connection_pool.connection_kwargs["db"])
+    ]
+
+
+def test_submit_async_queues_a_valid_request_and_refuses_a_bad_one() -> None:
+    broker = Celery(broker="memory://", backend="cache+memory://")
+
+    async def main() -> str:
+        with pytest.raises(InvalidJobRequest, match="unknown tenant"):
+            await submit_async(app=broker, workflow="w", file={"id": "f"}, tenant="nobody")
+        return await submit_async(app=broker, workflow="w", file={"id": "f"}, job_key="k-1")
+
+    from tasks.producer import job_id_for
+
+    assert asyncio.run(main()) == job_id_for("k-1")

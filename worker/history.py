@@ -1,0 +1,110 @@
+"""Finished jobs: found by finish time (`extendq list`), and replayed as new jobs (`extendq retry`).
+
+The finish script adds every finished job to the sorted set `Keys.finished` (score: when it finished) and
+trims entries older than the result TTL, so the index holds exactly the jobs whose records can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from typing import Any
+
+from worker.errors import InvalidJobRequest
+from worker.models import JobRequest
+from worker.store import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, RedisJobStore
+
+# A job "failed" when it got no terminal run (FAILURE) or its run ended FAILED: `--status failed` finds both.
+FAILED = "failed"
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_FIELDS = (_F_STATE, _F_ERROR, _F_RUN, _F_RUN_STATUS, _F_FINISHED, _F_REQUEST)
+
+
+def parse_age(value: str) -> float:
+    """Seconds from `"90"`, `"90s"`, `"30m"`, `"1h"` or `"2d"`; `InvalidJobRequest` otherwise."""
+    match = _AGE.match(value)
+    if match is None:
+        raise InvalidJobRequest(f"--since takes seconds or a number with s/m/h/d (like 1h), not {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def outcome(state: str, run_status: str | None) -> str:
+    """How a finished job ended in one word: its run's status, or FAILURE when it got no terminal run."""
+    return (run_status or "") if state == "SUCCESS" else "FAILURE"
+
+
+def finished_jobs(
+    store: RedisJobStore, *, since: float, statuses: Collection[str] = (), limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Jobs that finished at or after `since` (unix s), newest first, whose outcome or state is one of `statuses`.
+
+    `statuses` are matched without case against the outcome (PROCESSED, FAILED, REJECTED, CANCELLED,
+    NEEDS_REVIEW, FAILURE) and the job state (SUCCESS, FAILURE); `failed` matches FAILURE and FAILED.
+    """
+    wanted = {status.upper() for status in statuses}
+    if FAILED.upper() in wanted:
+        wanted |= {"FAILURE"}
+    rows: list[dict[str, Any]] = []
+    start = 0
+    while len(rows) < limit:
+        page = _page(store, since, start, max(limit, 100))
+        if not page:
+            break
+        start += len(page)
+        rows += [row for row in page if row is not None and _wanted(row, wanted)]
+    return rows[:limit]
+
+
+def replay_request(store: RedisJobStore, job_id: str, *, job_key: str | None = None) -> JobRequest:
+    """The request that runs a finished job again as a new job: the same request, linked by `replay_of`.
+
+    The new job gets `job_key` (none by default: a job key names one job, and the first still owns its own).
+    Per-run secrets are dropped when a job finishes: a replay runs without them unless given again.
+    Raises `InvalidJobRequest` for a job that is unknown (or expired), still in flight, or ended PROCESSED.
+    """
+    record = store.load(job_id)
+    if record is None:
+        raise InvalidJobRequest(f"job {job_id}: unknown, or its record expired with its result")
+    if not record.finished:
+        raise InvalidJobRequest(f"job {job_id} is still in flight: cancel it first, or wait for its end")
+    if outcome(record.state.value, record.run_status) == "PROCESSED":
+        raise InvalidJobRequest(f"job {job_id} ended PROCESSED: nothing to replay")
+    wire = record.request.wire()
+    wire.pop("job_key", None)
+    return JobRequest.parse({**wire, "replay_of": job_id, **({"job_key": job_key} if job_key else {})})
+
+
+def _page(store: RedisJobStore, since: float, start: int, count: int) -> list[dict[str, Any] | None]:
+    client, keys = store.client, store.keys
+    entries: list[Any] = client.zrevrangebyscore(keys.finished, "+inf", since, start=start, num=count, withscores=True)
+    pipe = client.pipeline(transaction=False)
+    for job_id, _ in entries:
+        pipe.hmget(keys.job(str(job_id)), list(_FIELDS))
+    replies: list[Any] = pipe.execute() if entries else []
+    return [_row(str(job_id), fields) for (job_id, _), fields in zip(entries, replies, strict=True)]
+
+
+def _row(job_id: str, fields: list[Any]) -> dict[str, Any] | None:
+    state, error, run_id, run_status, finished, raw_request = fields
+    if finished is None or raw_request is None:
+        return None  # expired since it was indexed
+    request = json.loads(raw_request)
+    workflow = request.get("workflow") or {}
+    return {
+        "job_id": job_id,
+        "state": state,
+        "outcome": outcome(str(state), run_status),
+        "run_id": run_id,
+        "run_status": run_status,
+        "error": error or None,
+        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
+        "tenant": request.get("tenant"),
+        "replay_of": request.get("replay_of"),
+        "finished_at": float(finished),
+    }
+
+
+def _wanted(row: dict[str, Any], wanted: set[str]) -> bool:
+    return not wanted or str(row["outcome"]).upper() in wanted or str(row["state"]).upper() in wanted
