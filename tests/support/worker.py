@@ -26,6 +26,7 @@ class WorkerProcess:
         concurrency: int = 2,
         queues: str | None = None,
         extra_args: tuple[str, ...] = (),
+        app: str = "config",
     ) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -34,7 +35,7 @@ class WorkerProcess:
             "-m",
             "celery",
             "-A",
-            "config",
+            app,  # another Celery app: a producer's own workers (callbacks)
             "worker",
             "--loglevel",
             "INFO",
