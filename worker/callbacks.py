@@ -121,12 +121,28 @@ class CallbackRelay:
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set; Redis or broker trouble is logged and the loop goes on after a second."""
+        try:
+            self.forget_gone_consumers()
+        except redis.RedisError as exc:
+            log.warning("could not tidy the callback relay's consumers: %s", exc)
         while not stop.is_set():
             try:
                 self.relay_once()
             except Exception as exc:  # the relay thread must outlive a Redis or broker outage
                 log.warning("callback relay pass failed, retrying in 1s: %s", exc)
                 stop.wait(1.0)
+
+    def forget_gone_consumers(self, idle_s: float = 86400.0) -> int:
+        """Remove consumers (relays of stopped workers) idle for `idle_s` with nothing pending; how many."""
+        self._ensure_group()
+        gone = [
+            str(consumer["name"])
+            for consumer in self.client.xinfo_consumers(self.keys.outbox, GROUP)
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_s * 1000
+        ]
+        for name in gone:
+            self.client.xgroup_delconsumer(self.keys.outbox, GROUP, name)
+        return len(gone)
 
     def _ensure_group(self) -> None:
         try:

@@ -176,3 +176,18 @@ def test_a_callback_entry_round_trips_as_json() -> None:
     assert json.loads(callback.encode())["args"] == ["j", {"error": "auth"}]
     with pytest.raises(ValueError, match="not a callback entry"):
         Callback.decode('{"id": "x"}')
+
+
+def test_relays_of_stopped_workers_are_forgotten_once_idle_with_nothing_pending(redis_client: redis.Redis) -> None:
+    # Given three relays: one holding an entry, two idle
+    redis_client.xgroup_create(KEYS.outbox, GROUP, id="0", mkstream=True)
+    redis_client.xadd(KEYS.outbox, {"callback": "{}"})
+    redis_client.xreadgroup(GROUP, "holding", {KEYS.outbox: ">"})
+    for name in ("idle-1", "idle-2"):
+        redis_client.xgroup_createconsumer(KEYS.outbox, GROUP, name)
+    time.sleep(0.05)
+    relay = _relay(redis_client, Sent(), "new")
+    # When a starting relay tidies up with a short idle limit
+    assert relay.forget_gone_consumers(idle_s=0.01) == 2
+    # Then only the one with a pending entry is left (it is claimed, never dropped)
+    assert [c["name"] for c in redis_client.xinfo_consumers(KEYS.outbox, GROUP)] == ["holding"]
