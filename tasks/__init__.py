@@ -50,11 +50,12 @@ def submit(*, app: Celery | None = None, **request: Any) -> AsyncResult[Any]:
     """
     from config.settings import get_settings
     from config.tenants import known_tenants
+    from worker.store import open_store
 
     settings = get_settings()
     key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
     built = build_request(secrets_key=key, tenants=known_tenants(settings), **request)
-    return enqueue(app or _default_app(), built)
+    return enqueue(app or _default_app(), built, store=open_store(settings), lease_s=settings.claim_lease_s)
 
 
 def submit_many(*, app: Celery | None = None, **request: Any) -> list[AsyncResult[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -13,6 +14,7 @@ from celery.result import AsyncResult
 from worker.errors import InvalidJobRequest
 from worker.models import JobRequest, PathFile
 from worker.secrets import seal
+from worker.store import RedisJobStore
 
 RUN_WORKFLOW = "extendq.run_workflow"
 CANCEL = "extendq.cancel"
@@ -75,9 +77,18 @@ def build_request(
     return request
 
 
-def enqueue(app: Celery, request: JobRequest) -> AsyncResult[Any]:
-    """Queue a validated request; the `AsyncResult` whose id is the job id."""
+def enqueue(
+    app: Celery, request: JobRequest, *, store: RedisJobStore | None = None, lease_s: float = 120.0
+) -> AsyncResult[Any]:
+    """Queue a validated request; the `AsyncResult` whose id is the job id.
+
+    With a `store` (producers that share the workers' Redis), the job is recorded before its message is
+    sent, due at `lease_s` as a safety net: a message lost with a killed worker cannot lose the job, the
+    dispatcher drives it when the lease ends.
+    """
     job_id = job_id_for(request.job_key) if request.job_key else str(uuid.uuid4())
+    if store is not None:
+        store.create(job_id, request, now=time.time(), lease_s=lease_s, secrets=request.secrets)
     return app.send_task(RUN_WORKFLOW, kwargs=request.wire(), task_id=job_id)
 
 

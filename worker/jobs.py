@@ -303,7 +303,8 @@ class JobRunner:
             return
         if record.run_id is None and not exc.may_have_landed:
             self.store.update(record.job_id, posting_since=None)
-        delay = self.retry.delay_s(attempts, exc.retry_after_s)
+        # A 429 waits its Retry-After (and a little spread), not the growing backoff of real failures.
+        delay = self.retry.delay_s(1 if paced else attempts, exc.retry_after_s)
         self.store.schedule(record.job_id, now + delay)
         log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
 
@@ -322,7 +323,10 @@ class JobRunner:
             if bucket.value in held:
                 if now < held[bucket.value] - _TOKEN_SLACK_S:
                     raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
-                continue
+                if now <= held[bucket.value] + _TOKEN_SLACK_S:
+                    continue
+                # Too late for its slot: spent now, it would bunch with the calls of the slots after it.
+                del held[bucket.value]
             grant = limiter.reserve(bucket)
             if grant.now:
                 held[bucket.value] = now
