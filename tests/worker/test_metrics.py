@@ -84,17 +84,17 @@ def test_pool_gauges_come_from_redis_and_a_stale_entry_heals(redis_client: redis
     redis_client.zadd(KEYS.due, {"old": now - 5, "new": now + 30})
     for job_id, age in (("gone", 600), ("old", 60), ("new", 10)):
         assert metrics.job_enqueued(store, _record(job_id, now - age))
-    redis_client.rpush("extendq.checks", "m1", "m2")
-    collector = metrics.PoolCollector(redis_client, keys=KEYS, broker=redis_client, queues=("extendq.checks",))
+    redis_client.rpush("extendq-test.metrics-queue", "m1", "m2")
+    collector = metrics.PoolCollector(redis_client, keys=KEYS, broker=redis_client, queues=("extendq-test.metrics-queue",))
     # When it is scraped
     got = samples(metrics.scrape_registry(collector))
     # Then the gauges are the pool's; the entry of a job no longer in flight was dropped
     assert got[("extendq_jobs_in_flight", ())] == 2
     assert got[("extendq_oldest_job_in_flight_seconds", ())] == pytest.approx(60, abs=2)
     assert got[("extendq_dispatch_lag_seconds", ())] == pytest.approx(5, abs=2)
-    assert got[("extendq_queue_length", (("queue", "extendq.checks"),))] == 2
+    assert got[("extendq_queue_length", (("queue", "extendq-test.metrics-queue"),))] == 2
     assert redis_client.zscore(KEYS.in_flight, "gone") is None
-    redis_client.delete("extendq.checks")
+    redis_client.delete("extendq-test.metrics-queue")
 
 
 def test_a_job_is_counted_enqueued_once_and_leaves_when_it_finishes(redis_client: redis.Redis) -> None:
