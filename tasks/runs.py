@@ -14,6 +14,7 @@ from tasks.base import get_runner, set_runner, store_for, sweeper_for
 from tasks.callbacks import start_relay
 from tasks.observe import serve_metrics
 from worker.dispatcher import Dispatcher
+from worker.errors import InvalidJobRequest
 from worker.events import EventApplier, Outcome
 from worker.extend import resolve_signed_payload
 from worker.sweep import run_forever
@@ -23,9 +24,14 @@ _stopping = threading.Event()
 
 
 @app.task(name="extendq.run_workflow", bind=True)
-def run_workflow(self: Any, /, **kwargs: Any) -> None:
+def run_workflow(self: Any, /, *args: Any, **kwargs: Any) -> None:
     """Start a job: the task id is the job id; kwargs are the job request (see `worker.models.JobRequest`)."""
-    get_runner().start_message(self.request.id, kwargs)
+    runner = get_runner()
+    if args:  # refuse the job with a typed error, not a TypeError nobody reads
+        message = f"extendq.run_workflow takes the job request as keyword arguments; got {len(args)} positional"
+        runner.publisher.failure(self.request.id, InvalidJobRequest(message))
+        return
+    runner.start_message(self.request.id, kwargs)
 
 
 @app.task(name="extendq.advance")

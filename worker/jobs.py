@@ -163,6 +163,9 @@ class JobRunner:
             self._fail(record, exc, now)
 
     def _act(self, record: JobRecord, now: float) -> None:
+        ending = record.cancel_requested or (record.deadline_at is not None and now >= record.deadline_at)
+        if ending and record.run_id is None and record.posting_since is not None:
+            self._adopt_before_ending(record, now)
         if record.cancel_requested and record.run_id is None:
             raise JobCancelled("the job was cancelled before its run was submitted")
         if record.deadline_at is not None and now >= record.deadline_at:
@@ -197,8 +200,24 @@ class JobRunner:
             delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
             self.store.schedule(record.job_id, now + delay, stretched=stretched)
 
+    def _adopt_before_ending(self, record: JobRecord, now: float) -> None:
+        # A job cancelled or out of time after a create whose answer was lost: a run that did land must be
+        # found (and then cancelled), not left running unseen.
+        run = self._landed_run(record)
+        if run is not None:
+            record.run_id, record.submitted_at = str(run["id"]), now
+            self.store.record_run(record.job_id, record.run_id, submitted_at=now)
+
     def _landed_run(self, record: JobRecord) -> Run | None:
-        # An earlier POST may have created the run before its answer was lost: find it before posting again.
+        """The run an earlier POST may have created before its answer was lost, found before posting again."""
+        try:
+            return self._find_landed_run(record)
+        except RetryableError as exc:
+            # The lookup failed, not the create: the earlier POST may still have landed, keep looking later.
+            exc.may_have_landed = True
+            raise
+
+    def _find_landed_run(self, record: JobRecord) -> Run | None:
         # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
         since = (record.posting_since or 0) - _LANDED_SLACK_S
         batch: list[str] = []
