@@ -129,10 +129,11 @@ class RateLimiter:
         metrics.rate_limit_pause(seconds)
 
     def _interval_s(self, bucket: Bucket) -> float | None:
-        # Headroom keeps network jitter between a token here and the request's arrival at Extend from ever
-        # tipping a window over: 5 % of a one-second window, 1 % of a one-minute one (0.6 s).
+        # Headroom keeps the jitter between a token here and the request's arrival at Extend (a process
+        # slowed down for a moment) from ever tipping a window over: `limit` calls always span the window
+        # plus 100 ms (one second), or plus 600 ms (one minute).
         if bucket is Bucket.REQUESTS and self._limits.requests_per_second:
-            return 1.0 / (self._limits.requests_per_second * 0.95)
+            return 1.1 / self._limits.requests_per_second
         if bucket is Bucket.RUNS and self._limits.runs_per_minute:
-            return 60.0 / (self._limits.runs_per_minute * 0.99)
+            return 60.6 / self._limits.runs_per_minute
         return None
