@@ -44,6 +44,8 @@ _STATE_AFTER = {
 }
 _LANDED_SLACK_S = 30.0
 _TOKEN_SLACK_S = 0.05
+# How late a reserved token may still be spent: within the margin the limiter keeps per window.
+_LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
 _OWNER_BATCH = 50
 
 
@@ -342,9 +344,10 @@ class JobRunner:
             if bucket.value in held:
                 if now < held[bucket.value] - _TOKEN_SLACK_S:
                     raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
-                if now <= held[bucket.value] + _TOKEN_SLACK_S:
+                if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
                     continue
-                # Too late for its slot: spent now, it would bunch with the calls of the slots after it.
+                # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the
+                # calls of the slots after it. A little late is normal: dispatch and a free slot take time.
                 del held[bucket.value]
             grant = limiter.reserve(bucket)
             if grant.now:

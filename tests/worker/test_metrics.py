@@ -85,7 +85,9 @@ def test_pool_gauges_come_from_redis_and_a_stale_entry_heals(redis_client: redis
     for job_id, age in (("gone", 600), ("old", 60), ("new", 10)):
         assert metrics.job_enqueued(store, _record(job_id, now - age))
     redis_client.rpush("extendq-test.metrics-queue", "m1", "m2")
-    collector = metrics.PoolCollector(redis_client, keys=KEYS, broker=redis_client, queues=("extendq-test.metrics-queue",))
+    collector = metrics.PoolCollector(
+        redis_client, keys=KEYS, broker=redis_client, queues=("extendq-test.metrics-queue",)
+    )
     # When it is scraped
     got = samples(metrics.scrape_registry(collector))
     # Then the gauges are the pool's; the entry of a job no longer in flight was dropped
