@@ -27,6 +27,7 @@ import tasks
 from config.celery import create_app as create_celery
 from config.settings import Settings, get_settings
 from tasks.producer import RUN_WORKFLOW, build_request, enqueue
+from tests.chaos.apps import close_app
 from tests.chaos.snapshot import as_text
 from tests.e2e.conftest import API_KEY, SECRETS_KEY
 from tests.e2e.test_pipeline import wait_for
@@ -122,13 +123,6 @@ ENQUEUE_CASES = [
 ]
 
 
-ARGS_BUG = (
-    "tasks/runs.py: run_workflow(self, /, **kwargs) raises TypeError on positional args before the job code runs; "
-    "with task_ignore_result no failure is stored, so the job stays PENDING and .get() waits forever "
-    "(README's bad-input table says so until it is fixed)"
-)
-
-
 @dataclass(frozen=True)
 class Failed:
     """Bad input that reaches a worker: the job's typed failure, after at most `max_calls` Extend calls.
@@ -144,14 +138,12 @@ class Failed:
     needle: str
     max_calls: int
     via: str = "by name"
-    wait_s: float = 15.0
-    bug: str | None = None
 
 
 WORKER_CASES = [
     Failed("missing workflow", {"file": {"text": "x"}}, InvalidJobRequest, "workflow: Field required", 0),
     Failed("kwargs not matching at all", {"document": "a.pdf", "flow": 3}, InvalidJobRequest, "workflow", 0),
-    Failed("args instead of kwargs", {}, InvalidJobRequest, "", 0, via="by name, args", wait_s=5.0),
+    Failed("args instead of kwargs", {}, InvalidJobRequest, "keyword arguments", 0, via="by name, args"),
     Failed("unknown extra field", request(colour="red"), InvalidJobRequest, "colour", 0),
     Failed("file url not http(s)", request(file={"url": "file:///etc/passwd"}), InvalidJobRequest, "url", 0),
     Failed("NaN in metadata", request(metadata={"total": math.nan}), InvalidJobRequest, "metadata", 0),
@@ -204,6 +196,12 @@ class Stack:
         self.worker = worker
         self.producer: Celery = create_celery(self.settings)
         self.redis = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        self.store = open_store(self.settings)
+
+    def close(self) -> None:
+        close_app(self.producer)
+        self.redis.close()
+        self.store.client.close()
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +230,10 @@ def running_stack(
     try:
         with WorkerProcess(env, log_path=log_path, concurrency=2) as worker:
             stack = Stack(env, worker)
-            yield stack
-            stack.redis.close()
+            try:
+                yield stack
+            finally:
+                stack.close()
     finally:
         release_database(f"{redis_server_url}/0", db)
 
@@ -259,7 +259,9 @@ def wrong_key_stack(
 def idle_broker(module_redis_url: str) -> Iterator[tuple[Celery, redis.Redis]]:
     """A producer app on a broker no worker reads, and a client to count what sits in it."""
     client = redis.Redis.from_url(module_redis_url, decode_responses=True)
-    yield create_celery(Settings.from_env({"EXTENDQ_REDIS_URL": module_redis_url})), client
+    app = create_celery(Settings.from_env({"EXTENDQ_REDIS_URL": module_redis_url}))
+    yield app, client
+    close_app(app)
     client.close()
 
 
@@ -308,7 +310,7 @@ def observe(case: Failed, stack: Stack, wrong_key: Stack, emulator: EmulatorProc
     error: BaseException | None = None
     result: dict[str, Any] | None = None
     try:
-        result = job.get(timeout=case.wait_s)
+        result = job.get(timeout=15)
     except Exception as exc:  # the typed error the job failed with (or a timeout, reported by the tests)
         error = exc
     # Runs the case created settle (a cancelled one ends CANCELLED) before anything is counted.
@@ -368,14 +370,7 @@ def test_a_malformed_file_form_is_reported_once_under_its_own_field() -> None:
 # ---- failed by the worker ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, id=case.kind, marks=[pytest.mark.xfail(strict=True, reason=case.bug)] if case.bug else [])
-        for case in WORKER_CASES
-        if case.error is not None
-    ],
-)
+@pytest.mark.parametrize("case", [case for case in WORKER_CASES if case.error is not None], ids=lambda case: case.kind)
 def test_bad_input_fails_the_job_with_a_typed_error(case: Failed, observed: dict[str, Observed]) -> None:
     seen = observed[case.kind]
     assert case.error is not None
@@ -418,15 +413,15 @@ def test_the_worker_survives_every_bad_input(
     emulator.reset()
     assert enqueue(stack.producer, build_request(**request())).get(timeout=20)["status"] == "PROCESSED"
     # Then nothing crashed in our code, no job was retried, and nothing is left in flight
-    stores = {"wrong key": open_store(wrong_key_stack.settings), "other": open_store(stack.settings)}
-    records = {kind: stores.get(seen.case.via, stores["other"]).load(seen.job_id) for kind, seen in observed.items()}
+    stores = {"wrong key": wrong_key_stack.store, "other": stack.store}
+    records = {kind: stores.get(seen.case.via, stack.store).load(seen.job_id) for kind, seen in observed.items()}
     attempts = {kind: record.attempts for kind, record in records.items() if record is not None}
     assert len(attempts) >= 8 and set(attempts.values()) == {0}, attempts
     for running in (stack, wrong_key_stack):
         log = running.worker.log_text()
         assert traceback_frames_of_ours(log) == []
         assert re.findall(r"retry \d+ in|Retry in", log) == []
-        assert open_store(running.settings).in_flight() == 0
+        assert running.store.in_flight() == 0
 
 
 def test_summary_of_bad_input(
@@ -443,9 +438,7 @@ def test_summary_of_bad_input(
     for case in WORKER_CASES:
         seen = observed[case.kind]
         where = f"worker ({case.via}): {seen.calls} Extend call{'s' * (seen.calls != 1)}"
-        if case.bug:
-            outcome = f"BUG: {short(seen.error)} (no result is ever stored)"
-        elif seen.error:
+        if seen.error:
             outcome = short(seen.error)
         else:
             outcome = f"none: the job ends {seen.result and seen.result['status']}, tags cleaned"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
@@ -38,7 +38,7 @@ from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.store import RedisJobStore
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 
 PREFIX = "extendq-chaos-sm:"  # a prefix no worker's dispatcher reads, so nothing but this test moves these jobs
 JOBS = ("job-a", "job-b")
@@ -53,17 +53,6 @@ EVENT_TYPES = {
     "REJECTED": "workflow_run.rejected",
     "CANCELLED": "workflow_run.cancelled",
 }
-LANDED_LOOKUP_BUG = (
-    "worker/jobs.py `_retry_later` clears `posting_since` on any error that did not land (429, refused "
-    "connection), also when it came from the lookup for a create whose answer was lost (`_landed_run`): "
-    "the next step posts again and the job gets a second Extend run"
-)
-
-
-ORPHAN_RUN_BUG = (
-    "worker/jobs.py `_act`: a deadline (`_expire`) or a cancel with `run_id` None fails the job at once, even "
-    "when `posting_since` says a create may have landed: the run it created is never looked up nor cancelled"
-)
 
 
 class Clock:
@@ -82,21 +71,13 @@ class FakeExtend:
     Faults: "unavailable" (a 5xx: not handled, may have landed), "refused" (connection refused: never reached
     Extend), "rate_limited" (429 with Retry-After: not handled), "retryable" (any transient error: not handled),
     "lost" (handled, then the answer is lost: a create creates its run).
-
-    `lookup_faults_that_did_not_land`: whether 429s and refused connections may hit the lookup a job makes for
-    a create whose answer was lost (listing recent runs, fetching runs no job owns yet: `owned` tells). Off
-    while LANDED_LOOKUP_BUG stands (its own test shows it).
     """
 
-    def __init__(
-        self, clock: Clock, owned: Callable[[str], bool], *, lookup_faults_that_did_not_land: bool = False
-    ) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.runs: dict[str, Run] = {}
         self.created_at: dict[str, float] = {}
         self.faults: list[str] = []
-        self.owned = owned
-        self.lookup_faults = lookup_faults_that_did_not_land
         self.calls = 0
 
     # ---- ExtendApi -------------------------------------------------------------------------------------
@@ -111,7 +92,7 @@ class FakeExtend:
         return copy.deepcopy(run)
 
     def get_run(self, run_id: str) -> Run:
-        self._fault(lookup=not self.owned(run_id))
+        self._fault()
         if run_id not in self.runs:
             raise RunRejected(f"run {run_id} not found (404)", run_id, 404)
         return copy.deepcopy(self.runs[run_id])
@@ -127,7 +108,7 @@ class FakeExtend:
         return copy.deepcopy(run)
 
     def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
-        self._fault(lookup=True)
+        self._fault()
         newest_first = sorted(self.runs, key=lambda run_id: -self.created_at[run_id])
         return iter([{"id": run_id} for run_id in newest_first if self.created_at[run_id] >= since])
 
@@ -162,14 +143,12 @@ class FakeExtend:
             if run["status"] not in TERMINAL_RUN_STATUSES:
                 run["status"] = "PROCESSED"
 
-    def _fault(self, *, lookup: bool = False, effect: bool = False) -> str | None:
+    def _fault(self, *, effect: bool = False) -> str | None:
         """The fault this call meets: raised here, or "lost" returned to a call with an effect to raise after it."""
         self.calls += 1
         if not self.faults:
             return None
         fault = self.faults.pop(0)
-        if lookup and fault in ("refused", "rate_limited") and not self.lookup_faults:
-            return None
         if fault == "lost" and not effect:
             raise ApiUnavailable("the connection closed before the answer")
         if fault == "unavailable":
@@ -220,18 +199,13 @@ class JobHistories(RuleBasedStateMachine):
     """Two jobs (optionally with job keys, deadlines) through whatever the rules draw."""
 
     client: redis.Redis
-    lookup_faults_that_did_not_land = False
 
     def __init__(self) -> None:
         super().__init__()
         flush(self.client)
         self.clock = Clock()
         self.store = RedisJobStore(self.client, keys=Keys(PREFIX), result_ttl_s=3600)
-        self.api = FakeExtend(
-            self.clock,
-            lambda run_id: self.store.owners([run_id])[0] is not None,
-            lookup_faults_that_did_not_land=self.lookup_faults_that_did_not_land,
-        )
+        self.api = FakeExtend(self.clock)
         self.publisher = RecordingPublisher()
         self.runner = JobRunner(
             api=self.api,
@@ -422,13 +396,9 @@ def test_job_histories_keep_every_promise(redis_client: redis.Redis) -> None:
 
 @pytest.fixture
 def machine(redis_client: redis.Redis) -> Iterator[JobHistories]:
-    """One history, driven by hand, with 429s and refused connections allowed on every call."""
-
-    class Unfiltered(JobHistories):
-        lookup_faults_that_did_not_land = True
-
-    Unfiltered.client = redis_client
-    history = Unfiltered()
+    """One history, driven by hand (job-a has a deadline of 1 s)."""
+    JobHistories.client = redis_client
+    history = JobHistories()
     history.requests(deadlines=[1.0, None], keyed=False)
     yield history
     flush(redis_client)
