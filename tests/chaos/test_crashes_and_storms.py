@@ -46,7 +46,9 @@ def test_redis_restart_without_persistence_is_stated_not_hidden(emulator: Emulat
     assert figures.notes["runs on Extend"] == 10
 
 
-@pytest.mark.xfail(strict=False, reason="flaky on a loaded 2-core machine: each injected 429 pauses the whole pool (issue 8 open)")
+@pytest.mark.xfail(
+    strict=False, reason="flaky on a loaded 2-core machine: each injected 429 pauses the whole pool (issue 8 open)"
+)
 def test_api_storm_ends_with_every_job_done_and_the_limit_kept(emulator: EmulatorProcess, tmp_path: Path) -> None:
     # Given 30 % 5xx/408, 10 % 429 with Retry-After, 5 % dropped connections and some latency
     faults = {
