@@ -16,7 +16,13 @@ QUEUE = "extendq"
 CHECKS_QUEUE = "extendq.checks"
 
 
-_STEP_TASKS = ("extendq.advance", "extendq.cancel", "extendq.webhook_event", "extendq.adopt_runs")
+_STEP_TASKS = (
+    "extendq.advance",
+    "extendq.advance_many",
+    "extendq.cancel",
+    "extendq.webhook_event",
+    "extendq.adopt_runs",
+)
 # Periodic jobs that only touch Redis (or make a few checks) run with the steps; ingestion submits new jobs.
 _PERIODIC_STEP_TASKS = ("extendq.reconcile", "extendq.follow_reviews", "extendq.roll_up_usage")
 

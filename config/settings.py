@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=2.0, gt=0)
     sweep_min_in_flight: int = Field(default=20, ge=0)
     sweep_check_interval_s: float = Field(default=300.0, gt=0)
+    # At most this many safety-net checks a second while sweeping (default: a tenth of the requests/s limit,
+    # or 20 without one): with 100k runs in flight, checks every 300 s would be 333 requests a second.
+    sweep_safety_checks_per_s: float | None = Field(default=None, gt=0)
 
     # Webhooks: with them on, checks only catch missed deliveries (first after a minute, backing off).
     webhooks_enabled: bool = False

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, states
-from celery.backends.base import Backend
+from celery.backends.base import Backend, BaseKeyValueStoreBackend
+from celery.backends.redis import RedisBackend
 
 from config.settings import Settings, get_settings
 from config.tenants import load_tenants
@@ -17,7 +18,7 @@ from worker.jobs import JobRunner
 from worker.models import JobState
 from worker.ratelimit import PLANS, Limits, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import RedisJobStore, open_store
+from worker.store import EncodedResult, RedisJobStore, open_store
 from worker.sweep import SweepConfig, Sweeper
 from worker.tenants import TenantAccounts
 
@@ -31,10 +32,46 @@ class BackendPublisher:
         self._backend = backend
 
     def progress(self, job_id: str, state: JobState, info: dict[str, Any]) -> None:
-        self._backend.store_result(job_id, info, state.value)
+        self._write(job_id, info, state.value)
 
     def success(self, job_id: str, run: dict[str, Any]) -> None:
-        self._backend.store_result(job_id, run, states.SUCCESS)
+        self._write(job_id, run, states.SUCCESS)
+
+    def encoded(self, job_id: str, result: Any, state: str) -> EncodedResult:
+        """The result as the Redis backend stores it (key, value, expiry), for the job store to write itself."""
+        backend = self._backend
+        assert isinstance(backend, RedisBackend)
+        key = backend.get_key_for_task(job_id)
+        return EncodedResult(
+            key=key.decode() if isinstance(key, bytes) else str(key),
+            value=self._meta(job_id, result, state),
+            ttl_s=int(getattr(backend, "expires", None) or 0),
+        )
+
+    def writes_to(self, redis_url: str) -> bool:
+        """Whether results go to the Redis database at `redis_url` (then the job store can write them)."""
+        return isinstance(self._backend, RedisBackend) and getattr(self._backend, "url", None) == redis_url
+
+    def _write(self, job_id: str, result: Any, state: str) -> None:
+        # What `store_result` writes, without first reading the stored result back (Celery's guard against a
+        # late update overwriting a success): a job's result is only written by the step holding its lock,
+        # and only until its record says finished.
+        backend = self._backend
+        if not isinstance(backend, BaseKeyValueStoreBackend):
+            backend.store_result(job_id, result, state)
+            return
+        backend._set_with_state(  # type: ignore[attr-defined]
+            backend.get_key_for_task(job_id), self._meta(job_id, result, state), state
+        )
+
+    def _meta(self, job_id: str, result: Any, state: str) -> str:
+        backend = self._backend
+        meta = backend._get_result_meta(  # type: ignore[attr-defined]
+            result=backend.encode_result(result, state), state=state, traceback=None, request=None
+        )
+        meta["task_id"] = job_id
+        encoded = backend.encode(meta)
+        return encoded.decode() if isinstance(encoded, bytes) else str(encoded)
 
     def failure(self, job_id: str, error: WorkerError) -> None:
         self._backend.store_result(job_id, error, states.FAILURE)
@@ -50,6 +87,17 @@ class BackendPublisher:
 store_for = open_store
 
 
+def safety_checks_per_s(settings: Settings) -> float:
+    """How many safety-net checks a second the pool may make while sweeping (`EXTENDQ_SWEEP_SAFETY_CHECKS_PER_S`)."""
+    if settings.sweep_safety_checks_per_s is not None:
+        return settings.sweep_safety_checks_per_s
+    rps = (
+        settings.rate_limit_requests_per_second
+        or PLANS.get(settings.rate_limit_plan or "", Limits()).requests_per_second
+    )
+    return 0.1 * rps if rps else 20.0
+
+
 def build_runner(settings: Settings, app: Celery) -> JobRunner:
     """Everything a job needs, wired from settings."""
     if settings.api_key is None:
@@ -62,13 +110,16 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         workspace_id=settings.workspace_id,
     )
     store = store_for(settings)
+    publisher = BackendPublisher(app.backend)
     runner = JobRunner(
         api=build_api(config),
         store=store,
         limiter=limiter_for(settings, store),
         sweep_check_interval_s=None if settings.sweep == "off" else settings.sweep_check_interval_s,
         sweep_min_in_flight=0 if settings.sweep == "on" else settings.sweep_min_in_flight,
-        publisher=BackendPublisher(app.backend),
+        sweep_safety_checks_per_s=safety_checks_per_s(settings),
+        publisher=publisher,
+        encode_result=publisher.encoded if publisher.writes_to(settings.redis_url) else None,
         checks=check_schedule(settings),
         retry=RetryPolicy(
             budget=settings.retry_budget, backoff_s=settings.retry_backoff_s, backoff_max_s=settings.retry_backoff_max_s

@@ -142,8 +142,7 @@ class SdkApi:
 
     def create_run(self, body: dict[str, Any]) -> Run:
         """POST /workflow_runs with the wire body; the run as Extend returned it."""
-        raw = self._client.workflow_runs.with_raw_response
-        return _call(lambda: _json(raw.create(**_create_kwargs(body), request_options=self._options)), sent=True)
+        return self._send("POST", "workflow_runs", json=_create_kwargs(body), sent=True)
 
     def create_batch(self, body: dict[str, Any]) -> str:
         """POST /workflow_runs/batch (1-1000 inputs); the Extend `batchId`."""
@@ -154,25 +153,38 @@ class SdkApi:
 
     def get_run(self, run_id: str) -> Run:
         """GET /workflow_runs/{id}."""
-        return self._get(f"workflow_runs/{quote(run_id, safe='')}", run_id=run_id)
+        return self._send("GET", f"workflow_runs/{quote(run_id, safe='')}", run_id=run_id)
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
         """GET /workflow_runs with wire-named query parameters: one page, `{data, nextPageToken}`."""
-        return self._get("workflow_runs", params={k: v for k, v in params.items() if v is not None})
+        return self._send("GET", "workflow_runs", params={k: v for k, v in params.items() if v is not None})
 
-    def _get(self, path: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
-        # Reads go through the SDK's own HTTP client (auth, version and workspace headers, base URL, timeouts)
-        # but skip its response models: checks are the hottest path, the run is wanted as raw JSON anyway,
-        # and building the models cost half of each call's CPU.
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        sent: bool = False,
+    ) -> dict[str, Any]:
+        # Runs are created and read through the SDK's own HTTP client (auth, version and workspace headers,
+        # base URL, timeouts) but skip its request and response models: these are the hottest calls, the
+        # body is built in wire form and the run is wanted as raw JSON, and the models cost half of each
+        # call's CPU.
         http = self._client._client_wrapper.httpx_client
+        headers = {"content-type": "application/json"} if json is not None else None
 
         def call() -> dict[str, Any]:
-            response = http.request(path, method="GET", params=params, request_options=self._options)
+            response = http.request(
+                path, method=method, params=params, json=json, headers=headers, request_options=self._options
+            )
             if not 200 <= response.status_code < 300:
                 raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=_body(response))
             return _object(response.json())
 
-        return _call(call, run_id=run_id)
+        return _call(call, sent=sent, run_id=run_id)
 
     def cancel_run(self, run_id: str) -> Run:
         """POST /workflow_runs/{id}/cancel."""

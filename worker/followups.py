@@ -12,10 +12,15 @@ from worker.usage import UsageLedger
 log = logging.getLogger("extendq.followups")
 
 
-def after_run(store: RedisJobStore, record: JobRecord, run: Run, now: float) -> None:
-    """Called once when a job finished with a run. Best effort: it logs and never raises (the result is out)."""
+def after_run(store: RedisJobStore, record: JobRecord, run: Run, now: float, *, usage_noted: bool = False) -> None:
+    """Called once when a job finished with a run. Best effort: it logs and never raises (the result is out).
+
+    `usage_noted`: the finishing step noted the run's usage already (`worker.usage.usage_note`).
+    """
     try:
-        UsageLedger(client=store.client, keys=store.keys).record(run, workflow_id=record.request.workflow.id, now=now)
+        if not usage_noted:
+            ledger = UsageLedger(client=store.client, keys=store.keys)
+            ledger.record(run, workflow_id=record.request.workflow.id, now=now)
         watch(store, record, run, now)
     except Exception:
         log.exception("job %s: noting usage or following its review failed", record.job_id)

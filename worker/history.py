@@ -13,13 +13,13 @@ from typing import Any
 
 from worker.errors import InvalidJobRequest
 from worker.models import JobRequest
-from worker.store import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, RedisJobStore
+from worker.store import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, RedisJobStore, joined
 
 # A job "failed" when it got no terminal run (FAILURE) or its run ended FAILED: `--status failed` finds both.
 FAILED = "failed"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_FIELDS = (_F_STATE, _F_ERROR, _F_RUN, _F_RUN_STATUS, _F_FINISHED, _F_REQUEST)
+_FIELDS = (_F_STATE, _F_ERROR, _F_RUN, _F_RUN_STATUS, _F_FINISHED)
 
 
 def parse_age(value: str) -> float:
@@ -81,13 +81,14 @@ def _page(store: RedisJobStore, since: float, start: int, count: int) -> list[di
     entries: list[Any] = client.zrevrangebyscore(keys.finished, "+inf", since, start=start, num=count, withscores=True)
     pipe = client.pipeline(transaction=False)
     for job_id, _ in entries:
-        pipe.hmget(keys.job(str(job_id)), list(_FIELDS))
+        pipe.hgetall(keys.job(str(job_id)))  # the request is stored in pieces (worker/store.py)
     replies: list[Any] = pipe.execute() if entries else []
     return [_row(str(job_id), fields) for (job_id, _), fields in zip(entries, replies, strict=True)]
 
 
-def _row(job_id: str, fields: list[Any]) -> dict[str, Any] | None:
-    state, error, run_id, run_status, finished, raw_request = fields
+def _row(job_id: str, fields: dict[Any, Any]) -> dict[str, Any] | None:
+    state, error, run_id, run_status, finished = (fields.get(name) for name in _FIELDS)
+    raw_request = joined(fields, _F_REQUEST)
     if finished is None or raw_request is None:
         return None  # expired since it was indexed
     request = json.loads(raw_request)

@@ -30,8 +30,9 @@ from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobReque
 from worker.ratelimit import Bucket, RateLimiter
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.secrets import unseal
-from worker.store import JobRecord, RedisJobStore
+from worker.store import EncodedResult, JobLock, JobRecord, RedisJobStore
 from worker.tenants import TenantAccounts
+from worker.usage import usage_note
 
 log = logging.getLogger("extendq.jobs")
 # The job's state after each logged change (`_log`).
@@ -43,7 +44,6 @@ _STATE_AFTER = {
     "failed": JobState.FAILURE,
 }
 _LANDED_SLACK_S = 30.0
-_TOKEN_SLACK_S = 0.05
 # How late a reserved token may still be spent: within the margin the limiter keeps per window.
 _LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
 _OWNER_BATCH = 50
@@ -76,13 +76,17 @@ class JobRunner:
     batch_checker: Callable[[JobRecord], None] | None = None
     sweep_check_interval_s: float | None = None
     sweep_min_in_flight: int = 0
+    # While sweeping, safety-net checks are spread so the pool makes at most this many a second in all.
+    sweep_safety_checks_per_s: float | None = None
     default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
     clock: Callable[[], float] = time.time
+    # Set when results live in the store's Redis: a step then writes its result in its own store script.
+    encode_result: Callable[[str, Any, str], EncodedResult] | None = None
     # Other Extend accounts, for jobs naming a tenant (worker/tenants.py); `api` and `limiter` serve the rest.
     tenants: TenantAccounts | None = None
-    _sweep_seen: tuple[bool, float] = (False, 0.0)
+    _sweep_seen: tuple[bool, float, int] = (False, 0.0, 0)  # sweeping, known until (monotonic), jobs in flight
 
     def api_for(self, record: JobRecord) -> ExtendApi:
         """The Extend API of the job's account: its tenant's, or the default one."""
@@ -114,12 +118,23 @@ class JobRunner:
         """Record a new job and submit it; the id of the job that owns its job key (itself, or an earlier one)."""
         if request.deadline_s is None and self.default_deadline_s is not None:
             request = request.model_copy(update={"deadline_s": self.default_deadline_s})
-        owner = self.store.create(job_id, request, now=self.clock(), lease_s=self.lease_s, secrets=secrets)
+        now = self.clock()
+        owner, token = self.store.create_locked(
+            job_id, request, now=now, lease_s=self.lease_s, secrets=secrets, lock_ttl_s=self.lock_ttl_s
+        )
         if owner != job_id:
             self._follow(owner, job_id)
-            return owner
-        self.advance(job_id)
-        return job_id
+        elif token is None:  # recorded before: a redelivered message, or a job its producer recorded
+            self.advance(job_id)
+        else:  # recorded (and locked) just now: its record is known without reading it back
+            record = new_record(job_id, request, now=now, secrets=secrets)
+            record.lock, record.aliases = JobLock(token), []
+            try:
+                self._step(record, noted=False)
+            finally:
+                if not record.lock.released:
+                    self.store.unlock(job_id, token)
+        return owner
 
     def advance(self, job_id: str, lease: float | None = None) -> None:
         """Take the job's next step (submit, check, cancel or expire), then schedule the one after it.
@@ -127,10 +142,12 @@ class JobRunner:
         `lease` is the due time the dispatcher claimed the job with; a message whose lease is no longer
         current (the job moved on since) is stale and does nothing.
         """
-        with self.store.lock(job_id, ttl_s=self.lock_ttl_s) as held:
-            if not held or (lease is not None and not self._lease_current(job_id, lease)):
-                return
-            record = self.store.load(job_id)
+        with self.store.locked(job_id, ttl_s=self.lock_ttl_s) as read:
+            if read is None:
+                return  # another task holds the job
+            record, due = read
+            if lease is not None and (due is None or abs(due - lease) >= 1e-3):
+                return  # stale: the job moved on since this message was sent
             if record is not None and not record.finished:
                 self._step(record)
 
@@ -153,9 +170,13 @@ class JobRunner:
             self.publisher.copy(owner, alias)
         log.info("job %s shares job key %r with job %s", alias, self._key_of(record), owner)
 
-    def _step(self, record: JobRecord) -> None:
+    def _step(self, record: JobRecord, *, noted: bool | None = None) -> None:
+        """One step; `noted`: whether the job is among the jobs in flight already (None: ask, if not tried yet)."""
         now = self.clock()
-        if record.state is JobState.QUEUED:  # not tried yet (a producer may have recorded it)
+        if noted is False:
+            metrics.job_recorded(record)
+            self._log(record, "", "enqueued")
+        elif record.state is JobState.QUEUED:  # not tried yet (a producer may have recorded it)
             self.note_enqueued(record)
         try:
             self._act(record, now)
@@ -187,10 +208,9 @@ class JobRunner:
             self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             run = self.api_for(record).create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
-        self.store.record_run(record.job_id, record.run_id, submitted_at=now)
         self._log(record, run["status"], "submitted")
         metrics.job_submitted(record)
-        self._after_run(record, run, now)
+        self._after_run(record, run, now, created=True)
 
     def _check_batch_member(self, record: JobRecord, now: float) -> None:
         # The job's run came from a batch and is not known yet: list the batch (safety net of the sweeps).
@@ -249,25 +269,30 @@ class JobRunner:
             self._cancel_run(record)
         self._spend(record, now, Bucket.REQUESTS)
         run = self.api_for(record).get_run(record.run_id)
-        record.checks = self.store.bump(record.job_id, "checks")
+        record.checks += 1  # written with the step's outcome (`note_run`, `finish`): the job is locked
         self._after_run(record, run, now)
 
-    def _after_run(self, record: JobRecord, run: Run, now: float) -> None:
+    def _after_run(self, record: JobRecord, run: Run, now: float, *, created: bool = False) -> None:
+        """Publish a terminal run, or note the run's status and schedule the next check; `created`: a new run."""
         status = str(run.get("status"))
         if status in TERMINAL_RUN_STATUSES:
+            if created:
+                self.store.record_run(record.job_id, str(record.run_id), submitted_at=now)
             self._succeed(record, run, now, via="check" if record.checks else "submit")
             return
+        event = None
         if status != record.run_status:
             if record.checks:  # else this is the submission, whose line already named the first status
                 self._log(record, status, "progress")
-            self.store.emit(job_event(record, state=JobState.RUNNING, status=status))
-        record.run_status = status
+            event = job_event(record, state=JobState.RUNNING, status=status)
+        record.run_status, record.attempts = status, 0
         # List sweeps read the default account only: a tenant's runs keep their own checks.
         delay, stretched = self._check_delay_s(now - (record.submitted_at or now), swept=record.request.tenant is None)
         due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
-        self.store.update(record.job_id, run_status=status, attempts=0)
-        self.store.schedule(record.job_id, due, stretched=stretched)
-        self.publisher.progress(record.job_id, JobState.RUNNING, record.progress())
+        result = self._encoded(record.job_id, record.progress(), JobState.RUNNING.value)
+        if result is None:
+            self.publisher.progress(record.job_id, JobState.RUNNING, record.progress())
+        self.store.note_run(record, due_at=due, stretched=stretched, event=event, created=created, result=result)
 
     def check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
         """The delay to a run's next check `elapsed_s` after submission, and whether sweeps stretched it."""
@@ -277,8 +302,12 @@ class JobRunner:
         """The delay to the next check, and whether it was stretched because list sweeps are running."""
         delay = self.checks.delay_s(elapsed_s)
         if swept and self.sweep_check_interval_s is not None and self._sweeping():
-            # List sweeps notice the run's end; this check is only the safety net.
-            return max(delay, self.sweep_check_interval_s * (0.75 + 0.5 * self.retry.rand())), True
+            # List sweeps notice the run's end; this check is only the safety net, and with many runs in flight
+            # it is spread further, so that the safety net never spends more than its share of the API.
+            safety = self.sweep_check_interval_s
+            if self.sweep_safety_checks_per_s:
+                safety = max(safety, self._sweep_seen[2] / self.sweep_safety_checks_per_s)
+            return max(delay, safety * (0.75 + 0.5 * self.retry.rand())), True
         return delay, False
 
     def _sweeping(self) -> bool:
@@ -290,7 +319,7 @@ class JobRunner:
             pipe.zcard(self.store.keys.due)
             active, in_flight = pipe.execute()
             sweeping = bool(active) or in_flight >= self.sweep_min_in_flight
-            self._sweep_seen = (sweeping, now + 1.0 if sweeping else now)
+            self._sweep_seen = (sweeping, now + 1.0 if sweeping else now, int(in_flight))
         return self._sweep_seen[0]
 
     def _expire(self, record: JobRecord) -> None:
@@ -339,10 +368,13 @@ class JobRunner:
         limiter = self.limiter_for(record)
         if limiter is None:
             return
+        if not limiter.limits.active:
+            buckets = buckets[:1]  # no budgets: one look at a 429's pause is enough
         held = dict(record.held_tokens)
         for bucket in sorted(buckets, key=lambda b: b is Bucket.REQUESTS):
             if bucket.value in held:
-                if now < held[bucket.value] - _TOKEN_SLACK_S:
+                # Never early: a token spent before its slot bunches with the calls of the slot before it.
+                if now < held[bucket.value]:
                     raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
                 if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
                     continue
@@ -350,14 +382,17 @@ class JobRunner:
                 # calls of the slots after it. A little late is normal: dispatch and a free slot take time.
                 del held[bucket.value]
             grant = limiter.reserve(bucket)
+            # The wait counts from the reservation (Redis time), not from the step's start a moment earlier:
+            # counted from `now`, the call would go out before its slot.
+            slot = self.clock() + grant.wait_s
             if grant.now:
-                held[bucket.value] = now
+                held[bucket.value] = slot
                 continue
             if grant.reserved:
-                held[bucket.value] = now + grant.wait_s
+                held[bucket.value] = slot
             self._hold(record, held)
             raise Throttled(
-                f"waiting {grant.wait_s:.2f}s for the shared rate limit", grant.wait_s, reserved=grant.reserved
+                f"waiting {grant.wait_s:.2f}s for the shared rate limit", slot - now, reserved=grant.reserved
             )
         if record.held_tokens:
             self._hold(record, {})
@@ -388,34 +423,50 @@ class JobRunner:
         metrics.job_submitted(record)
 
     def _succeed(self, record: JobRecord, run: Run, now: float, *, via: str) -> None:
-        targets = [record.job_id, *self.store.aliases(record.job_id)]
-        for job_id in targets:
-            self.publisher.success(job_id, run)
+        targets = [record.job_id, *self._aliases(record)]
+        # Without aliases the result is written by the finishing script itself; else published first, to all.
+        result = self._encoded(record.job_id, run, JobState.SUCCESS.value) if len(targets) == 1 else None
+        if result is None:
+            for job_id in targets:
+                self.publisher.success(job_id, run)
         record.run_status = str(run["status"])
         event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
         callback = success_callback(record, run)
-        if self.store.finish(record, now=now, state=JobState.SUCCESS, error="", event=event, callback=callback):
-            self._publish_late_aliases(record, targets, lambda job_id: self.publisher.success(job_id, run))
+        usage = usage_note(run, workflow_id=record.request.workflow.id, now=now)
+        aliases = self.store.finish(
+            record,
+            now=now,
+            state=JobState.SUCCESS,
+            error="",
+            event=event,
+            callback=callback,
+            result=result,
+            usage=usage,
+        )
+        if aliases is not None:
+            _publish_late(aliases, targets, lambda job_id: self.publisher.success(job_id, run))
             self._log(record, record.run_status, "finished", via=via)
-            metrics.job_finished(self.store, record, run, now, via=via)
-            after_run(self.store, record, run, now)
+            metrics.job_finished(record, run, now, via=via)
+            after_run(self.store, record, run, now, usage_noted=True)
 
     def _fail(self, record: JobRecord, error: WorkerError, now: float) -> None:
-        targets = [record.job_id, *self.store.aliases(record.job_id)]
+        targets = [record.job_id, *self._aliases(record)]
         for job_id in targets:
             self.publisher.failure(job_id, error)
         kind = getattr(error, "kind", "invalid_request")
         event = job_event(record, state=JobState.FAILURE, status=record.run_status or "", error=kind)
         callback = failure_callback(record, error)
-        if self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event, callback=callback):
-            self._publish_late_aliases(record, targets, lambda job_id: self.publisher.failure(job_id, error))
+        aliases = self.store.finish(record, now=now, state=JobState.FAILURE, error=kind, event=event, callback=callback)
+        if aliases is not None:
+            _publish_late(aliases, targets, lambda job_id: self.publisher.failure(job_id, error))
             self._log(record, record.run_status or "", "failed", error=kind, detail=str(error))
-            metrics.job_failed(self.store, record, kind, now)
+            metrics.job_failed(record, kind, now)
 
-    def _publish_late_aliases(self, record: JobRecord, done: list[str], publish: Callable[[str], None]) -> None:
-        for alias in self.store.aliases(record.job_id):
-            if alias not in done:
-                publish(alias)
+    def _encoded(self, job_id: str, result: Any, state: str) -> EncodedResult | None:
+        return None if self.encode_result is None else self.encode_result(job_id, result, state)
+
+    def _aliases(self, record: JobRecord) -> list[str]:
+        return record.aliases if record.aliases is not None else self.store.aliases(record.job_id)
 
     def _create_body(self, record: JobRecord) -> dict[str, Any]:
         request = record.request
@@ -453,10 +504,6 @@ class JobRunner:
             raise InputNotFound(f"input path {raw!r} does not exist or is not a file")
         return path
 
-    def _lease_current(self, job_id: str, lease: float) -> bool:
-        due = self.store.due_at(job_id)
-        return due is not None and abs(due - lease) < 1e-3
-
     def _log(
         self, record: JobRecord, status: str, what: str, *, via: str = "", error: str = "", detail: str = ""
     ) -> None:
@@ -489,6 +536,20 @@ class JobRunner:
     @staticmethod
     def _key_of(record: JobRecord | None) -> str | None:
         return record.request.job_key if record is not None else None
+
+
+def new_record(job_id: str, request: JobRequest, *, now: float, secrets: str | None) -> JobRecord:
+    """The record `RedisJobStore.create` writes for a new job, as `load` would read it back."""
+    deadline_at = None if request.deadline_s is None else now + request.deadline_s
+    stored = request.model_copy(update={"secrets": None})  # kept sealed in the record, not in its request
+    return JobRecord(job_id, stored, JobState.QUEUED, now, secrets=secrets, deadline_at=deadline_at)
+
+
+def _publish_late(aliases: list[str], done: list[str], publish: Callable[[str], None]) -> None:
+    """Publish to aliases added after the result was first published (`done`), as the job finished."""
+    for alias in aliases:
+        if alias not in done:
+            publish(alias)
 
 
 def job_event(record: JobRecord, *, state: JobState, status: str, error: str = "") -> dict[str, str]:

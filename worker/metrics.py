@@ -203,6 +203,11 @@ def job_enqueued(store: RedisJobStore, record: JobRecord) -> bool:
     return True
 
 
+def job_recorded(record: JobRecord) -> None:
+    """Count a job its worker recorded, and placed among the jobs in flight, itself (once per job)."""
+    _count_enqueued(record.request.workflow.id)
+
+
 @_best_effort
 def _count_enqueued(workflow: str) -> None:
     _metrics().enqueued.labels(workflow).inc()
@@ -215,7 +220,7 @@ def job_submitted(record: JobRecord) -> None:
 
 
 @_best_effort
-def job_finished(store: RedisJobStore, record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> None:
+def job_finished(record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> None:
     """A job finished with a terminal run (once per job): status, duration, time to result, checks, credits.
 
     Best effort.
@@ -228,17 +233,15 @@ def job_finished(store: RedisJobStore, record: JobRecord, run: dict[str, Any], n
     if ended is not None:
         m.time_to_result.labels(workflow, via).observe(max(now - ended, 0.0))
     _count_credits(m, workflow, run)
-    store.client.zrem(store.keys.in_flight, record.job_id)
 
 
 @_best_effort
-def job_failed(store: RedisJobStore, record: JobRecord, kind: str, now: float) -> None:
+def job_failed(record: JobRecord, kind: str, now: float) -> None:
     """A job failed without a terminal run (once per job). Best effort."""
     m, workflow = _metrics(), record.request.workflow.id
     m.failed.labels(workflow, kind).inc()
     m.duration.labels(workflow, "FAILURE").observe(max(now - record.enqueued_at, 0.0))
     m.checks.labels(workflow).observe(record.checks)
-    store.client.zrem(store.keys.in_flight, record.job_id)
 
 
 def _count_credits(m: _Metrics, workflow: str, run: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ shared. A call that finds no token is not made: the job is rescheduled for when 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -49,6 +50,10 @@ if until_ > current then
 end
 return tostring(math.max(until_, current))
 """
+
+
+# With no budget to share, a call only needs to know of a 429's pause: that is read at most this often.
+_PAUSE_READ_EVERY_S = 0.1
 
 
 class Bucket(StrEnum):
@@ -100,6 +105,7 @@ class RateLimiter:
         self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        self._pause_read: tuple[float, float] = (0.0, 0.0)  # (read until, pause ends), on the monotonic clock
 
     @property
     def limits(self) -> Limits:
@@ -113,6 +119,8 @@ class RateLimiter:
         means nothing is held within `max_wait_s` (a long pause): come back after `wait_s`.
         """
         chosen = [(bucket, interval) for bucket in buckets if (interval := self._interval_s(bucket)) is not None]
+        if not chosen:
+            return self._paused(max_wait_s)
         keys = [self._pause_key, *(self._tat_keys[bucket] for bucket, _ in chosen)]
         args: list[float | int] = [max_wait_s]
         for _, interval in chosen:
@@ -126,7 +134,20 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
         self._pause(keys=[self._pause_key], args=[max(seconds, 0.001)])
+        self._pause_read = (0.0, 0.0)
         metrics.rate_limit_pause(seconds)
+
+    def _paused(self, max_wait_s: float) -> Grant:
+        # No bucket to take from: only a pause can hold the call. Another process's pause is seen within
+        # `_PAUSE_READ_EVERY_S`; a pause of this process's own at once.
+        now = time.monotonic()
+        read_until, ends = self._pause_read
+        if now >= read_until:
+            _, wait = self._acquire(keys=[self._pause_key], args=[max_wait_s])
+            ends = now + max(float(wait), 0.0)
+            self._pause_read = (now + _PAUSE_READ_EVERY_S, ends)
+        wait_s = max(ends - now, 0.0)
+        return Grant(reserved=wait_s <= max_wait_s, wait_s=wait_s)
 
     def _interval_s(self, bucket: Bucket) -> float | None:
         # Headroom keeps the jitter between a token here and the request's arrival at Extend (a process

@@ -21,21 +21,39 @@ _F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
 _F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
 _F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
 _F_TOKEN, _F_BATCH = "tok", "xb"
+# Redis keeps a small hash as one compact listpack (a third of the memory of a hash table) only while every
+# value fits in `hash-max-listpack-value`, 64 bytes by default; the request and sealed secrets (ASCII) are
+# longer, so they are stored in pieces of that size: `req`, `req1`, `req2`, ...
+_PIECE = 64
+
+# A result written by the step's own script (`EncodedResult`), as Celery's Redis backend writes it: SET with the
+# results' expiry, then PUBLISH on the key, which wakes `AsyncResult.get()`.
+_WRITE_RESULT = """
+local function write_result(key, value, ttl)
+  if key == '' then return end
+  if tonumber(ttl) > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+  redis.call('PUBLISH', key, value)
+end
+"""
 
 _CREATE = """
--- KEYS: job hash, job-key index (or ''), due set. ARGV: job id, job key, ttl, due, then field/value pairs.
+-- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or '').
+-- ARGV: job id, job key, ttl, due, lock token, lock ttl (ms), enqueued at, then field/value pairs.
+-- Returns {owner id, 1 when this call recorded the job (and took its lock, when asked) else 0}.
 if KEYS[2] ~= '' then
   local owner = redis.call('GET', KEYS[2])
-  if owner and owner ~= ARGV[1] then return owner end
+  if owner and owner ~= ARGV[1] then return {owner, 0} end
   -- Only a new key is set: an existing one keeps the expiry its finished job gave it.
   if not owner then redis.call('SET', KEYS[2], ARGV[1]) end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {ARGV[1], 0} end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return ARGV[1]
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
+if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[1]) end
+return {ARGV[1], 1}
 """
 
 _CLAIM_DUE = """
@@ -45,19 +63,27 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
 return ids
 """
 
-_FINISH = """
+_FINISH = (
+    _WRITE_RESULT
+    + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
---       callback outbox.
--- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''),
---       then event field/value pairs.
--- Returns 0 when the job had already finished.
-if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5])
+--       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
+-- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
+--       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
+-- Returns false when the job had already finished, else its aliases (task ids sharing its result).
+if KEYS[10] ~= '' and redis.call('GET', KEYS[10]) == ARGV[10] then redis.call('DEL', KEYS[10]) end
+if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return false end
+write_result(KEYS[11], ARGV[11], ARGV[12])
+if KEYS[12] ~= '' then redis.call('HSET', KEYS[12], ARGV[13], ARGV[14]) end
+redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5], 'chk', ARGV[9])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rst', ARGV[7]) end
 redis.call('HDEL', KEYS[1], 'sec')
+local piece = 1
+while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[9], ARGV[1])
 local event = {}
-for i = 9, #ARGV do event[#event + 1] = ARGV[i] end
+for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
 -- Finished jobs by finish time, kept as long as results; the callback is queued in the same step as the finish.
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
@@ -67,13 +93,58 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 redis.call('EXPIRE', KEYS[5], ARGV[2])
 if KEYS[6] ~= '' then redis.call('EXPIRE', KEYS[6], ARGV[2]) end
+return redis.call('SMEMBERS', KEYS[5])
+"""
+)
+
+_NOTE_RUN = (
+    _WRITE_RESULT
+    + """
+-- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
+-- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
+--       the n pairs, then event field/value pairs (none: no event).
+local n = tonumber(ARGV[5])
+write_result(KEYS[7], ARGV[6], ARGV[7])
+local fields = {}
+for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+if KEYS[5] ~= '' then
+  redis.call('HDEL', KEYS[1], 'post')
+  redis.call('SET', KEYS[5], ARGV[1])
+end
+if #ARGV > 7 + 2 * n then
+  local event = {}
+  for i = 8 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(event))
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
+if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
 return 1
 """
+)
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class EncodedResult:
+    """A job's result encoded as the result backend stores it, for a store script to write in its own step."""
+
+    key: str
+    value: str
+    ttl_s: int
+
+
+@dataclass
+class JobLock:
+    """A job's lock as its holder knows it: released by the last write of a step, or on leaving the step."""
+
+    token: str
+    released: bool = False
 
 
 @dataclass
@@ -100,6 +171,9 @@ class JobRecord:
     held_tokens: dict[str, float] = field(default_factory=dict)
     extend_batch_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it).
+    lock: JobLock | None = field(default=None, repr=False, compare=False)
+    aliases: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -138,6 +212,7 @@ class RedisJobStore:
         self._claim = client.register_script(_CLAIM_DUE)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
+        self._note_run = client.register_script(_NOTE_RUN)
 
     @property
     def keys(self) -> Keys:
@@ -145,11 +220,38 @@ class RedisJobStore:
 
     def create(self, job_id: str, request: JobRequest, *, now: float, lease_s: float, secrets: str | None) -> str:
         """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key."""
+        return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets)[0]
+
+    def create_locked(
+        self, job_id: str, request: JobRequest, *, now: float, lease_s: float, secrets: str | None, lock_ttl_s: float
+    ) -> tuple[str, str | None]:
+        """`create`, and when this call recorded the job, its lock taken and its place among the jobs in flight,
+        in the same step: (owner id, lock token for `unlock`, or None when the job was recorded before).
+        """
+        token = uuid.uuid4().hex
+        owner, created = self._record(
+            job_id, request, now=now, lease_s=lease_s, secrets=secrets, lock=(token, int(lock_ttl_s * 1000))
+        )
+        return owner, token if created else None
+
+    def _record(
+        self,
+        job_id: str,
+        request: JobRequest,
+        *,
+        now: float,
+        lease_s: float,
+        secrets: str | None,
+        lock: tuple[str, int] | None = None,
+    ) -> tuple[str, bool]:
         fields = _encode_new(request, now=now, secrets=secrets)
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
-        keys = [self._keys.job(job_id), key_index, self._keys.due]
-        args = [job_id, request.job_key or "", self._ttl, now + lease_s, *_flatten(fields)]
-        return str(self._create(keys=keys, args=args))
+        lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
+        token, lock_ms = lock or ("", 0)
+        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight]
+        args = [job_id, request.job_key or "", self._ttl, now + lease_s, token, lock_ms, now, *_flatten(fields)]
+        owner, created = self._create(keys=keys, args=args)
+        return str(owner), bool(created)
 
     def load(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when it is unknown or expired."""
@@ -179,6 +281,42 @@ class RedisJobStore:
         pipe.hdel(self._keys.job(job_id), _F_POSTING)
         pipe.set(self._keys.run(run_id), job_id)
         pipe.execute()
+
+    def note_run(
+        self,
+        record: JobRecord,
+        *,
+        due_at: float,
+        stretched: bool = False,
+        event: dict[str, str] | None = None,
+        created: bool = False,
+        result: EncodedResult | None = None,
+    ) -> None:
+        """A look at the job's run, not ended yet, in one atomic step: its status and checks noted, the retry
+        count reset, `event` appended, the next check scheduled at `due_at`, and the job's lock (`record.lock`)
+        released. `created`: the run was just created, so it is recorded and indexed as `record_run` does.
+        `result`: the job's progress result, written first.
+        """
+        fields: dict[str, Any] = {_F_RUN_STATUS: record.run_status or "", _F_ATTEMPTS: 0, _F_CHECKS: record.checks}
+        if created:
+            assert record.run_id is not None
+            submitted = record.submitted_at or 0.0
+            fields.update({_F_RUN: record.run_id, _F_SUBMITTED: repr(submitted), _F_STATE: JobState.RUNNING.value})
+        lock = record.lock
+        keys = [
+            self._keys.job(record.job_id),
+            self._keys.due,
+            self._keys.events,
+            self._keys.sweep("stretched") if stretched else "",
+            self._keys.run(record.run_id) if created and record.run_id else "",
+            self._keys.lock(record.job_id) if lock else "",
+            result.key if result else "",
+        ]
+        head: list[Any] = [record.job_id, due_at, self._events_maxlen, lock.token if lock else "", len(fields)]
+        head += [result.value, result.ttl_s] if result else ["", 0]
+        self._note_run(keys=keys, args=[*head, *_flatten(fields), *_flatten(event or {})])
+        if lock is not None:
+            lock.released = True
 
     def owners(self, run_ids: list[str]) -> list[str | None]:
         """The job owning each run id, or None for runs extendq does not know."""
@@ -226,6 +364,13 @@ class RedisJobStore:
         pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
         pipe.execute()
 
+    def make_due(self, job_ids: list[str], due_at: float) -> None:
+        """Bring these unfinished jobs' next steps forward to `due_at`, in one command; jobs no longer scheduled
+        (finished meanwhile) are left alone.
+        """
+        if job_ids:
+            self._redis.zadd(self._keys.due, dict.fromkeys(job_ids, due_at), xx=True)
+
     def unstretch(self, job_ids: list[str]) -> None:
         """Forget that these jobs' checks were stretched for sweeps."""
         if job_ids:
@@ -254,13 +399,40 @@ class RedisJobStore:
     def lock(self, job_id: str, *, ttl_s: float) -> Iterator[bool]:
         """Hold the job's lock while advancing it; yields False when another task holds it."""
         token = uuid.uuid4().hex
-        key = self._keys.lock(job_id)
-        held = bool(self._redis.set(key, token, nx=True, px=int(ttl_s * 1000)))
+        held = bool(self._redis.set(self._keys.lock(job_id), token, nx=True, px=int(ttl_s * 1000)))
         try:
             yield held
         finally:
             if held:
-                self._release(keys=[key], args=[token])
+                self.unlock(job_id, token)
+
+    @contextmanager
+    def locked(self, job_id: str, *, ttl_s: float) -> Iterator[tuple[JobRecord | None, float | None] | None]:
+        """Lock the job and read it (record, with its aliases, and next due time) in one round trip; None when
+        another task holds the lock. The lock is released on leaving, unless a write released it already.
+        """
+        lock = JobLock(uuid.uuid4().hex)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=int(ttl_s * 1000))
+        pipe.hgetall(self._keys.job(job_id))
+        pipe.zscore(self._keys.due, job_id)
+        pipe.smembers(self._keys.aliases(job_id))
+        held, raw, due, aliases = pipe.execute()
+        if not held:
+            yield None
+            return
+        record = _decode(job_id, raw) if raw else None
+        if record is not None:
+            record.lock, record.aliases = lock, sorted(str(alias) for alias in aliases)
+        try:
+            yield record, (None if due is None else float(due))
+        finally:
+            if not lock.released:
+                self.unlock(job_id, lock.token)
+
+    def unlock(self, job_id: str, token: str) -> None:
+        """Release the job's lock if `token` still holds it."""
+        self._release(keys=[self._keys.lock(job_id)], args=[token])
 
     def finish(
         self,
@@ -271,8 +443,12 @@ class RedisJobStore:
         error: str,
         event: dict[str, str],
         callback: str | None = None,
-    ) -> bool:
-        """Mark the job finished and append its event, once; False when it had already finished.
+        result: EncodedResult | None = None,
+        usage: tuple[str, str] | None = None,
+    ) -> list[str] | None:
+        """Mark the job finished and append its event, once; its aliases then, or None when it had finished.
+        The job's lock (`record.lock`) is released in the same step; `result`, the job's own, is written in it,
+        and `usage`, the run's entry in the pending-usage hash.
 
         `callback` (an encoded `worker.callbacks.Callback`) goes to the outbox in the same atomic step.
         """
@@ -285,10 +461,19 @@ class RedisJobStore:
             self._keys.run(record.run_id) if record.run_id else "",
             self._keys.finished,
             self._keys.outbox,
+            self._keys.in_flight,
+            self._keys.lock(record.job_id) if record.lock else "",
+            result.key if result else "",
+            self._keys.usage_pending if usage else "",
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
-        args = [*head, record.run_status or "", callback or "", *_flatten(event)]
-        return bool(self._finish(keys=keys, args=args))
+        token = record.lock.token if record.lock else ""
+        written = [*((result.value, result.ttl_s) if result else ("", 0)), *(usage or ("", ""))]
+        args = [*head, record.run_status or "", callback or "", record.checks, token, *written, *_flatten(event)]
+        aliases = self._finish(keys=keys, args=args)
+        if record.lock is not None:
+            record.lock.released = True
+        return None if aliases is None else sorted(str(alias) for alias in aliases)
 
     def add_alias(self, owner_id: str, alias_id: str) -> None:
         """Record that `alias_id` was enqueued with the same job key as `owner_id`."""
@@ -341,13 +526,31 @@ _FIELDS = {
 def _encode_new(request: JobRequest, *, now: float, secrets: str | None) -> dict[str, str]:
     wire = request.wire()
     wire.pop("secrets", None)  # kept sealed, in their own field, and dropped when the job ends
-    fields = {_F_REQUEST: json.dumps(wire, separators=(",", ":")), _F_STATE: JobState.QUEUED.value}
-    fields[_F_ENQUEUED] = repr(now)
+    fields = pieces(_F_REQUEST, json.dumps(wire, separators=(",", ":")))  # ASCII: one byte per character
+    fields.update({_F_STATE: JobState.QUEUED.value, _F_ENQUEUED: repr(now)})
     if request.deadline_s is not None:
         fields[_F_DEADLINE] = repr(now + request.deadline_s)
     if secrets:
-        fields[_F_SECRETS] = secrets
+        fields.update(pieces(_F_SECRETS, secrets))
     return fields
+
+
+def pieces(name: str, value: str) -> dict[str, str]:
+    """An ASCII value as hash fields of at most `_PIECE` characters: `name`, `name1`, `name2`, ..."""
+    count = max(1, -(-len(value) // _PIECE))
+    return {f"{name}{index or ''}": value[index * _PIECE : (index + 1) * _PIECE] for index in range(count)}
+
+
+def joined(raw: dict[Any, Any], name: str) -> str | None:
+    """A value stored by `pieces`, from the job hash's fields; None when absent."""
+    first = raw.get(name)
+    if first is None:
+        return None
+    parts, index = [first], 1
+    while (part := raw.get(f"{name}{index}")) is not None:
+        parts.append(part)
+        index += 1
+    return "".join(parts)
 
 
 def _encode_value(value: Any) -> str:
@@ -367,10 +570,10 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
     number = _optional_float
     return JobRecord(
         job_id=job_id,
-        request=JobRequest.model_validate(json.loads(get(_F_REQUEST) or "{}")),
+        request=JobRequest.model_validate(json.loads(joined(raw, _F_REQUEST) or "{}")),
         state=JobState(get(_F_STATE) or JobState.QUEUED.value),
         enqueued_at=float(get(_F_ENQUEUED) or 0),
-        secrets=get(_F_SECRETS),
+        secrets=joined(raw, _F_SECRETS),
         run_id=get(_F_RUN),
         run_status=get(_F_RUN_STATUS),
         checks=int(get(_F_CHECKS) or 0),

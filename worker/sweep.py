@@ -129,8 +129,7 @@ class Sweeper:
         owners = self.store.owners(run_ids)
         jobs = [job for job in owners if job is not None]
         unfinished = [job for job, done in zip(jobs, self.store.finished_flags(jobs), strict=True) if not done]
-        for job_id in unfinished:
-            self.store.schedule(job_id, now)
+        self.store.make_due(unfinished, now)
         self.store.unstretch(jobs)
         adopted = self._adopt_batch_runs([s for s, owner in zip(ended, owners, strict=True) if owner is None])
         return len(unfinished) + adopted

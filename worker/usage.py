@@ -46,16 +46,7 @@ class UsageLedger:
 
     def record(self, run: Run, *, workflow_id: str, now: float) -> None:
         """Note a finished run's credits for the next roll-up (the same run noted twice is counted once)."""
-        usage, metadata = _mapping(run.get("usage")), _mapping(run.get("metadata"))
-        tags = metadata.get(USAGE_TAGS_KEY)
-        tags = tags if isinstance(tags, list) else []
-        note = {
-            "day": _day(now),
-            "workflow": workflow_id,
-            "credits": float(usage.get("credits") or 0),
-            "tags": sorted({str(tag) for tag in tags}),
-        }
-        self.client.hset(self.keys.usage_pending, str(run["id"]), json.dumps(note, separators=(",", ":")))
+        self.client.hset(self.keys.usage_pending, *usage_note(run, workflow_id=workflow_id, now=now))
 
     def roll_up(self, limit: int = 5000) -> int:
         """Add up to `limit` noted runs to their days' totals; how many were added."""
@@ -83,6 +74,20 @@ class UsageLedger:
             else:
                 self.client.srem(self.keys.usage_days, day)  # expired
         return {"days": rows, "total": _sum(rows), "pending_runs": int(self.client.hlen(self.keys.usage_pending))}
+
+
+def usage_note(run: Run, *, workflow_id: str, now: float) -> tuple[str, str]:
+    """A finished run's entry in the pending-usage hash (`Keys.usage_pending`): run id, encoded note."""
+    usage, metadata = _mapping(run.get("usage")), _mapping(run.get("metadata"))
+    tags = metadata.get(USAGE_TAGS_KEY)
+    tags = tags if isinstance(tags, list) else []
+    note = {
+        "day": _day(now),
+        "workflow": workflow_id,
+        "credits": float(usage.get("credits") or 0),
+        "tags": sorted({str(tag) for tag in tags}),
+    }
+    return str(run["id"]), json.dumps(note, separators=(",", ":"))
 
 
 def _mapping(value: object) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from tests.support.worker import WorkerProcess, claim_database, release_database
 from worker.errors import AuthFailed, DeadlineExceeded, InputNotFound, InvalidJobRequest, RunRejected
 from worker.models import JOB_ID_KEY, METADATA_MAX_BYTES, USAGE_TAGS_KEY
 from worker.secrets import new_key, seal
-from worker.store import open_store
+from worker.store import joined, open_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
@@ -391,7 +391,7 @@ def test_odd_usage_tags_are_cleaned_not_refused(observed: dict[str, Observed], s
     assert seen.result["status"] == "PROCESSED"
     assert seen.result["metadata"][USAGE_TAGS_KEY] == CLEAN_TAGS
     # Cleaned by the worker before Extend saw them: the job record holds the cleaned request.
-    stored = json.loads(stack.redis.hget(f"extendq:job:{seen.job_id}", "req") or "{}")
+    stored = json.loads(joined(stack.redis.hgetall(f"extendq:job:{seen.job_id}"), "req") or "{}")
     assert stored["metadata"][USAGE_TAGS_KEY] == CLEAN_TAGS
 
 

@@ -105,7 +105,8 @@ def test_a_job_is_counted_enqueued_once_and_leaves_when_it_finishes(redis_client
     before = samples(metrics.scrape_registry())
     assert metrics.job_enqueued(store, record) is True
     assert metrics.job_enqueued(store, record) is False  # a redelivery, or a producer-recorded job seen again
-    metrics.job_finished(store, record, {"status": "PROCESSED", "usage": {"credits": 2.5}}, time.time(), via="check")
+    metrics.job_finished(record, {"status": "PROCESSED", "usage": {"credits": 2.5}}, time.time(), via="check")
+    store.finish(record, now=time.time(), state=JobState.SUCCESS, error="", event={"job_id": record.job_id})
     after = samples(metrics.scrape_registry())
     key = ("extendq_jobs_enqueued_total", (("workflow", "workflow_metrics"),))
     assert after[key] - before.get(key, 0.0) == 1
@@ -117,8 +118,8 @@ def test_recording_never_raises_when_redis_is_gone() -> None:
     store = RedisJobStore(dead, keys=KEYS, result_ttl_s=60)
     record = _record("job-x", time.time())
     assert metrics.job_enqueued(store, record) is False
-    metrics.job_finished(store, record, {"status": "PROCESSED"}, time.time(), via="check")
-    metrics.job_failed(store, record, "rejected", time.time())
+    metrics.job_finished(record, {"status": "PROCESSED"}, time.time(), via="check")
+    metrics.job_failed(record, "rejected", time.time())
     got = samples(metrics.scrape_registry(metrics.PoolCollector(dead, keys=KEYS)))
     assert got[("extendq_redis_up", ())] == 0
 

@@ -58,8 +58,8 @@ def test_finish_happens_once_and_drops_secrets(redis_client: redis.Redis) -> Non
     record = store.load("job-1")
     assert record is not None and record.secrets == "sealed"
     event = {"job_id": "job-1", "state": "SUCCESS"}
-    assert store.finish(record, now=5.0, state=JobState.SUCCESS, error="", event=event)
-    assert not store.finish(record, now=6.0, state=JobState.FAILURE, error="x", event=event)
+    assert store.finish(record, now=5.0, state=JobState.SUCCESS, error="", event=event) == []  # no aliases
+    assert store.finish(record, now=6.0, state=JobState.FAILURE, error="x", event=event) is None
     again = store.load("job-1")
     assert again is not None and again.finished and again.state is JobState.SUCCESS and again.secrets is None
     assert store.due_at("job-1") is None
@@ -91,3 +91,42 @@ def test_enqueueing_a_finished_job_key_again_keeps_its_expiry(redis_client: redi
     store.finish(record, now=2.0, state=JobState.SUCCESS, error="", event={"job_id": "job-1"})
     assert store.create("job-1", _request(job_key="k"), now=3.0, lease_s=1, secrets=None) == "job-1"
     assert 0 < redis_client.ttl("extendq-t:key:k") <= 60
+
+
+def test_long_requests_and_secrets_are_stored_in_pieces_that_keep_the_hash_compact(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a request and sealed secrets far longer than one listpack value (64 bytes)
+    store = _store(redis_client)
+    request = _request(file={"text": "line of invoice text\n" * 40}, metadata={"customer": "x" * 300})
+    sealed = "gAAAAAB" + "s" * 250
+    store.create("job-1", request, now=1.0, lease_s=1, secrets=sealed)
+    # Then every stored value fits a listpack, the hash is one, and the record reads back whole
+    raw = redis_client.hgetall("extendq-t:job:job-1")
+    assert max(len(value) for value in raw.values()) <= 64 and len(raw) > 10
+    assert redis_client.object("encoding", "extendq-t:job:job-1") == "listpack"
+    record = store.load("job-1")
+    assert record is not None and record.request == request and record.secrets == sealed
+    # And finishing drops every piece of the secrets
+    store.finish(record, now=2.0, state=JobState.SUCCESS, error="", event={"job_id": "job-1"})
+    assert not [name for name in redis_client.hkeys("extendq-t:job:job-1") if name.startswith("sec")]
+    finished = store.load("job-1")
+    assert finished is not None and finished.secrets is None and finished.request == request
+
+
+def test_create_locked_takes_the_lock_only_for_a_new_job(redis_client: redis.Redis) -> None:
+    store = _store(redis_client)
+    owner, token = store.create_locked("job-1", _request(job_key="k"), now=1.0, lease_s=1, secrets=None, lock_ttl_s=5)
+    assert owner == "job-1" and token is not None
+    with store.lock("job-1", ttl_s=5) as held:
+        assert not held  # the creator holds it
+    store.unlock("job-1", token)
+    assert store.create_locked("job-1", _request(job_key="k"), now=2.0, lease_s=1, secrets=None, lock_ttl_s=5) == (
+        "job-1",
+        None,
+    )
+    assert store.create_locked("job-2", _request(job_key="k"), now=3.0, lease_s=1, secrets=None, lock_ttl_s=5) == (
+        "job-1",
+        None,
+    )
+    assert redis_client.zscore("extendq-t:inflight", "job-1") == 1.0
