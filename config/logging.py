@@ -14,6 +14,15 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
 # become JSON keys: libraries attach other things (Celery attaches a task's arguments), which must never reach
 # the logs.
 FIELDS = ("event", "job_id", "run_id", "workflow_id", "state", "status", "error", "via", "elapsed_s", "checks")
+# Loggers kept at or above these levels whatever the configured one: HTTP clients are chatty, and Celery's pool
+# logs each task message's arguments at DEBUG ("TaskPool: Apply ... kwargsrepr"), where a secret a producer sent
+# unsealed (refused by the worker) would be written down.
+QUIETER = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "extend_ai": logging.WARNING,
+    "celery.pool": logging.INFO,
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,17 +43,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
-    """A dictConfig for `settings`: the format and level, with chatty HTTP clients kept at WARNING."""
+    """A dictConfig for `settings`: the format and level, with the `QUIETER` loggers kept at their floor."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"} if settings.log_format == "json" else {"format": _TEXT}
     )
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
         "root": {"handlers": ["console"], "level": settings.log_level.upper()},
-        "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "extend_ai")},
+        "loggers": {name: {"level": max(level, floor)} for name, floor in QUIETER.items()},
     }
 
 

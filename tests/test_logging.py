@@ -51,3 +51,16 @@ def test_text_by_default_and_json_when_asked() -> None:
     assert "()" not in logging_config(Settings.from_env({}))["formatters"]["default"]
     json_config = logging_config(Settings.from_env({"EXTENDQ_LOG_FORMAT": "json"}))
     assert json_config["formatters"]["default"]["()"].endswith("JsonFormatter")
+
+
+def test_celery_pool_never_logs_task_arguments_even_at_debug() -> None:
+    # Its DEBUG line repeats each task message's arguments: a secret sent unsealed would be written down
+    debug = logging_config(Settings.from_env({"EXTENDQ_LOG_LEVEL": "DEBUG"}))
+    assert debug["root"]["level"] == "DEBUG"
+    assert debug["loggers"]["celery.pool"]["level"] == logging.INFO
+    assert debug["loggers"]["httpx"]["level"] == logging.WARNING
+
+
+def test_quieter_loggers_follow_a_level_above_their_floor() -> None:
+    loggers = logging_config(Settings.from_env({"EXTENDQ_LOG_LEVEL": "error"}))["loggers"]
+    assert {config["level"] for config in loggers.values()} == {logging.ERROR}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from config.tenants import TENANT_PATTERN
 from worker.errors import InvalidJobRequest
@@ -70,8 +71,41 @@ class PathFile(_Strict):
     name: str | None = None
 
 
-FileInput = UrlFile | IdFile | TextFile | PathFile
-PackageFile = UrlFile | IdFile | PathFile
+_FILE_FORMS = ("url", "id", "text", "path")
+
+
+def _form_in(forms: tuple[str, ...]) -> Callable[[Any], str | None]:
+    """The union member a file input is, by the one form key it has (None when it has none or several)."""
+
+    def form(value: Any) -> str | None:
+        keys = type(value).model_fields if isinstance(value, BaseModel) else value if isinstance(value, dict) else ()
+        present = [key for key in forms if key in keys]
+        return present[0] if len(present) == 1 else None
+
+    return form
+
+
+# Tagged by the form key each member requires, so a malformed file is checked against its own form only and
+# reported once (`file.url: ...`), not once per member of the union.
+FileInput = Annotated[
+    Annotated[UrlFile, Tag("url")]
+    | Annotated[IdFile, Tag("id")]
+    | Annotated[TextFile, Tag("text")]
+    | Annotated[PathFile, Tag("path")],
+    Discriminator(
+        _form_in(_FILE_FORMS),
+        custom_error_type="file_form",
+        custom_error_message="a file input needs exactly one of url, id, text or path",
+    ),
+]
+PackageFile = Annotated[
+    Annotated[UrlFile, Tag("url")] | Annotated[IdFile, Tag("id")] | Annotated[PathFile, Tag("path")],
+    Discriminator(
+        _form_in(("url", "id", "path")),
+        custom_error_type="file_form",
+        custom_error_message="a package file needs exactly one of url, id or path",
+    ),
+]
 
 
 class Package(_Strict):
@@ -200,6 +234,14 @@ def describe_validation(exc: ValidationError) -> str:
     """One readable line per problem, naming the field; input values are left out (they may hold secrets)."""
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in err["loc"]) or "request"
-        lines.append(f"{where}: {err['msg']}")
+        where = ".".join(str(part) for index, part in enumerate(err["loc"]) if not _is_file_tag(err["loc"], index))
+        lines.append(f"{where or 'request'}: {err['msg']}")
     return "invalid job request: " + "; ".join(lines)
+
+
+def _is_file_tag(loc: tuple[int | str, ...], index: int) -> bool:
+    """Whether `loc[index]` is the tag of a file union (`file.url.url`): left out, the field it names follows."""
+    if index == 0 or loc[index] not in _FILE_FORMS:
+        return False
+    before = loc[index - 1]
+    return before == "file" or (isinstance(before, int) and loc[index - 2 : index - 1] == ("files",))

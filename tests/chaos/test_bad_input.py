@@ -355,16 +355,22 @@ def test_good_input_on_the_same_broker_is_queued(idle_broker: tuple[Celery, redi
     client.delete("extendq")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/models.py: FileInput is a plain union, so one bad form is reported once per union member "
-    "(file.IdFile.id: Field required, file.TextFile.url: Extra inputs..., 7 problems for 1)",
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"file": {"url": "ftp://example.com/a.pdf"}}, "file.url:"),
+        ({"file": {"url": URLS[0]["url"], "colour": "red"}}, "file.colour:"),
+        ({"file": None, "package": {"files": [URLS[0], {"url": "ftp://example.com/b.pdf"}]}}, "package.files.1.url:"),
+        ({"file": None, "package": {"files": [URLS[0], {"id": ""}]}}, "package.files.1.id:"),
+        ({"file": None, "package": {"files": [URLS[0], {"name": "b.pdf"}]}}, "package.files.1: a package file needs"),
+    ],
+    ids=["file url", "file extra key", "package url", "package id", "package file of no form"],
 )
-def test_a_malformed_file_form_is_reported_once_under_its_own_field() -> None:
+def test_a_malformed_file_form_is_reported_once_under_its_own_field(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidJobRequest) as caught:
-        build_request(**request(file={"url": "ftp://example.com/a.pdf"}))
+        build_request(**request(**overrides))
     problems = str(caught.value).removeprefix("invalid job request: ").split("; ")
-    assert len(problems) == 1 and problems[0].startswith("file.url:"), problems
+    assert len(problems) == 1 and problems[0].startswith(field), problems
 
 
 # ---- failed by the worker ----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -15,17 +17,23 @@ from tests.support.asgi import free_port
 
 
 class ReceiverProcess:
-    """`webhooks.server.serve` in a child process with its own environment."""
+    """`webhooks.server.serve` in a child process with its own environment (its output to `log_path`, if given)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, log_path: Path | None = None) -> None:
         self.env = {**os.environ, **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def __enter__(self) -> ReceiverProcess:
         code = f"from webhooks.server import serve; serve(host='127.0.0.1', port={self.port})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=self.env, start_new_session=True)
+        if self.log_path is not None:
+            self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=self.env, stdout=self._log, stderr=self._log, start_new_session=True
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -44,3 +52,9 @@ class ReceiverProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+
+    def log_text(self) -> str:
+        """What the receiver printed so far (empty without a `log_path`)."""
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
