@@ -14,15 +14,17 @@ What cannot be recovered: jobs whose run was never created (queued, or waiting f
 the loss). Their request lived only in Redis; their producers must enqueue them again. An adopted job gets
 back its result, its job key and its metadata; callbacks, deadlines, `needs_review="watch"` and per-run
 secrets were in the lost request and are not restored. Runs of tenant accounts are not listed (the default
-account only, like list sweeps).
+account only, like list sweeps). A pass adopts any run carrying a job id this Redis does not know: where
+another deployment shares the Extend account, turn the automatic pass off (`EXTENDQ_RECOVER_ON_RESTART`).
 
 When it runs: `extendq recover [--since 24h]` by hand, and automatically once per data loss. Each worker's
 main process looks every few seconds at a marker key (`Keys.dataset`) and at the Redis server's `run_id`
 (new at every server start). The marker gone *and* the server restarted since it was last seen is a restart
-that lost the data: the first worker to notice flags the marker `recovering`, one worker (a lock) runs the
-pass over `EXTENDQ_RECOVER_SINCE_S`, and sets the marker back once the pass completed, so a pass cut short
-is run again. A marker deleted without a restart (FLUSHDB, a test's cleanup) is written again without a pass,
-and a pool started on an already empty Redis cannot tell it from a new one: run `extendq recover` then.
+that lost the data (where INFO is refused, as behind some proxies, the marker gone is enough): the first
+worker to notice flags the marker `recovering`, one worker (a lock) runs the pass over
+`EXTENDQ_RECOVER_SINCE_S`, and sets the marker back once the pass completed, so a pass cut short is run
+again. A marker deleted without a restart (FLUSHDB, a test's cleanup) is written again without a pass, and a
+pool started on an already empty Redis cannot tell it from a new one: run `extendq recover` then.
 """
 
 from __future__ import annotations

@@ -232,10 +232,10 @@ class RedisJobStore:
         """For each run id, whether a job with a whole record owns it (not a fragment left by a data loss)."""
         owners = self.owners(run_ids)
         pipe = self._redis.pipeline(transaction=False)
-        for owner in owners:
-            pipe.hexists(self._keys.job(owner or ""), _F_REQUEST)
-        recorded = pipe.execute() if owners else []
-        return [owner is not None and bool(whole) for owner, whole in zip(owners, recorded, strict=True)]
+        for owner in filter(None, owners):
+            pipe.hexists(self._keys.job(owner), _F_REQUEST)
+        whole = iter(pipe.execute() if any(owners) else [])
+        return [owner is not None and bool(next(whole)) for owner in owners]
 
     def finished_flags(self, job_ids: list[str]) -> list[bool]:
         """For each job id, whether its record says it finished (unknown jobs count as finished)."""
