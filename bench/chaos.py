@@ -218,7 +218,11 @@ def _disturb(pool: Pool, notes: dict[str, int], until: Callable[[], bool]) -> No
 
 
 def redis_restart(emulator: EmulatorProcess, jobs: int, logs: Path, appendonly: bool) -> Figures:
-    """Jobs of 2-6 s runs; the private Redis is restarted once mid-run (with or without the AOF)."""
+    """Jobs of 2-6 s runs; the private Redis is restarted once mid-run (with or without the AOF).
+
+    Without the AOF the workers notice that the restart lost the data and adopt the runs Extend holds: the notes
+    count jobs whose results were published again under their ids, and jobs that had no run (not recoverable).
+    """
     emulator.set_profile(profile((2.0, 6.0)))
     emulator.reset()
     with private_redis(appendonly=appendonly) as server:
@@ -228,18 +232,25 @@ def redis_restart(emulator: EmulatorProcess, jobs: int, logs: Path, appendonly: 
         job_ids = pool.submit(jobs, prefix)
         time.sleep(2.0)
         server.restart()
-        figures = measure(
-            f"redis restart {'(AOF)' if appendonly else '(no AOF)'}",
-            emulator,
-            server.url,
-            job_ids,
-            prefix,
-            started,
-            timeout_s=60 if appendonly else 5,
-        )
+        if not appendonly:  # only jobs with a run can come back: wait for those, not for the rest
+            time.sleep(1.0)
+            wait_results(server.url, [j for j in job_ids if j in _jobs_with_runs(emulator, prefix)], timeout_s=60)
+        name = f"redis restart {'(AOF)' if appendonly else '(no AOF)'}"
+        figures = measure(name, emulator, server.url, job_ids, prefix, started, timeout_s=60 if appendonly else 0)
         figures.notes = {"runs on Extend": sum(runs_by_key(emulator, prefix).values())}
+        if not appendonly:
+            with_runs = _jobs_with_runs(emulator, prefix)
+            results = wait_results(server.url, job_ids, 0)
+            figures.notes["recovered"] = sum(1 for j in with_runs if results.get(j, {}).get("status") == "SUCCESS")
+            figures.notes["not recoverable"] = sum(1 for j in job_ids if j not in with_runs)
         pool.stop()
     return figures
+
+
+def _jobs_with_runs(emulator: EmulatorProcess, prefix: str) -> set[str]:
+    """Job ids carried by the runs on Extend whose job key starts with `prefix`."""
+    runs = [run["metadata"] for run in emulator.runs()]
+    return {str(m.get("extendq:job_id")) for m in runs if str(m.get("extendq:job_key", "")).startswith(prefix)}
 
 
 def storm(
@@ -303,9 +314,9 @@ def main() -> None:
     print(HEADER)
     for row in rows:
         print(row.line())
-    print("without the AOF a restarted Redis has no queue, job records or results: those jobs are lost to extendq,")
-    print("their runs go on at Extend (counted above) and carry the job id in their metadata; resubmitting them")
-    print("creates new runs, because the job-key index went with the data.")
+    print("without the AOF a restarted Redis has no queue, job records or results; the workers notice it and adopt")
+    print("the runs on Extend by the job id in their metadata, so those jobs get their results again (recovered);")
+    print("jobs that had no run yet lived only in Redis and are lost (not recoverable): enqueue them again.")
 
 
 if __name__ == "__main__":

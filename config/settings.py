@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     ingest_settle_s: float = Field(default=10.0, ge=0)
     ingest_batch: int = Field(default=500, gt=0)
     usage_retention_days: int = Field(default=400, gt=0)
+    # Recovery after Redis lost its data (worker/recover.py): each worker's main process notices a restart that
+    # lost the data and the pool adopts the runs created within this window (`extendq recover` does it by hand).
+    recover_on_restart: bool = True
+    recover_since_s: float = Field(default=24 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _check_scheduled_work(self) -> Settings:

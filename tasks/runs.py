@@ -18,6 +18,7 @@ from worker.dispatcher import Dispatcher
 from worker.errors import InvalidJobRequest
 from worker.events import EventApplier, Outcome
 from worker.extend import resolve_signed_payload
+from worker.recover import DataLossWatch, Recovery, watch_forever
 from worker.sweep import run_forever
 
 log = logging.getLogger("extendq.tasks")
@@ -116,6 +117,10 @@ def _start_dispatcher(**_: Any) -> None:
     ).start()
     start_relay(settings, _stopping)
     serve_metrics(settings)
+    if settings.recover_on_restart:
+        watch = DataLossWatch(recovery=Recovery.for_runner(get_runner()), since_s=settings.recover_since_s)
+        args = (watch, _stopping.wait)
+        threading.Thread(target=watch_forever, args=args, name="extendq-recover", daemon=True).start()
 
 
 @worker_shutdown.connect

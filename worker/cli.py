@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from config.settings import Settings
-from worker.errors import ConfigError, InvalidJobRequest
+from worker.errors import ConfigError, InvalidJobRequest, WorkerError
 from worker.manifest import BadInput, Entry, entries_for, parse_metadata
 from worker.redis_server import RedisUnavailable, redis_answers
 from worker.views import emit_json, redact, show_cancelled, show_result
@@ -459,6 +459,53 @@ def retry(
             emit_json([{"job_id": new, "replay_of": old} for old, new in replays])
         else:
             typer.echo("\n".join(f"{old} -> {new}" for old, new in replays))
+
+
+# ---- recover: after Redis lost its data ----------------------------------------------------------------------
+
+
+@app.command(epilog=EPILOG)
+def recover(
+    since: Annotated[str, typer.Option(help="Runs created within this long: 90s, 30m, 1h, 2d.")] = "24h",
+    as_json: JsonOption = False,
+) -> None:
+    """Adopt the recent Extend runs whose jobs Redis lost: each job gets its result again under its own id.
+
+    Creates no run. Jobs whose run was never created cannot be recovered (their request lived only in Redis).
+    """
+    from tasks.base import build_runner
+    from worker.history import parse_age
+    from worker.recover import Recovery
+
+    with _guard() as session:
+        window_s = parse_age(since)
+        session.check_redis()
+        runner = build_runner(session.settings, session.app)
+        try:
+            counts = Recovery.for_runner(runner).run(since=time.time() - window_s)
+        except WorkerError as exc:
+            _fail(f"recovery stopped, run it again: {exc}", Exit.JOB_FAILED)
+        finally:
+            runner.api.close()
+        if as_json:
+            emit_json({"since_s": window_s, **counts})
+        else:
+            typer.echo(_recovered_lines(counts, since))
+
+
+def _recovered_lines(counts: dict[str, int], since: str) -> str:
+    return "\n".join(
+        [
+            f"{counts['listed']} runs created in the last {since}: {counts['adopted']} adopted "
+            f"(workers publish their results under their job ids), {counts['known']} already known, "
+            f"{counts['foreign']} not extendq's",
+            *(f"{name}: {value}" for name, value in counts.items() if name not in _RECOVER_SHOWN),
+            "Jobs that had no run yet when Redis lost its data cannot be recovered: enqueue them again.",
+        ]
+    )
+
+
+_RECOVER_SHOWN = frozenset({"listed", "adopted", "known", "foreign"})
 
 
 def main() -> None:

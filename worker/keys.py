@@ -122,6 +122,13 @@ class Keys:
         """Sorted set: job id -> when it finished; trimmed to the result TTL (`extendq list`)."""
         return f"{self.prefix}finished"
 
+    # ---- Recovery after a Redis data loss (worker/recover.py) ----
+
+    @property
+    def dataset(self) -> str:
+        """String: written once into each Redis dataset; gone after a server restart means the data went too."""
+        return f"{self.prefix}dataset"
+
     def owned(self, key: str) -> tuple[str, str] | None:
         """`("job" | "key" | "run" | "alias", id)` for a per-job key under this prefix, else None."""
         if not key.startswith(self.prefix):

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -124,10 +124,36 @@ return 1
 """
 )
 
+_ADOPT = """
+-- KEYS: job hash, run index, job-key index (or ''), due set. ARGV: job id, due, then field/value pairs.
+-- Returns {1, job id} when recorded, {0, owner} when the job or run is known already, {2, owner} when the
+-- job key belongs to another job.
+if redis.call('HEXISTS', KEYS[1], 'req') == 1 then return {0, ARGV[1]} end
+local run_owner = redis.call('GET', KEYS[2])
+if run_owner and run_owner ~= ARGV[1] then return {0, run_owner} end
+if KEYS[3] ~= '' then
+  local owner = redis.call('GET', KEYS[3])
+  if owner and owner ~= ARGV[1] then return {2, owner} end
+  redis.call('SET', KEYS[3], ARGV[1])
+end
+-- A fragment (fields a step under way wrote after the data went) gives way to the whole record.
+redis.call('DEL', KEYS[1])
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+return {1, ARGV[1]}
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+Adoption = Literal["adopted", "known", "key_taken"]
+_ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
 
 
 @dataclass(frozen=True)
@@ -213,6 +239,7 @@ class RedisJobStore:
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
         self._note_run = client.register_script(_NOTE_RUN)
+        self._adopt = client.register_script(_ADOPT)
 
     @property
     def keys(self) -> Keys:
@@ -323,6 +350,30 @@ class RedisJobStore:
         if not run_ids:
             return []
         return [None if owner is None else str(owner) for owner in self._redis.mget(self._keys.run(r) for r in run_ids)]
+
+    def adopt(
+        self, job_id: str, request: JobRequest, run_id: str, *, submitted_at: float, due_at: float
+    ) -> tuple[Adoption, str]:
+        """Record a job whose record was lost as RUNNING on its existing run, due at `due_at`, in one atomic step.
+
+        Returns what happened and the job that owns the run (or the job key) now; a job or run recorded
+        already is left as it is, so concurrent adoptions of one run record it once.
+        """
+        fields = _encode_new(request, now=submitted_at, secrets=None)
+        fields.update({_F_STATE: JobState.RUNNING.value, _F_RUN: run_id, _F_SUBMITTED: repr(submitted_at)})
+        key_index = self._keys.job_key(request.job_key) if request.job_key else ""
+        keys = [self._keys.job(job_id), self._keys.run(run_id), key_index, self._keys.due]
+        code, owner = self._adopt(keys=keys, args=[job_id, due_at, *_flatten(fields)])
+        return _ADOPTIONS[int(code)], str(owner)
+
+    def known_runs(self, run_ids: list[str]) -> list[bool]:
+        """For each run id, whether a job with a whole record owns it (not a fragment left by a data loss)."""
+        owners = self.owners(run_ids)
+        pipe = self._redis.pipeline(transaction=False)
+        for owner in filter(None, owners):
+            pipe.hexists(self._keys.job(owner), _F_REQUEST)
+        whole = iter(pipe.execute() if any(owners) else [])
+        return [owner is not None and bool(next(whole)) for owner in owners]
 
     def finished_flags(self, job_ids: list[str]) -> list[bool]:
         """For each job id, whether its record says it finished (unknown jobs count as finished)."""

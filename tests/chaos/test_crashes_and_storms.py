@@ -39,11 +39,16 @@ def test_redis_restart_with_the_append_only_file_loses_nothing(emulator: Emulato
     assert (figures.lost, figures.finished, figures.duplicate_runs) == (0, 15, 0), figures
 
 
-def test_redis_restart_without_persistence_is_stated_not_hidden(emulator: EmulatorProcess, tmp_path: Path) -> None:
-    # Without the AOF the jobs are gone from Redis; their runs still exist at Extend, once each
+def test_redis_restart_without_persistence_recovers_every_job_whose_run_exists(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    # Given 10 jobs whose Redis restarts without persistence mid-run (records, queue and results gone)
     figures = redis_restart(emulator, 10, tmp_path, appendonly=False)
-    assert figures.duplicate_runs == 0
-    assert figures.notes["runs on Extend"] == 10
+    # Then every job whose run exists on Extend has its result again under its own id, no run was made twice,
+    # and only jobs that never had a run are missing
+    assert figures.duplicate_runs == 0, figures
+    assert figures.notes["recovered"] == figures.notes["runs on Extend"] == 10 - figures.notes["not recoverable"]
+    assert figures.lost == figures.notes["not recoverable"], figures
 
 
 @pytest.mark.xfail(

@@ -1,0 +1,233 @@
+"""Recovery after Redis lost its data: jobs whose Extend run exists get their results again, from Extend's side.
+
+Every run extendq creates carries its job id (and job key) in its metadata. When Redis restarts without
+persistence, the job records, the due schedule, the broker's queue and the results are gone, but the runs
+are not. A recovery pass lists the runs created since a given time (`GET /workflow_runs`, newest first,
+one shared rate-limit token per request), skips those a recorded job owns, fetches each other run once to
+read its metadata, and *adopts* every run whose job id has no record: one atomic step
+(`RedisJobStore.adopt`) records the job as RUNNING on that run, due now. The dispatchers then check it like
+any job in flight and publish its terminal run under its own job id (`AsyncResult(job_id).get()`), or keep
+checking it while it runs. No run is ever created, and a run is adopted once however many passes run at
+once on however many machines: the step does nothing when the job or the run is recorded already.
+
+What cannot be recovered: jobs whose run was never created (queued, or waiting for a rate-limit token, at
+the loss). Their request lived only in Redis; their producers must enqueue them again. An adopted job gets
+back its result, its job key and its metadata; callbacks, deadlines, `needs_review="watch"` and per-run
+secrets were in the lost request and are not restored. Runs of tenant accounts are not listed (the default
+account only, like list sweeps). A pass adopts any run carrying a job id this Redis does not know: where
+another deployment shares the Extend account, turn the automatic pass off (`EXTENDQ_RECOVER_ON_RESTART`).
+
+When it runs: `extendq recover [--since 24h]` by hand, and automatically once per data loss. Each worker's
+main process looks every few seconds at a marker key (`Keys.dataset`) and at the Redis server's `run_id`
+(new at every server start). The marker gone *and* the server restarted since it was last seen is a restart
+that lost the data (where INFO is refused, as behind some proxies, the marker gone is enough): the first
+worker to notice flags the marker `recovering`, one worker (a lock) runs the pass over
+`EXTENDQ_RECOVER_SINCE_S`, and sets the marker back once the pass completed, so a pass cut short is run
+again. A marker deleted without a restart (FLUSHDB, a test's cleanup) is written again without a pass, and a
+pool started on an already empty Redis cannot tell it from a new one: run `extendq recover` then.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import redis
+
+from worker.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected, WorkerError
+from worker.extend import ExtendApi
+from worker.jobs import JobRunner
+from worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
+from worker.periodic import exclusive
+from worker.ratelimit import Bucket, RateLimiter
+from worker.store import RedisJobStore
+
+log = logging.getLogger("extendq.recover")
+T = TypeVar("T")
+INTACT, RECOVERING = "intact", "recovering"
+
+
+@dataclass(kw_only=True)
+class Recovery:
+    """One recovery pass: adopts every recent run whose job lost its record in Redis (see the module docstring)."""
+
+    api: ExtendApi
+    store: RedisJobStore
+    limiter: RateLimiter | None = None
+    # Called as follow(owner, job_id) when another job took the run's job key meanwhile: the job shares its result.
+    follow: Callable[[str, str], None] | None = None
+    page_size: int = 100
+    attempts: int = 6
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] = time.sleep
+
+    @classmethod
+    def for_runner(cls, runner: JobRunner) -> Recovery:
+        """A pass with the runner's default Extend account, store, shared limiter and result publisher."""
+        return cls(api=runner.api, store=runner.store, limiter=runner.limiter, follow=runner.follow)
+
+    def run(self, *, since: float) -> dict[str, int]:
+        """Adopt the runs created since `since` (unix seconds); counts by outcome.
+
+        `listed` runs were looked at: `adopted` ones got a record, `known` ones had one, `foreign` ones carry no
+        extendq job id, `key_taken` ones joined the job that took their job key, `gone` ones vanished meanwhile,
+        `unreadable` ones could not be read as a request.
+        """
+        counts: Counter[str] = Counter()
+        for page in self._pages(since):
+            counts["listed"] += len(page)
+            for summary, known in zip(page, self.store.known_runs([str(s["id"]) for s in page]), strict=True):
+                counts["known" if known else self._recover(summary)] += 1
+        log.info("recovery since %s: %s", _iso(since), " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        return {name: counts[name] for name in ("listed", "adopted", "known", "foreign")} | dict(counts)
+
+    def _pages(self, since: float) -> Iterator[list[dict[str, Any]]]:
+        """Summaries of runs created at or after `since`, newest first, a page at a time."""
+        token: str | None = None
+        while True:
+            page = self._call(partial(self._list, token))
+            data: list[dict[str, Any]] = page.get("data") or []
+            recent = [summary for summary in data if _created_at(summary) >= since]
+            if recent:
+                yield recent
+            token = page.get("nextPageToken")
+            if len(recent) < len(data) or not token:
+                return
+
+    def _list(self, token: str | None) -> dict[str, Any]:
+        return self.api.list_runs(sortBy="createdAt", sortDir="desc", maxPageSize=self.page_size, nextPageToken=token)
+
+    def _recover(self, summary: dict[str, Any]) -> str:
+        run_id = str(summary["id"])
+        try:
+            run = self._call(lambda: self.api.get_run(run_id))
+        except RunRejected:
+            return "gone"  # deleted on Extend since it was listed
+        job_id = (run.get("metadata") or {}).get(JOB_ID_KEY)
+        if not isinstance(job_id, str) or not job_id:
+            return "foreign"
+        request = adopted_request(run)
+        if request is None:
+            log.warning("run %s of job %s cannot be read as a job request; not adopted", run_id, job_id)
+            return "unreadable"
+        now = self.clock()
+        created = min(_created_at(summary), now)
+        outcome, owner = self.store.adopt(job_id, request, run_id, submitted_at=created, due_at=now)
+        if outcome == "adopted":
+            log.info("job %s adopted run %s (status %s) after a Redis data loss", job_id, run_id, run.get("status"))
+        elif outcome == "key_taken" and self.follow is not None:
+            self.follow(owner, job_id)
+        return outcome
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """One Extend request on a shared rate-limit token; transient failures are waited out a few times."""
+        for attempt in range(1, self.attempts + 1):
+            self._take_token()
+            try:
+                return fn()
+            except RetryableError as exc:
+                if attempt == self.attempts:
+                    raise
+                if isinstance(exc, RateLimited) and self.limiter is not None:
+                    self.limiter.pause(exc.retry_after_s or 1.0)
+                    continue
+                self.sleep(exc.retry_after_s or min(2.0**attempt, 30.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _take_token(self) -> None:
+        # This pass runs in a thread or a command of its own, so it waits for its turn instead of rescheduling.
+        while self.limiter is not None:
+            grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=60.0)
+            self.sleep(grant.wait_s)
+            if grant.reserved:
+                return
+
+
+def adopted_request(run: dict[str, Any]) -> JobRequest | None:
+    """A request standing for the lost one: the run's workflow, its files by id, its metadata and job key."""
+    metadata = run.get("metadata") or {}
+    file_ids = [str(item["id"]) for item in run.get("files") or [] if isinstance(item, dict) and item.get("id")]
+    if not file_ids:
+        return None
+    package = {"files": [{"id": file_id} for file_id in file_ids]}
+    files = {"file": {"id": file_ids[0]}} if len(file_ids) == 1 else {"package": package}
+    base = {"workflow": (run.get("workflow") or {}).get("id"), **files, "job_key": metadata.get(JOB_KEY_KEY)}
+    own = {key: value for key, value in metadata.items() if not str(key).startswith("extendq:")}
+    for payload in ({**base, "metadata": own}, base):  # metadata Extend holds but we would refuse: left out
+        try:
+            return JobRequest.parse(payload)
+        except InvalidJobRequest:
+            continue
+    return None
+
+
+@dataclass(kw_only=True)
+class DataLossWatch:
+    """Notices a Redis restart that lost the data and has the pool run one recovery pass for it."""
+
+    recovery: Recovery
+    since_s: float = 24 * 3600.0
+    interval_s: float = 5.0
+    lock_ttl_s: float = 600.0
+    _server: str | None = field(default=None, init=False)
+    _seen: bool = field(default=False, init=False)
+
+    def check(self) -> dict[str, int] | None:
+        """Look once; the counts of the recovery pass this process ran, or None when it ran none."""
+        client, key = self.recovery.store.client, self.recovery.store.keys.dataset
+        server = _server_id(client)
+        marker = client.get(key)
+        if marker is None:
+            lost = self._seen and (server is None or server != self._server)
+            if lost:
+                log.warning("Redis restarted without extendq's data: recovering jobs from Extend's runs")
+            client.set(key, RECOVERING if lost else INTACT, nx=True)
+            marker = client.get(key)
+        self._server, self._seen = server, True
+        return self._recover() if marker == RECOVERING else None
+
+    def _recover(self) -> dict[str, int] | None:
+        store = self.recovery.store
+        with exclusive(store.client, store.keys.periodic("recover"), ttl_s=self.lock_ttl_s) as held:
+            if not held:
+                return None  # another worker runs the pass
+            counts = self.recovery.run(since=self.recovery.clock() - self.since_s)
+            store.client.set(store.keys.dataset, INTACT)
+            return counts
+
+
+def watch_forever(watch: DataLossWatch, stop: Callable[[float], bool]) -> None:
+    """Check every interval until `stop(timeout)` answers True; errors are logged and the next check tries again."""
+    while True:
+        try:
+            watch.check()
+        except (WorkerError, redis.RedisError) as exc:
+            log.warning("data-loss check or recovery failed, trying again next interval: %s", exc)
+        if stop(watch.interval_s):
+            return
+
+
+def _server_id(client: redis.Redis) -> str | None:
+    """The server's `run_id` (new at every start); None where INFO is not allowed (some proxies)."""
+    try:
+        value = client.info("server").get("run_id")
+    except redis.ResponseError:
+        return None
+    return None if value is None else str(value)
+
+
+def _created_at(summary: dict[str, Any]) -> float:
+    value = summary.get("createdAt")
+    if not isinstance(value, str):
+        return float("inf")  # no time given: never the end of the window
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")
