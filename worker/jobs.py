@@ -205,7 +205,9 @@ class JobRunner:
         if run is None:
             body = self._create_body(record)
             self._spend(record, now, Bucket.REQUESTS, Bucket.RUNS)
-            self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
+            if not record.fresh:  # a fresh record was written posting already
+                self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
+            record.fresh = False
             run = self.api_for(record).create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
         self._log(record, run["status"], "submitted")
@@ -353,6 +355,7 @@ class JobRunner:
             return
         if record.run_id is None and not exc.may_have_landed:
             self.store.update(record.job_id, posting_since=None)
+            record.fresh = False
         # A 429 waits its Retry-After (and a little spread), not the growing backoff of real failures.
         delay = self.retry.delay_s(1 if paced else attempts, exc.retry_after_s)
         self.store.schedule(record.job_id, now + delay)
@@ -406,7 +409,8 @@ class JobRunner:
         wait = exc.retry_after_s or 0.0
         if not exc.reserved:
             wait += self.retry.rand() * min(wait, 5.0)
-        self.store.schedule(record.job_id, now + wait)
+        # A fresh record says it is posting: nothing went out, so the next try must not look for a landed run.
+        self.store.schedule(record.job_id, now + wait, posted=not record.fresh)
 
     def finish_with_run(self, record: JobRecord, run: Run, now: float, *, via: str = "check") -> None:
         """Publish a terminal run as the job's result (the caller holds the job's lock); `via`: what found it."""
@@ -539,10 +543,13 @@ class JobRunner:
 
 
 def new_record(job_id: str, request: JobRequest, *, now: float, secrets: str | None) -> JobRecord:
-    """The record `RedisJobStore.create` writes for a new job, as `load` would read it back."""
+    """The record `RedisJobStore.create_locked` writes for a new job, as `load` would read it back (but for its
+    posting mark: nothing was posted yet, so the create need not look for a run that landed)."""
     deadline_at = None if request.deadline_s is None else now + request.deadline_s
     stored = request.model_copy(update={"secrets": None})  # kept sealed in the record, not in its request
-    return JobRecord(job_id, stored, JobState.QUEUED, now, secrets=secrets, deadline_at=deadline_at)
+    record = JobRecord(job_id, stored, JobState.SUBMITTING, now, secrets=secrets, deadline_at=deadline_at)
+    record.fresh = True
+    return record
 
 
 def _publish_late(aliases: list[str], done: list[str], publish: Callable[[str], None]) -> None:

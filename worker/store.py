@@ -197,9 +197,11 @@ class JobRecord:
     held_tokens: dict[str, float] = field(default_factory=dict)
     extend_batch_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it).
+    # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it), and
+    # `fresh`: recorded by this step as SUBMITTING, posting since its creation, with nothing posted yet.
     lock: JobLock | None = field(default=None, repr=False, compare=False)
     aliases: list[str] | None = field(default=None, repr=False, compare=False)
+    fresh: bool = field(default=False, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -254,6 +256,9 @@ class RedisJobStore:
     ) -> tuple[str, str | None]:
         """`create`, and when this call recorded the job, its lock taken and its place among the jobs in flight,
         in the same step: (owner id, lock token for `unlock`, or None when the job was recorded before).
+
+        The job is recorded as SUBMITTING, posting since `now` (the write-ahead of its create): its creator
+        submits it at once, or clears that mark (`schedule(..., posted=False)`) when it must wait.
         """
         token = uuid.uuid4().hex
         owner, created = self._record(
@@ -272,6 +277,8 @@ class RedisJobStore:
         lock: tuple[str, int] | None = None,
     ) -> tuple[str, bool]:
         fields = _encode_new(request, now=now, secrets=secrets)
+        if lock:
+            fields.update({_F_STATE: JobState.SUBMITTING.value, _F_POSTING: repr(now)})
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
         lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
         token, lock_ms = lock or ("", 0)
@@ -405,14 +412,19 @@ class RedisJobStore:
         """Add one to a counter field; its new value."""
         return int(self._redis.hincrby(self._keys.job(job_id), _FIELDS[name], 1))
 
-    def schedule(self, job_id: str, due_at: float, *, stretched: bool = False) -> None:
-        """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because sweeps run."""
-        if not stretched:
+    def schedule(self, job_id: str, due_at: float, *, stretched: bool = False, posted: bool = True) -> None:
+        """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because sweeps run;
+        `posted=False`: clear the job's posting mark too (no create went out).
+        """
+        if not stretched and posted:
             self._redis.zadd(self._keys.due, {job_id: due_at})
             return
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(self._keys.due, {job_id: due_at})
-        pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
+        if stretched:
+            pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
+        if not posted:
+            pipe.hdel(self._keys.job(job_id), _F_POSTING)
         pipe.execute()
 
     def make_due(self, job_ids: list[str], due_at: float) -> None:
