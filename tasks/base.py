@@ -17,8 +17,9 @@ from worker.extend import ApiConfig, ExtendApi, build_api
 from worker.jobs import JobRunner
 from worker.models import JobState
 from worker.ratelimit import PLANS, Limits, RateLimiter
+from worker.records import EncodedResult
 from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import EncodedResult, RedisJobStore, open_store
+from worker.store import RedisJobStore, open_store
 from worker.sweep import SweepConfig, Sweeper
 from worker.tenants import TenantAccounts
 

@@ -20,8 +20,8 @@ from worker.extend import Run
 from worker.jobs import JobRunner
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
 from worker.ratelimit import Bucket
+from worker.records import JobRecord
 from worker.secrets import unseal
-from worker.store import JobRecord
 
 log = logging.getLogger("extendq.batch")
 MAX_BATCH = 1000

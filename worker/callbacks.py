@@ -26,7 +26,7 @@ import redis
 
 from worker.errors import WorkerError
 from worker.keys import Keys
-from worker.store import JobRecord
+from worker.records import JobRecord
 
 log = logging.getLogger("extendq.callbacks")
 

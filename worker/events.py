@@ -13,7 +13,7 @@ from worker import metrics
 from worker.extend import Run
 from worker.jobs import JobRunner, job_event
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
-from worker.store import JobRecord
+from worker.records import JobRecord
 
 log = logging.getLogger("extendq.events")
 

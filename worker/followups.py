@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from worker.extend import Run
+from worker.records import JobRecord
 from worker.review import watch
-from worker.store import JobRecord, RedisJobStore
+from worker.store import RedisJobStore
 from worker.usage import UsageLedger
 
 log = logging.getLogger("extendq.followups")

@@ -13,7 +13,8 @@ from typing import Any
 
 from worker.errors import InvalidJobRequest
 from worker.models import JobRequest
-from worker.store import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, RedisJobStore, joined
+from worker.records import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, joined
+from worker.store import RedisJobStore
 
 # A job "failed" when it got no terminal run (FAILURE) or its run ended FAILED: `--status failed` finds both.
 FAILED = "failed"

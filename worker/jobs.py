@@ -28,9 +28,10 @@ from worker.extend import ExtendApi, Run
 from worker.followups import after_run
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState, PathFile
 from worker.ratelimit import Bucket, RateLimiter
+from worker.records import EncodedResult, JobLock, JobRecord
 from worker.schedule import CheckSchedule, RetryPolicy
 from worker.secrets import unseal
-from worker.store import EncodedResult, JobLock, JobRecord, RedisJobStore
+from worker.store import RedisJobStore
 from worker.tenants import TenantAccounts
 from worker.usage import usage_note
 

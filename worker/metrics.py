@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from config.settings import Settings
-    from worker.store import JobRecord, RedisJobStore
+    from worker.records import JobRecord
+    from worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.metrics")
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from worker.errors import RateLimited, RetryableError, WorkerError
 from worker.extend import ExtendApi, Run
 from worker.ratelimit import Bucket, RateLimiter
-from worker.store import JobRecord, RedisJobStore
+from worker.records import JobRecord
+from worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.review")
 

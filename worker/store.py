@@ -2,224 +2,39 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis
 
 from config.settings import Settings
+from worker import store_scripts as scripts
 from worker.keys import Keys
 from worker.models import JobRequest, JobState
-
-# Field names in the job hash are short: 100k jobs in flight must fit in a few hundred MB.
-_F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
-_F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
-_F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
-_F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
-_F_TOKEN, _F_BATCH = "tok", "xb"
-# Redis keeps a small hash as one compact listpack (a third of the memory of a hash table) only while every
-# value fits in `hash-max-listpack-value`, 64 bytes by default; the request and sealed secrets (ASCII) are
-# longer, so they are stored in pieces of that size: `req`, `req1`, `req2`, ...
-_PIECE = 64
-
-# A result written by the step's own script (`EncodedResult`), as Celery's Redis backend writes it: SET with the
-# results' expiry, then PUBLISH on the key, which wakes `AsyncResult.get()`.
-_WRITE_RESULT = """
-local function write_result(key, value, ttl)
-  if key == '' then return end
-  if tonumber(ttl) > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
-  redis.call('PUBLISH', key, value)
-end
-"""
-
-_CREATE = """
--- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or '').
--- ARGV: job id, job key, ttl, due, lock token, lock ttl (ms), enqueued at, then field/value pairs.
--- Returns {owner id, 1 when this call recorded the job (and took its lock, when asked) else 0}.
-if KEYS[2] ~= '' then
-  local owner = redis.call('GET', KEYS[2])
-  if owner and owner ~= ARGV[1] then return {owner, 0} end
-  -- Only a new key is set: an existing one keeps the expiry its finished job gave it.
-  if not owner then redis.call('SET', KEYS[2], ARGV[1]) end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {ARGV[1], 0} end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
-if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[1]) end
-return {ARGV[1], 1}
-"""
-
-_CLAIM_DUE = """
--- KEYS: due set. ARGV: now, limit, lease deadline. Due entries move to the lease deadline as they are claimed.
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
-return ids
-"""
-
-_FINISH = (
-    _WRITE_RESULT
-    + """
--- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
---       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
--- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
---       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
--- Returns false when the job had already finished, else its aliases (task ids sharing its result).
-if KEYS[10] ~= '' and redis.call('GET', KEYS[10]) == ARGV[10] then redis.call('DEL', KEYS[10]) end
-if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return false end
-write_result(KEYS[11], ARGV[11], ARGV[12])
-if KEYS[12] ~= '' then redis.call('HSET', KEYS[12], ARGV[13], ARGV[14]) end
-redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5], 'chk', ARGV[9])
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rst', ARGV[7]) end
-redis.call('HDEL', KEYS[1], 'sec')
-local piece = 1
-while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[9], ARGV[1])
-local event = {}
-for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
--- Finished jobs by finish time, kept as long as results; the callback is queued in the same step as the finish.
-redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
-if ARGV[8] ~= '' then redis.call('XADD', KEYS[8], '*', 'callback', ARGV[8]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
-redis.call('EXPIRE', KEYS[5], ARGV[2])
-if KEYS[6] ~= '' then redis.call('EXPIRE', KEYS[6], ARGV[2]) end
-return redis.call('SMEMBERS', KEYS[5])
-"""
+from worker.records import (
+    _F_ATTEMPTS,
+    _F_CHECKS,
+    _F_FINISHED,
+    _F_POSTING,
+    _F_REQUEST,
+    _F_RUN,
+    _F_RUN_STATUS,
+    _F_STATE,
+    _F_SUBMITTED,
+    _FIELDS,
+    EncodedResult,
+    JobLock,
+    JobRecord,
+    _decode,
+    _encode_new,
+    _encode_value,
+    _flatten,
 )
-
-_NOTE_RUN = (
-    _WRITE_RESULT
-    + """
--- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
--- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
---       the n pairs, then event field/value pairs (none: no event).
-local n = tonumber(ARGV[5])
-write_result(KEYS[7], ARGV[6], ARGV[7])
-local fields = {}
-for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-if KEYS[5] ~= '' then
-  redis.call('HDEL', KEYS[1], 'post')
-  redis.call('SET', KEYS[5], ARGV[1])
-end
-if #ARGV > 7 + 2 * n then
-  local event = {}
-  for i = 8 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(event))
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
-if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
-return 1
-"""
-)
-
-_ADOPT = """
--- KEYS: job hash, run index, job-key index (or ''), due set. ARGV: job id, due, then field/value pairs.
--- Returns {1, job id} when recorded, {0, owner} when the job or run is known already, {2, owner} when the
--- job key belongs to another job.
-if redis.call('HEXISTS', KEYS[1], 'req') == 1 then return {0, ARGV[1]} end
-local run_owner = redis.call('GET', KEYS[2])
-if run_owner and run_owner ~= ARGV[1] then return {0, run_owner} end
-if KEYS[3] ~= '' then
-  local owner = redis.call('GET', KEYS[3])
-  if owner and owner ~= ARGV[1] then return {2, owner} end
-  redis.call('SET', KEYS[3], ARGV[1])
-end
--- A fragment (fields a step under way wrote after the data went) gives way to the whole record.
-redis.call('DEL', KEYS[1])
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-return {1, ARGV[1]}
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 Adoption = Literal["adopted", "known", "key_taken"]
 _ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
-
-
-@dataclass(frozen=True)
-class EncodedResult:
-    """A job's result encoded as the result backend stores it, for a store script to write in its own step."""
-
-    key: str
-    value: str
-    ttl_s: int
-
-
-@dataclass
-class JobLock:
-    """A job's lock as its holder knows it: released by the last write of a step, or on leaving the step."""
-
-    token: str
-    released: bool = False
-
-
-@dataclass
-class JobRecord:
-    """A job as Redis holds it."""
-
-    job_id: str
-    request: JobRequest
-    state: JobState
-    enqueued_at: float
-    secrets: str | None = None
-    run_id: str | None = None
-    run_status: str | None = None
-    checks: int = 0
-    attempts: int = 0
-    submitted_at: float | None = None
-    posting_since: float | None = None
-    deadline_at: float | None = None
-    cancel_requested: bool = False
-    cancel_sent: bool = False
-    file_id: str | None = None
-    finished_at: float | None = None
-    error: str | None = None
-    held_tokens: dict[str, float] = field(default_factory=dict)
-    extend_batch_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it), and
-    # `fresh`: recorded by this step as SUBMITTING, posting since its creation, with nothing posted yet.
-    lock: JobLock | None = field(default=None, repr=False, compare=False)
-    aliases: list[str] | None = field(default=None, repr=False, compare=False)
-    fresh: bool = field(default=False, repr=False, compare=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.finished_at is not None
-
-    def progress(self) -> dict[str, Any]:
-        """What a producer sees in `AsyncResult.info` while the job is in flight."""
-        return {
-            "job_id": self.job_id,
-            "job_key": self.request.job_key,
-            "workflow_id": self.request.workflow.id,
-            "run_id": self.run_id,
-            "run_status": self.run_status,
-            "checks": self.checks,
-            "attempts": self.attempts,
-            "enqueued_at": self.enqueued_at,
-            "submitted_at": self.submitted_at,
-        }
 
 
 def open_store(settings: Settings) -> RedisJobStore:
@@ -236,12 +51,12 @@ class RedisJobStore:
         self._keys = keys
         self._ttl = result_ttl_s
         self._events_maxlen = events_maxlen
-        self._create = client.register_script(_CREATE)
-        self._claim = client.register_script(_CLAIM_DUE)
-        self._finish = client.register_script(_FINISH)
-        self._release = client.register_script(_RELEASE)
-        self._note_run = client.register_script(_NOTE_RUN)
-        self._adopt = client.register_script(_ADOPT)
+        self._create = client.register_script(scripts.CREATE)
+        self._claim = client.register_script(scripts.CLAIM_DUE)
+        self._finish = client.register_script(scripts.FINISH)
+        self._release = client.register_script(scripts.RELEASE)
+        self._note_run = client.register_script(scripts.NOTE_RUN)
+        self._adopt = client.register_script(scripts.ADOPT)
 
     @property
     def keys(self) -> Keys:
@@ -565,94 +380,3 @@ class RedisJobStore:
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""
         self._redis.xadd(self._keys.events, event, maxlen=self._events_maxlen, approximate=True)  # type: ignore[arg-type]
-
-
-_FIELDS = {
-    "state": _F_STATE,
-    "run_id": _F_RUN,
-    "run_status": _F_RUN_STATUS,
-    "checks": _F_CHECKS,
-    "attempts": _F_ATTEMPTS,
-    "submitted_at": _F_SUBMITTED,
-    "posting_since": _F_POSTING,
-    "deadline_at": _F_DEADLINE,
-    "cancel_requested": _F_CANCEL,
-    "cancel_sent": _F_CANCEL_SENT,
-    "file_id": _F_FILE,
-    "secrets": _F_SECRETS,
-    "error": _F_ERROR,
-    "held_tokens": _F_TOKEN,
-    "extend_batch_id": _F_BATCH,
-}
-
-
-def _encode_new(request: JobRequest, *, now: float, secrets: str | None) -> dict[str, str]:
-    wire = request.wire()
-    wire.pop("secrets", None)  # kept sealed, in their own field, and dropped when the job ends
-    fields = pieces(_F_REQUEST, json.dumps(wire, separators=(",", ":")))  # ASCII: one byte per character
-    fields.update({_F_STATE: JobState.QUEUED.value, _F_ENQUEUED: repr(now)})
-    if request.deadline_s is not None:
-        fields[_F_DEADLINE] = repr(now + request.deadline_s)
-    if secrets:
-        fields.update(pieces(_F_SECRETS, secrets))
-    return fields
-
-
-def pieces(name: str, value: str) -> dict[str, str]:
-    """An ASCII value as hash fields of at most `_PIECE` characters: `name`, `name1`, `name2`, ..."""
-    count = max(1, -(-len(value) // _PIECE))
-    return {f"{name}{index or ''}": value[index * _PIECE : (index + 1) * _PIECE] for index in range(count)}
-
-
-def joined(raw: dict[Any, Any], name: str) -> str | None:
-    """A value stored by `pieces`, from the job hash's fields; None when absent."""
-    first = raw.get(name)
-    if first is None:
-        return None
-    parts, index = [first], 1
-    while (part := raw.get(f"{name}{index}")) is not None:
-        parts.append(part)
-        index += 1
-    return "".join(parts)
-
-
-def _encode_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def _flatten(mapping: dict[str, Any]) -> list[Any]:
-    return [item for pair in mapping.items() for item in pair]
-
-
-def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
-    get = raw.get
-    number = _optional_float
-    return JobRecord(
-        job_id=job_id,
-        request=JobRequest.model_validate(json.loads(joined(raw, _F_REQUEST) or "{}")),
-        state=JobState(get(_F_STATE) or JobState.QUEUED.value),
-        enqueued_at=float(get(_F_ENQUEUED) or 0),
-        secrets=joined(raw, _F_SECRETS),
-        run_id=get(_F_RUN),
-        run_status=get(_F_RUN_STATUS),
-        checks=int(get(_F_CHECKS) or 0),
-        attempts=int(get(_F_ATTEMPTS) or 0),
-        submitted_at=number(get(_F_SUBMITTED)),
-        posting_since=number(get(_F_POSTING)),
-        deadline_at=number(get(_F_DEADLINE)),
-        cancel_requested=get(_F_CANCEL) == "1",
-        cancel_sent=get(_F_CANCEL_SENT) == "1",
-        file_id=get(_F_FILE),
-        finished_at=number(get(_F_FINISHED)),
-        error=get(_F_ERROR) or None,
-        held_tokens=json.loads(get(_F_TOKEN) or "{}"),
-        extend_batch_id=get(_F_BATCH),
-    )
-
-
-def _optional_float(value: str | None) -> float | None:
-    return None if value in (None, "") else float(value)

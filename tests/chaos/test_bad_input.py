@@ -35,8 +35,9 @@ from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
 from worker.errors import AuthFailed, DeadlineExceeded, InputNotFound, InvalidJobRequest, RunRejected
 from worker.models import JOB_ID_KEY, METADATA_MAX_BYTES, USAGE_TAGS_KEY
+from worker.records import joined
 from worker.secrets import new_key, seal
-from worker.store import joined, open_store
+from worker.store import open_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 

@@ -18,7 +18,8 @@ from worker import metrics
 from worker.extend import CountedTransport, endpoint_of
 from worker.keys import Keys
 from worker.models import JobRequest, JobState
-from worker.store import JobRecord, RedisJobStore
+from worker.records import JobRecord
+from worker.store import RedisJobStore
 
 KEYS = Keys("extendq:")
 

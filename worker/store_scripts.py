@@ -1,0 +1,126 @@
+"""The Lua scripts of the job store (`worker.store`): each step that must be atomic, in one round trip."""
+
+# A result written by the step's own script (`EncodedResult`), as Celery's Redis backend writes it: SET with the
+# results' expiry, then PUBLISH on the key, which wakes `AsyncResult.get()`.
+WRITE_RESULT = """
+local function write_result(key, value, ttl)
+  if key == '' then return end
+  if tonumber(ttl) > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+  redis.call('PUBLISH', key, value)
+end
+"""
+
+CREATE = """
+-- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or '').
+-- ARGV: job id, job key, ttl, due, lock token, lock ttl (ms), enqueued at, then field/value pairs.
+-- Returns {owner id, 1 when this call recorded the job (and took its lock, when asked) else 0}.
+if KEYS[2] ~= '' then
+  local owner = redis.call('GET', KEYS[2])
+  if owner and owner ~= ARGV[1] then return {owner, 0} end
+  -- Only a new key is set: an existing one keeps the expiry its finished job gave it.
+  if not owner then redis.call('SET', KEYS[2], ARGV[1]) end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {ARGV[1], 0} end
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
+if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[1]) end
+return {ARGV[1], 1}
+"""
+
+CLAIM_DUE = """
+-- KEYS: due set. ARGV: now, limit, lease deadline. Due entries move to the lease deadline as they are claimed.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids
+"""
+
+FINISH = (
+    WRITE_RESULT
+    + """
+-- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
+--       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
+-- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
+--       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
+-- Returns false when the job had already finished, else its aliases (task ids sharing its result).
+if KEYS[10] ~= '' and redis.call('GET', KEYS[10]) == ARGV[10] then redis.call('DEL', KEYS[10]) end
+if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return false end
+write_result(KEYS[11], ARGV[11], ARGV[12])
+if KEYS[12] ~= '' then redis.call('HSET', KEYS[12], ARGV[13], ARGV[14]) end
+redis.call('HSET', KEYS[1], 'fin', ARGV[3], 'st', ARGV[4], 'err', ARGV[5], 'chk', ARGV[9])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rst', ARGV[7]) end
+redis.call('HDEL', KEYS[1], 'sec')
+local piece = 1
+while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[9], ARGV[1])
+local event = {}
+for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
+-- Finished jobs by finish time, kept as long as results; the callback is queued in the same step as the finish.
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
+if ARGV[8] ~= '' then redis.call('XADD', KEYS[8], '*', 'callback', ARGV[8]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+if KEYS[6] ~= '' then redis.call('EXPIRE', KEYS[6], ARGV[2]) end
+return redis.call('SMEMBERS', KEYS[5])
+"""
+)
+
+NOTE_RUN = (
+    WRITE_RESULT
+    + """
+-- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
+-- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
+--       the n pairs, then event field/value pairs (none: no event).
+local n = tonumber(ARGV[5])
+write_result(KEYS[7], ARGV[6], ARGV[7])
+local fields = {}
+for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+if KEYS[5] ~= '' then
+  redis.call('HDEL', KEYS[1], 'post')
+  redis.call('SET', KEYS[5], ARGV[1])
+end
+if #ARGV > 7 + 2 * n then
+  local event = {}
+  for i = 8 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(event))
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
+if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
+return 1
+"""
+)
+
+ADOPT = """
+-- KEYS: job hash, run index, job-key index (or ''), due set. ARGV: job id, due, then field/value pairs.
+-- Returns {1, job id} when recorded, {0, owner} when the job or run is known already, {2, owner} when the
+-- job key belongs to another job.
+if redis.call('HEXISTS', KEYS[1], 'req') == 1 then return {0, ARGV[1]} end
+local run_owner = redis.call('GET', KEYS[2])
+if run_owner and run_owner ~= ARGV[1] then return {0, run_owner} end
+if KEYS[3] ~= '' then
+  local owner = redis.call('GET', KEYS[3])
+  if owner and owner ~= ARGV[1] then return {2, owner} end
+  redis.call('SET', KEYS[3], ARGV[1])
+end
+-- A fragment (fields a step under way wrote after the data went) gives way to the whole record.
+redis.call('DEL', KEYS[1])
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+return {1, ARGV[1]}
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
