@@ -10,7 +10,8 @@ running, as they do by default above 20 jobs in flight), then measured:
 
 - worker RSS, main process and pool children (`bench.common.rss_bytes`), at the end and the peak while
   submitting;
-- Redis `used_memory` (INFO memory) above the empty database's, divided by the jobs: everything a job leaves
+- Redis `used_memory` (INFO memory) above the empty database's (measured after 20 quick warm-up jobs, so what the
+  worker sets up once is not counted per job), divided by the jobs: everything a job leaves
   in Redis (record, run index, progress result, events) with the broker's own keys; `used_memory` is the
   server's, so other clients of a shared Redis add noise: `EXTENDQ_REDIS_URL=redis://127.0.0.1:1/0` (nothing
   listening) makes `redis_database()` start a private server. The sum of `MEMORY USAGE` over the database's
@@ -46,11 +47,13 @@ from tests.support.worker import WorkerProcess  # noqa: E402
 
 TEXT = "ACME Corp\nInvoice Number: INV-1\nDate: 2026-10-03\nTotal: $120.00\n"
 HOUR_LONG = {"name": "Hour Long", "duration_s": [3600, 3600], "queue_s": [0.1, 0.5], "outcomes": {"PROCESSED": 1}}
+QUICK = {"name": "Quick", "duration_s": [0.2, 0.2], "queue_s": [0.0, 0.0], "outcomes": {"PROCESSED": 1}}
+WARM_UP_JOBS = 20
 KB = 1024
 
 
 def profile() -> dict[str, Any]:
-    return {"base": "default", "workflows": {"workflow_hour": HOUR_LONG}}
+    return {"base": "default", "workflows": {"workflow_hour": HOUR_LONG, "workflow_quick": QUICK}}
 
 
 def measure(size: int, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
@@ -60,21 +63,32 @@ def measure(size: int, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         client = redis.Redis.from_url(redis_url)
         with WorkerProcess(env, log_path=logs / f"worker-{size}.log", concurrency=args.concurrency) as worker:
             assert worker.proc is not None
-            time.sleep(2)  # the worker's own connections and keys, before any job
-            empty = used_memory(client)
+            warm_up(env)  # the worker's own connections, scripts and keys, before the jobs measured
+            time.sleep(2)
+            empty, empty_keys, empty_key_bytes = used_memory(client), client.dbsize(), keys_bytes(client)
             row = submit_all(size, env, client, served, worker.proc.pid, args.submit_timeout)
             time.sleep(args.settle)
             stats = served.stats()
-            jobs = row["jobs"] = stats["runs_total"]
+            jobs = row["jobs"] = stats["runs_total"] - WARM_UP_JOBS
             row["rss"] = rss_bytes(worker.proc.pid)
             row["peak_rss"] = max(row["peak_rss"], row["rss"])
             row["redis_per_job"] = (used_memory(client) - empty) / jobs
-            row["keys_per_job"] = (client.dbsize() - 1) / jobs  # less the database claim
-            row["key_bytes_per_job"] = keys_bytes(client) / jobs
+            row["keys_per_job"] = (client.dbsize() - empty_keys) / jobs
+            row["key_bytes_per_job"] = (keys_bytes(client) - empty_key_bytes) / jobs
             row["emulator_rss"] = rss_bytes(served.pid)
             row["checks_backlog"] = client.llen(CHECKS_QUEUE)
             row["requests"] = {route: sum(counts.values()) for route, counts in stats["requests"].items()}
     return row
+
+
+def warm_up(env: dict[str, str]) -> None:
+    """A few quick jobs through the worker, so what it sets up once (script cache, connections, streams) is
+    in the empty database's figure, not spread over the jobs measured."""
+    app = create_app(Settings.from_env(env))
+    request = build_request(workflow="workflow_quick", file={"text": TEXT})
+    results = [enqueue(app, request) for _ in range(WARM_UP_JOBS)]
+    for result in results:
+        result.get(timeout=60)
 
 
 def submit_all(
@@ -101,7 +115,7 @@ def submit_all(
         client.delete(QUEUE)  # this database's own submissions queue: the jobs not taken are dropped
         print(f"  {size}: not all submitted after {timeout_s:g} s; the rest are dropped", flush=True)
     else:
-        while served.stats()["runs_total"] < size:
+        while served.stats()["runs_total"] < size + WARM_UP_JOBS:
             time.sleep(1)
     return {"size": size, "queued_s": queued_s, "submitted_s": clock.elapsed_s, "peak_rss": peak, "stalled": stalled}
 
