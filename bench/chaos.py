@@ -175,7 +175,7 @@ def private_redis(appendonly: bool) -> Iterator[RedisServer]:
 def crashes(
     emulator: EmulatorProcess, jobs: int, logs: Path, disturb: bool, duration: tuple[float, float] = (1.0, 10.0)
 ) -> Figures:
-    """Jobs of 1-10 s runs on two workers; when `disturb`, SIGKILL one every few seconds and SIGTERM one."""
+    """Jobs of 1-10 s runs on two workers; when `disturb`, SIGKILL one every 2 s, SIGTERM one, until 90 % are done."""
     emulator.set_profile(profile(duration))
     emulator.reset()
     with private_redis(appendonly=False) as server:
@@ -185,7 +185,7 @@ def crashes(
         job_ids = pool.submit(jobs, prefix)
         notes = {"sigkill": 0, "sigterm": 0}
         if disturb:
-            _disturb(pool, notes, until=lambda: len(wait_results(server.url, job_ids, 0)) >= jobs * 0.8)
+            _disturb(pool, notes, until=lambda: len(wait_results(server.url, job_ids, 0)) >= jobs * 0.9)
         figures = measure(
             "worker crashes" if disturb else "undisturbed",
             emulator,
@@ -201,14 +201,14 @@ def crashes(
 
 
 def _disturb(pool: Pool, notes: dict[str, int], until: Callable[[], bool]) -> None:
-    """Kill a worker (main process and pool) every 3 s and start a new one; once, a warm SIGTERM instead."""
-    for round_ in range(40):
-        time.sleep(3)
+    """Kill a worker (main process and pool) every 2 s and start a new one; the second time, a warm SIGTERM."""
+    for round_ in range(60):
+        time.sleep(2)
         if until():
             return
         victim = pool.workers.pop(0)
         assert victim.proc is not None
-        if round_ == 2:
+        if round_ == 1:
             victim.stop(timeout_s=30)  # SIGTERM: a warm shutdown in the middle of runs
             notes["sigterm"] += 1
         else:
