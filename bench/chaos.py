@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -175,7 +176,8 @@ def private_redis(appendonly: bool) -> Iterator[RedisServer]:
 def crashes(
     emulator: EmulatorProcess, jobs: int, logs: Path, disturb: bool, duration: tuple[float, float] = (1.0, 10.0)
 ) -> Figures:
-    """Jobs of 1-10 s runs on two workers; when `disturb`, SIGKILL one every 2 s, SIGTERM one, until 90 % are done."""
+    """Jobs of 1-10 s runs on two workers; when `disturb`, SIGKILL one every second (and SIGTERM one) until 90 % are
+    done."""
     emulator.set_profile(profile(duration))
     emulator.reset()
     with private_redis(appendonly=False) as server:
@@ -201,20 +203,25 @@ def crashes(
 
 
 def _disturb(pool: Pool, notes: dict[str, int], until: Callable[[], bool]) -> None:
-    """Kill a worker (main process and pool) every 2 s and start a new one; the second time, a warm SIGTERM."""
-    for round_ in range(60):
-        time.sleep(2)
+    """Kill a worker (main process and pool) every second and start a new one; the second time, a warm SIGTERM
+    (the worker finishes its tasks in hand while the disturbances go on)."""
+    stopping = []
+    for round_ in range(120):
+        time.sleep(1)
         if until():
-            return
+            break
         victim = pool.workers.pop(0)
         assert victim.proc is not None
         if round_ == 1:
-            victim.stop(timeout_s=30)  # SIGTERM: a warm shutdown in the middle of runs
+            victim.proc.send_signal(signal.SIGTERM)  # a warm shutdown in the middle of runs
+            stopping.append(victim)
             notes["sigterm"] += 1
         else:
             victim.kill()
             notes["sigkill"] += 1
         pool.start(1)
+    for victim in stopping:
+        victim.stop(timeout_s=30)
 
 
 def redis_restart(emulator: EmulatorProcess, jobs: int, logs: Path, appendonly: bool) -> Figures:

@@ -27,7 +27,7 @@ def emulator() -> Iterator[EmulatorProcess]:
 def test_killed_and_stopped_workers_lose_nothing_and_duplicate_nothing(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
-    # Given 40 jobs, while workers are SIGKILLed (whole process groups) every 2 s and restarted, one SIGTERMed
+    # Given 40 jobs, while workers are SIGKILLed (whole process groups) every second and restarted, one SIGTERMed
     figures = crashes(emulator, 40, tmp_path, disturb=True, duration=(2.0, 6.0))
     # Then every job finished and each job key has exactly one Extend run
     assert figures.notes["sigkill"] >= 1 and figures.notes["sigterm"] == 1
