@@ -181,9 +181,14 @@ class JobRunner:
 
     def _submit(self, record: JobRecord, now: float) -> None:
         run = self._landed_run(record) if record.posting_since is not None else None
+        if run is None and record.posting_since is not None:
+            # The earlier POST did not land: a create that now waits for its token must not look again when its
+            # token is due (that lookup would spend the token, and the create wait for the next one, forever).
+            record.posting_since = None
+            self.store.update(record.job_id, posting_since=None)
         if run is None:
             body = self._create_body(record)
-            self._spend(record, now, Bucket.REQUESTS, Bucket.RUNS)
+            self._spend(record, self.clock(), Bucket.REQUESTS, Bucket.RUNS)  # not `now`: a lookup may have taken long
             self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             run = self.api_for(record).create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
@@ -223,8 +228,11 @@ class JobRunner:
         # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
         since = (record.posting_since or 0) - _LANDED_SLACK_S
         batch: list[str] = []
-        self._spend(record, self.clock(), Bucket.REQUESTS)
-        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since):
+
+        def pace() -> None:  # every page of the listing is a request of its own
+            self._spend(record, self.clock(), Bucket.REQUESTS)
+
+        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since, pace):
             batch.append(str(summary["id"]))
             if len(batch) >= _OWNER_BATCH:
                 if (run := self._match_unowned(record, batch)) is not None:
@@ -340,7 +348,10 @@ class JobRunner:
         if limiter is None:
             return
         held = dict(record.held_tokens)
-        for bucket in sorted(buckets, key=lambda b: b is Bucket.REQUESTS):
+        # A bucket without a limit holds no token: its reservation would only repeat the requests bucket's pause,
+        # and a create held up by it would find its request token gone stale meanwhile.
+        limited = [bucket for bucket in buckets if limiter.limited(bucket)]
+        for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
             if bucket.value in held:
                 if now < held[bucket.value] - _TOKEN_SLACK_S:
                     raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
@@ -371,7 +382,8 @@ class JobRunner:
         wait = exc.retry_after_s or 0.0
         if not exc.reserved:
             wait += self.retry.rand() * min(wait, 5.0)
-        self.store.schedule(record.job_id, now + wait)
+        # The wait counts from the reservation, which may come after calls made in this step (a lookup's).
+        self.store.schedule(record.job_id, max(now, self.clock()) + wait)
 
     def finish_with_run(self, record: JobRecord, run: Run, now: float, *, via: str = "check") -> None:
         """Publish a terminal run as the job's result (the caller holds the job's lock); `via`: what found it."""
