@@ -42,7 +42,10 @@ class SweepConfig:
     mode: str = "auto"
     interval_s: float = 2.0
     min_in_flight: int = 20
+    # Pages are as long as the jobs in flight, within these bounds (1,000 is the list endpoint's documented maximum):
+    # a sweep is then one request, and a failed one costs one retry, not a chain of pages that must all succeed.
     page_size: int = 100
+    max_page_size: int = 1000
     max_pages: int = 50
     # How far ahead a page may reserve its token: as far as jobs do, so a busy pool never starves the sweeps.
     max_wait_s: float = 60.0
@@ -129,10 +132,11 @@ class Sweeper:
         """Summaries of runs that ended since `since`, and whether the listing got back that far."""
         ended: list[dict[str, Any]] = []
         token: str | None = None
+        size = min(max(self.config.page_size, self.store.in_flight()), self.config.max_page_size)
         for _ in range(self.config.max_pages):
             if not self._paced():
                 return ended, False
-            page = self._page(token)
+            page = self._page(token, size)
             summaries: list[dict[str, Any]] = page.get("data") or []
             for summary in summaries:
                 if _timestamp(summary.get("updatedAt")) < since:
@@ -162,12 +166,10 @@ class Sweeper:
         if self.client.get(key) in (self._token, self._token.encode()):
             self.client.pexpire(key, int((wait_s + self.config.interval_s * 3) * 1000))
 
-    def _page(self, token: str | None) -> dict[str, Any]:
+    def _page(self, token: str | None, size: int) -> dict[str, Any]:
         """One page of recently updated runs; a 429 pauses the pool, as any other call's does."""
         try:
-            return self.api.list_runs(
-                sortBy="updatedAt", sortDir="desc", maxPageSize=self.config.page_size, nextPageToken=token
-            )
+            return self.api.list_runs(sortBy="updatedAt", sortDir="desc", maxPageSize=size, nextPageToken=token)
         except RateLimited as exc:
             if self.limiter is not None:
                 self.limiter.pause(exc.retry_after_s or 1.0)

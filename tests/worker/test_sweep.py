@@ -25,9 +25,11 @@ class ListingApi:
     def __init__(self, *answers: WorkerError | list[dict[str, Any]]) -> None:
         self.answers = list(answers)
         self.lists = 0
+        self.page_sizes: list[int] = []
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
         self.lists += 1
+        self.page_sizes.append(params["maxPageSize"])
         answer = self.answers.pop(0) if self.answers else []
         if isinstance(answer, WorkerError):
             raise answer
@@ -112,6 +114,21 @@ def test_sweeps_stopping_close_their_window(redis_client: redis.Redis) -> None:
     Sweeper(api=api, store=store, client=redis_client, config=config, clock=clock).sweep_once()
     # Then the next start opens a new window instead of listing back to the old one
     assert not redis_client.exists(KEYS.sweep("mark"))
+
+
+@pytest.mark.parametrize(("in_flight", "page_size"), [(1, 100), (450, 450), (5000, 1000)])
+def test_a_sweep_reads_the_runs_in_flight_in_one_page(
+    redis_client: redis.Redis, in_flight: int, page_size: int
+) -> None:
+    # Given this many jobs in flight (one of them with a run)
+    store = store_with_a_run(redis_client, now=990.0)
+    for index in range(2, in_flight + 1):
+        store.schedule(f"job-{index}", 2000.0)
+    api = ListingApi()
+    # When a sweep lists recently updated runs
+    sweeper(store, api, Clock(1000.0)).sweep_once()
+    # Then its page is as long as the jobs in flight, within 100 and the endpoint's maximum of 1,000
+    assert api.page_sizes == [page_size]
 
 
 def test_a_sweep_waits_its_turn_for_a_token_instead_of_giving_up(redis_client: redis.Redis) -> None:
