@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +262,17 @@ def _jobs_with_runs(emulator: EmulatorProcess, prefix: str) -> set[str]:
 
 
 def storm(
-    emulator: EmulatorProcess, jobs: int, logs: Path, rps: int = 20, faults: dict[str, Any] | None = None
+    emulator: EmulatorProcess,
+    jobs: int,
+    logs: Path,
+    rps: int = 20,
+    faults: dict[str, Any] | None = None,
+    timeout_s: float = 600,
 ) -> Figures:
-    """Jobs through an Extend answering with faults; the pool is held to the emulator's rate limit."""
+    """Jobs through an Extend answering with faults; the pool is held to the emulator's rate limit.
+
+    Jobs not finished within `timeout_s` are counted lost; the worker logs are in `logs` (named in the notes).
+    """
     limit = {"requests_per_second": rps}
     emulator.set_profile(profile((1.0, 3.0), faults=faults or STORM_FAULTS, rate_limit=limit))
     emulator.reset()
@@ -277,16 +286,26 @@ def storm(
             EXTENDQ_RETRY_BACKOFF_MAX_S="10",
         )
         pool.start(2, concurrency=8)  # requests take up to 2 s each: more slots keep the limit busy
-        started, prefix = time.monotonic(), "storm"
+        started, submitted, prefix = time.monotonic(), time.time(), "storm"
         job_ids = pool.submit(jobs, prefix)
-        figures = measure("API storm", emulator, server.url, job_ids, prefix, started, timeout_s=600)
+        figures = measure("API storm", emulator, server.url, job_ids, prefix, started, timeout_s=timeout_s)
         log = emulator.requests()
         figures.notes = {
             "over the limit": over_limit([e["at"] for e in log], rps),
             "429s": sum(1 for e in log if e["status"] == 429),
+            "job s p50/p90/max": job_seconds(wait_results(server.url, job_ids, 0), since=submitted),
+            "worker logs": str(logs),
         }
         pool.stop()
     return figures
+
+
+def job_seconds(results: dict[str, dict[str, Any]], since: float) -> str:
+    """Seconds from submission to each job's result, as the median, the 90th percentile and the longest."""
+    done = sorted(datetime.fromisoformat(meta["date_done"]).timestamp() - since for meta in results.values())
+    if not done:
+        return "-"
+    return "/".join(f"{done[min(int(len(done) * q), len(done) - 1)]:.0f}" for q in (0.5, 0.9, 1.0))
 
 
 def over_limit(times: list[float], limit: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,11 @@ def tenant_accounts(settings: Settings, store: RedisJobStore) -> TenantAccounts 
 _LIMIT_FIELDS = {"rate_limit_plan", "rate_limit_requests_per_second", "rate_limit_runs_per_minute"}
 
 
-def sweeper_for(settings: Settings) -> Sweeper:
-    """The list sweeper of this worker process (only one sweeps at a time across the pool)."""
+def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool]) -> Sweeper:
+    """The list sweeper of this worker process (only one sweeps at a time across the pool).
+
+    `sleep` waits for a page's token and answers True when the worker is stopping.
+    """
     runner = get_runner()
     config = SweepConfig(
         mode=settings.sweep, interval_s=settings.sweep_interval_s, min_in_flight=settings.sweep_min_in_flight
@@ -191,6 +195,7 @@ def sweeper_for(settings: Settings) -> Sweeper:
         config=config,
         limiter=runner.limiter,
         adopt=send_adoptions,
+        sleep=sleep,
     )
 
 

@@ -113,7 +113,10 @@ def _start_dispatcher(**_: Any) -> None:
     _dispatcher.start()
 
     threading.Thread(
-        target=run_forever, args=(sweeper_for(settings), _stopping.wait), name="extendq-sweeper", daemon=True
+        target=run_forever,
+        args=(sweeper_for(settings, sleep=_stopping.wait), _stopping.wait),
+        name="extendq-sweeper",
+        daemon=True,
     ).start()
     start_relay(settings, _stopping)
     serve_metrics(settings)

@@ -65,9 +65,12 @@ class RateLimited(RetryableError):
 class Throttled(RateLimited):
     """extendq's own shared rate limit has no token now; `retry_after_s` is when the reserved one is due."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None, reserved: bool = True) -> None:
+    def __init__(
+        self, message: str, retry_after_s: float | None = None, reserved: bool = True, due_at: float | None = None
+    ) -> None:
         super().__init__(message, retry_after_s)
         self.reserved = reserved
+        self.due_at = due_at  # when known: the moment (unix s) the job may call again
 
 
 class JobFailed(WorkerError):

@@ -34,7 +34,9 @@ T = TypeVar("T")
 Run = dict[str, Any]
 _REJECTED = {400, 404, 422}
 _AUTH = {401, 402, 403}
-_FIND_PAGE_SIZE = 50
+# The largest page the list endpoint is documented to serve: a lookup after a lost create reads every run created
+# since shortly before it, and each page is one more request that can fail (in a storm, about half do).
+_FIND_PAGE_SIZE = 1000
 # Matched against the end of the path (a base URL may have a path of its own); the most specific first.
 _ENDPOINTS = [
     (re.compile(r"/workflow_runs/batch$"), "/workflow_runs/batch"),
@@ -62,7 +64,9 @@ class ExtendApi(Protocol):
 
     def list_runs(self, **params: Any) -> dict[str, Any]: ...
 
-    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]: ...
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -202,10 +206,17 @@ class SdkApi:
             data = _call(lambda: _json(raw.upload(file=upload, request_options=self._options)), sent=True)
         return str(data["id"])
 
-    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
-        """Summaries of the workflow's runs created at or after `since`, newest first, page by page."""
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Summaries of the workflow's runs created at or after `since`, newest first, page by page.
+
+        `pace` is called before each page's request (the caller's rate limit: it may raise to stop the listing).
+        """
         token: str | None = None
         while True:
+            if pace is not None:
+                pace()
             page = self.list_runs(
                 workflowId=workflow_id,
                 sortBy="createdAt",

@@ -203,9 +203,14 @@ class JobRunner:
 
     def _submit(self, record: JobRecord, now: float) -> None:
         run = self._landed_run(record) if record.posting_since is not None else None
+        if run is None and record.posting_since is not None:
+            # The earlier POST did not land: a create that now waits for its token must not look again when its
+            # token is due (that lookup would spend the token, and the create wait for the next one, forever).
+            record.posting_since = None
+            self.store.update(record.job_id, posting_since=None)
         if run is None:
             body = self._create_body(record)
-            self._spend(record, now, Bucket.REQUESTS, Bucket.RUNS)
+            self._spend(record, self.clock(), Bucket.REQUESTS, Bucket.RUNS)  # not `now`: a lookup may have taken long
             if not record.fresh:  # a fresh record was written posting already
                 self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             record.fresh = False
@@ -246,8 +251,11 @@ class JobRunner:
         # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
         since = (record.posting_since or 0) - _LANDED_SLACK_S
         batch: list[str] = []
-        self._spend(record, self.clock(), Bucket.REQUESTS)
-        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since):
+
+        def pace() -> None:  # every page of the listing is a request of its own
+            self._spend(record, self.clock(), Bucket.REQUESTS)
+
+        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since, pace):
             batch.append(str(summary["id"]))
             if len(batch) >= _OWNER_BATCH:
                 if (run := self._match_unowned(record, batch)) is not None:
@@ -375,11 +383,16 @@ class JobRunner:
         if not limiter.limits.active:
             buckets = buckets[:1]  # no budgets: one look at a 429's pause is enough
         held = dict(record.held_tokens)
-        for bucket in sorted(buckets, key=lambda b: b is Bucket.REQUESTS):
+        # A bucket without a limit holds no token: its reservation would only repeat the requests bucket's pause,
+        # and a create held up by it would find its request token gone stale meanwhile.
+        limited = [bucket for bucket in buckets if limiter.limited(bucket)]
+        for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
             if bucket.value in held:
                 # Never early: a token spent before its slot bunches with the calls of the slot before it.
                 if now < held[bucket.value]:
-                    raise Throttled("a reserved token is not due yet", held[bucket.value] - now)
+                    raise Throttled(
+                        "a reserved token is not due yet", held[bucket.value] - now, due_at=held[bucket.value]
+                    )
                 if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
                     continue
                 # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the
@@ -396,7 +409,10 @@ class JobRunner:
                 held[bucket.value] = slot
             self._hold(record, held)
             raise Throttled(
-                f"waiting {grant.wait_s:.2f}s for the shared rate limit", slot - now, reserved=grant.reserved
+                f"waiting {grant.wait_s:.2f}s for the shared rate limit",
+                slot - now,
+                reserved=grant.reserved,
+                due_at=slot,
             )
         if record.held_tokens:
             self._hold(record, {})
@@ -410,8 +426,10 @@ class JobRunner:
         wait = exc.retry_after_s or 0.0
         if not exc.reserved:
             wait += self.retry.rand() * min(wait, 5.0)
+        # A reserved token is due at its slot; else the wait counts from now (after any calls of this step).
+        at = exc.due_at if exc.reserved and exc.due_at is not None else max(now, self.clock()) + wait
         # A fresh record says it is posting: nothing went out, so the next try must not look for a landed run.
-        self.store.schedule(record.job_id, now + wait, posted=not record.fresh)
+        self.store.schedule(record.job_id, at, posted=not record.fresh)
 
     def finish_with_run(self, record: JobRecord, run: Run, now: float, *, via: str = "check") -> None:
         """Publish a terminal run as the job's result (the caller holds the job's lock); `via`: what found it."""

@@ -131,6 +131,11 @@ class RateLimiter:
             metrics.rate_limit_wait("+".join(bucket.value for bucket in buckets), grant.wait_s)
         return grant
 
+    def limited(self, bucket: Bucket) -> bool:
+        """Whether a call spends from `bucket`: the requests bucket always (it carries the pauses), the others when
+        the plan limits them."""
+        return bucket is Bucket.REQUESTS or self._interval_s(bucket) is not None
+
     def pause(self, seconds: float) -> None:
         """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
         self._pause(keys=[self._pause_key], args=[max(seconds, 0.001)])

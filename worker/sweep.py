@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from worker.errors import WorkerError
+from worker.errors import RateLimited, WorkerError
 from worker.extend import ExtendApi
 from worker.models import TERMINAL_RUN_STATUSES
 from worker.ratelimit import Bucket, RateLimiter
@@ -30,6 +30,11 @@ log = logging.getLogger("extendq.sweep")
 _SKEW_S = 3.0  # Extend's clock may be behind ours: look this much further back than the last sweep began
 
 
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class SweepConfig:
     """When and how to sweep."""
@@ -37,8 +42,13 @@ class SweepConfig:
     mode: str = "auto"
     interval_s: float = 2.0
     min_in_flight: int = 20
+    # Pages are as long as the jobs in flight, within these bounds (1,000 is the list endpoint's documented maximum):
+    # a sweep is then one request, and a failed one costs one retry, not a chain of pages that must all succeed.
     page_size: int = 100
+    max_page_size: int = 1000
     max_pages: int = 50
+    # How far ahead a page may reserve its token: as far as jobs do, so a busy pool never starves the sweeps.
+    max_wait_s: float = 60.0
 
 
 @dataclass(kw_only=True)
@@ -52,6 +62,8 @@ class Sweeper:
     limiter: RateLimiter | None = None
     adopt: Callable[[list[str]], None] | None = None
     clock: Callable[[], float] = time.time
+    # Waits for a reserved token, in the sweeper's own thread; True means stop (the worker is shutting down).
+    sleep: Callable[[float], bool] = _sleep
     _token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def sweep_once(self) -> int:
@@ -60,8 +72,7 @@ class Sweeper:
             return 0
         keys = self.store.keys
         started = self.clock()
-        mark = float(self.client.get(keys.sweep("mark")) or started - self.config.interval_s)
-        ended, complete = self._ended_since(mark - _SKEW_S)
+        ended, complete = self._ended_since(self._window_start(started) - _SKEW_S)
         made_due = self._make_due(ended, started)
         pipe = self.client.pipeline()
         if complete:  # a sweep cut short (no token) leaves the mark, so the next one looks as far back
@@ -74,10 +85,24 @@ class Sweeper:
         """Whether sweeps are running now (checks then stretch to the safety net)."""
         return bool(self.client.exists(self.store.keys.sweep("active")))
 
+    def _window_start(self, started: float) -> float:
+        """Where this sweep looks back to: where the last complete one began, or where the sweeps began.
+
+        The first sweep's start is written before it lists anything, so a first sweep that fails or is cut short
+        leaves it for the next: checks stretch as soon as sweeps are due, and the runs that end meanwhile must
+        not fall out of the window (their jobs would wait for the safety-net check).
+        """
+        key = self.store.keys.sweep("mark")
+        pipe = self.client.pipeline()
+        pipe.set(key, repr(started - self.config.interval_s), nx=True)
+        pipe.get(key)
+        return float(pipe.execute()[1])
+
     def _wanted(self) -> bool:
         mode = self.config.mode
         if mode == "off" or (mode == "auto" and self.store.in_flight() < self.config.min_in_flight):
-            self.client.delete(self.store.keys.sweep("active"))
+            # Sweeps stopped: a later start opens a new window (the jobs are back to regular checks).
+            self.client.delete(self.store.keys.sweep("active"), self.store.keys.sweep("mark"))
             self._hand_back()
             return False
         return True
@@ -107,12 +132,11 @@ class Sweeper:
         """Summaries of runs that ended since `since`, and whether the listing got back that far."""
         ended: list[dict[str, Any]] = []
         token: str | None = None
+        size = min(max(self.config.page_size, self.store.in_flight()), self.config.max_page_size)
         for _ in range(self.config.max_pages):
-            if self.limiter is not None and not self.limiter.reserve(Bucket.REQUESTS, max_wait_s=0).now:
+            if not self._paced():
                 return ended, False
-            page = self.api.list_runs(
-                sortBy="updatedAt", sortDir="desc", maxPageSize=self.config.page_size, nextPageToken=token
-            )
+            page = self._page(token, size)
             summaries: list[dict[str, Any]] = page.get("data") or []
             for summary in summaries:
                 if _timestamp(summary.get("updatedAt")) < since:
@@ -123,6 +147,33 @@ class Sweeper:
             if not token:
                 return ended, True
         return ended, False
+
+    def _paced(self) -> bool:
+        """Wait for a page's token, reserved in line with the jobs'; False: none within reach, or stopping."""
+        if self.limiter is None:
+            return True
+        grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=self.config.max_wait_s)
+        if not grant.reserved:
+            return False
+        if grant.wait_s > 0:
+            self._keep_lead(grant.wait_s)
+            return not self.sleep(grant.wait_s)
+        return True
+
+    def _keep_lead(self, wait_s: float) -> None:
+        # Waiting for a token may outlast the lease: keep it, so no other process starts a sweep meanwhile.
+        key = self.store.keys.sweep("leader")
+        if self.client.get(key) in (self._token, self._token.encode()):
+            self.client.pexpire(key, int((wait_s + self.config.interval_s * 3) * 1000))
+
+    def _page(self, token: str | None, size: int) -> dict[str, Any]:
+        """One page of recently updated runs; a 429 pauses the pool, as any other call's does."""
+        try:
+            return self.api.list_runs(sortBy="updatedAt", sortDir="desc", maxPageSize=size, nextPageToken=token)
+        except RateLimited as exc:
+            if self.limiter is not None:
+                self.limiter.pause(exc.retry_after_s or 1.0)
+            raise
 
     def _make_due(self, ended: list[dict[str, Any]], now: float) -> int:
         run_ids = [str(summary["id"]) for summary in ended]

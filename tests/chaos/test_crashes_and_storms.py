@@ -51,9 +51,6 @@ def test_redis_restart_without_persistence_recovers_every_job_whose_run_exists(
     assert figures.lost == figures.notes["not recoverable"], figures
 
 
-@pytest.mark.xfail(
-    strict=False, reason="flaky on a loaded 2-core machine: each injected 429 pauses the whole pool (issue 8 open)"
-)
 def test_api_storm_ends_with_every_job_done_and_the_limit_kept(emulator: EmulatorProcess, tmp_path: Path) -> None:
     # Given 30 % 5xx/408, 10 % 429 with Retry-After, 5 % dropped connections and some latency
     faults = {
@@ -63,7 +60,7 @@ def test_api_storm_ends_with_every_job_done_and_the_limit_kept(emulator: Emulato
         "latency_s": [0.0, 0.3],
         "drop_rate": 0.05,
     }
-    figures = storm(emulator, 20, tmp_path, rps=20, faults=faults)
-    # Then every job finished, with one run each, and no second ever held more than the limit
+    figures = storm(emulator, 20, tmp_path, rps=20, faults=faults, timeout_s=120)
+    # Then every job finished in time, with one run each, and no second ever held more than the limit
     assert (figures.lost, figures.finished, figures.duplicate_runs) == (0, 20, 0), figures
-    assert figures.notes["over the limit"] == 0
+    assert figures.notes["over the limit"] == 0, figures

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hypothesis
@@ -107,7 +107,11 @@ class FakeExtend:
             raise ApiUnavailable("the connection closed before the answer")
         return copy.deepcopy(run)
 
-    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        if pace is not None:
+            pace()  # one page: every run fits
         self._fault()
         newest_first = sorted(self.runs, key=lambda run_id: -self.created_at[run_id])
         return iter([{"id": run_id} for run_id in newest_first if self.created_at[run_id] >= since])

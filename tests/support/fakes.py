@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from worker.errors import WorkerError
@@ -49,7 +49,9 @@ class FakeApi:
     def list_runs(self, **params: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
         return iter(())
 
     def close(self) -> None:

@@ -76,6 +76,26 @@ def test_a_429_pauses_every_bucket_for_everyone(redis_client: redis.Redis) -> No
     assert grant.reserved and 1.9 < grant.wait_s <= 2.0
 
 
+def test_overlapping_pauses_end_at_the_latest_asked_not_their_sum(redis_client: redis.Redis) -> None:
+    # Given a pause of 1 s, then more 429s within it: one asking 1 s again, one asking less
+    shared = limiter(redis_client, requests_per_second=1000)
+    shared.pause(1.0)
+    shared.pause(1.0)
+    shared.pause(0.2)
+    # Then the pool waits about 1 s, not 2 s, and the shorter ask did not cut the pause short
+    grant = shared.reserve(Bucket.REQUESTS)
+    assert 0.9 < grant.wait_s <= 1.0
+
+
+def test_calls_held_up_by_a_pause_line_up_after_it_instead_of_stampeding(redis_client: redis.Redis) -> None:
+    shared = limiter(redis_client, requests_per_second=10)
+    shared.pause(0.5)
+    waits = [shared.reserve(Bucket.REQUESTS).wait_s for _ in range(5)]
+    assert 0.45 < waits[0] <= 0.5
+    gaps = [b - a for a, b in zip(waits, waits[1:], strict=False)]
+    assert all(abs(gap - 0.11) < 0.01 for gap in gaps)
+
+
 def test_concurrent_callers_share_one_budget(redis_client: redis.Redis) -> None:
     # Given eight threads, each with its own limiter object on the same Redis (as processes would be)
     waits: list[float] = []

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -45,7 +45,9 @@ class FakeApi:
     def list_runs(self, **params: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def recent_runs(self, workflow_id: str, since: float) -> Iterator[dict[str, Any]]:
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -1,0 +1,105 @@
+"""The job runner under the shared rate limit: the lookup after a create whose answer was lost, on a real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from tests.support.fakes import FakeApi, Results
+from worker.jobs import JobRunner
+from worker.keys import Keys
+from worker.models import JobRequest, JobState
+from worker.ratelimit import Limits, RateLimiter
+from worker.store import RedisJobStore
+
+KEYS = Keys("extendq-jobs:")
+
+
+class ListingApi(FakeApi):
+    """A fake Extend whose run listing has `pages` pages (none of them holding the job's run)."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__()
+        self.pages = pages
+
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for _ in range(self.pages):
+            if pace is not None:
+                pace()
+            self.calls.append("list")
+        return iter(())
+
+
+def runner_with_a_job(client: redis.Redis, api: FakeApi) -> JobRunner:
+    """A runner held to 10 requests per second (and no runs per minute), and job-1, not submitted yet."""
+    store = RedisJobStore(client, keys=KEYS, result_ttl_s=60)
+    limiter = RateLimiter(client, keys=KEYS, limits=Limits(requests_per_second=10))
+    now = time.time()
+    store.create(
+        "job-1",
+        JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}}),
+        now=now,
+        lease_s=1,
+        secrets=None,
+    )
+    return JobRunner(api=api, store=store, publisher=Results(), limiter=limiter)
+
+
+def runner_after_a_lost_create(client: redis.Redis, api: FakeApi) -> JobRunner:
+    """The same, with job-1's first POST 5 s ago, its answer lost."""
+    runner = runner_with_a_job(client, api)
+    runner.store.update("job-1", posting_since=time.time() - 5, state=JobState.SUBMITTING.value)
+    return runner
+
+
+def advance_when_due(runner: JobRunner) -> None:
+    due = runner.store.due_at("job-1")
+    assert due is not None
+    time.sleep(max(due - time.time(), 0))
+    runner.advance("job-1")
+
+
+def test_every_page_of_the_lookup_waits_for_a_token_of_its_own(redis_client: redis.Redis) -> None:
+    # Given a lookup two pages long, at 10 requests per second
+    api = ListingApi(pages=2)
+    runner = runner_after_a_lost_create(redis_client, api)
+    # When the job's step runs
+    runner.advance("job-1")
+    # Then the first page went at once and the second waits for its token, about 0.11 s away
+    assert api.calls == ["list"]
+    due = runner.store.due_at("job-1")
+    assert due is not None and 0.05 < due - time.time() <= 0.12
+
+
+def test_a_create_waiting_for_its_token_does_not_look_up_again(redis_client: redis.Redis) -> None:
+    # Given a lookup that found nothing, and a create that must wait for the next token
+    api = ListingApi(pages=1)
+    runner = runner_after_a_lost_create(redis_client, api)
+    runner.advance("job-1")
+    assert api.calls == ["list"]
+    # When the create's token is due
+    advance_when_due(runner)
+    # Then the token went to the create (the earlier lookup stands), and the job is running
+    assert api.calls == ["list", "create"]
+    record = runner.store.load("job-1")
+    assert record is not None and record.state is JobState.RUNNING
+
+
+def test_a_create_during_a_pause_waits_for_its_request_token_only(redis_client: redis.Redis) -> None:
+    # Given a pause of 0.3 s (a 429) and no runs-per-minute limit
+    api = FakeApi()
+    runner = runner_with_a_job(redis_client, api)
+    assert runner.limiter is not None
+    runner.limiter.pause(0.3)
+    # When the job's create is due
+    runner.advance("job-1")
+    # Then it holds the request token after the pause, and nothing for the unlimited runs bucket
+    record = runner.store.load("job-1")
+    assert record is not None and set(record.held_tokens) == {"requests"}
+    advance_when_due(runner)
+    assert api.calls == ["create"]

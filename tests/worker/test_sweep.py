@@ -1,0 +1,168 @@
+"""List sweeps on a real Redis: the window they look back over, their place in the rate limit, and 429s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from worker.errors import ApiUnavailable, RateLimited, WorkerError
+from worker.keys import Keys
+from worker.models import JobRequest
+from worker.ratelimit import Bucket, Limits, RateLimiter
+from worker.store import RedisJobStore
+from worker.sweep import SweepConfig, Sweeper
+
+KEYS = Keys("extendq-sw:")
+
+
+class ListingApi:
+    """Answers list calls from a script: an error to raise, or the runs of one page."""
+
+    def __init__(self, *answers: WorkerError | list[dict[str, Any]]) -> None:
+        self.answers = list(answers)
+        self.lists = 0
+        self.page_sizes: list[int] = []
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        self.lists += 1
+        self.page_sizes.append(params["maxPageSize"])
+        answer = self.answers.pop(0) if self.answers else []
+        if isinstance(answer, WorkerError):
+            raise answer
+        return {"data": answer, "nextPageToken": None}
+
+    def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("sweeps only list")
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        raise AssertionError("sweeps only list")
+
+    def create_batch(self, body: dict[str, Any]) -> str:
+        raise AssertionError("sweeps only list")
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        raise AssertionError("sweeps only list")
+
+    def upload(self, path: str, name: str | None = None) -> str:
+        raise AssertionError("sweeps only list")
+
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        raise AssertionError("sweeps only list")
+
+    def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ended(run_id: str, at: float) -> dict[str, Any]:
+    updated = datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
+    return {"id": run_id, "status": "PROCESSED", "updatedAt": updated}
+
+
+def store_with_a_run(client: redis.Redis, *, now: float) -> RedisJobStore:
+    """A store holding job-1, whose run workflow_run_1 is in flight, checked next far in the future."""
+    store = RedisJobStore(client, keys=KEYS, result_ttl_s=60)
+    request = JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}})
+    store.create("job-1", request, now=now, lease_s=1, secrets=None)
+    store.record_run("job-1", "workflow_run_1", submitted_at=now)
+    store.schedule("job-1", now + 300, stretched=True)
+    return store
+
+
+def sweeper(store: RedisJobStore, api: ListingApi, clock: Clock, **extra: Any) -> Sweeper:
+    config = SweepConfig(mode="on", interval_s=2.0)
+    return Sweeper(api=api, store=store, client=store.client, config=config, clock=clock, **extra)
+
+
+def test_a_first_sweep_that_fails_keeps_its_window_for_the_next(redis_client: redis.Redis) -> None:
+    # Given a run that ended at 1010, while the first sweep (at 1000) failed and the next came only at 1030
+    clock = Clock(1000.0)
+    store = store_with_a_run(redis_client, now=990.0)
+    api = ListingApi(ApiUnavailable("Extend answered 503"), [ended("workflow_run_1", 1010.0)])
+    sweeps = sweeper(store, api, clock)
+    with pytest.raises(ApiUnavailable):
+        sweeps.sweep_once()
+    clock.now = 1030.0
+    # When the next sweep succeeds
+    made_due = sweeps.sweep_once()
+    # Then it looked back to where the sweeps began and made the job due now, not at its safety-net check
+    assert made_due == 1
+    assert store.due_at("job-1") == 1030.0
+
+
+def test_sweeps_stopping_close_their_window(redis_client: redis.Redis) -> None:
+    clock = Clock(1000.0)
+    store = store_with_a_run(redis_client, now=990.0)
+    api = ListingApi()
+    assert sweeper(store, api, clock).sweep_once() == 0
+    assert redis_client.exists(KEYS.sweep("mark"))
+    # When sweeps are no longer wanted (fewer jobs in flight than the threshold)
+    config = SweepConfig(mode="auto", min_in_flight=5)
+    Sweeper(api=api, store=store, client=redis_client, config=config, clock=clock).sweep_once()
+    # Then the next start opens a new window instead of listing back to the old one
+    assert not redis_client.exists(KEYS.sweep("mark"))
+
+
+@pytest.mark.parametrize(("in_flight", "page_size"), [(1, 100), (450, 450), (5000, 1000)])
+def test_a_sweep_reads_the_runs_in_flight_in_one_page(
+    redis_client: redis.Redis, in_flight: int, page_size: int
+) -> None:
+    # Given this many jobs in flight (one of them with a run)
+    store = store_with_a_run(redis_client, now=990.0)
+    for index in range(2, in_flight + 1):
+        store.schedule(f"job-{index}", 2000.0)
+    api = ListingApi()
+    # When a sweep lists recently updated runs
+    sweeper(store, api, Clock(1000.0)).sweep_once()
+    # Then its page is as long as the jobs in flight, within 100 and the endpoint's maximum of 1,000
+    assert api.page_sizes == [page_size]
+
+
+def test_a_sweep_waits_its_turn_for_a_token_instead_of_giving_up(redis_client: redis.Redis) -> None:
+    # Given a limit of 10 requests per second whose next 5 tokens jobs have already reserved
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=10))
+    for _ in range(5):
+        limiter.reserve(Bucket.REQUESTS)
+    waits: list[float] = []
+    api = ListingApi()
+    sweeps = sweeper(store_with_a_run(redis_client, now=990.0), api, Clock(1000.0), limiter=limiter)
+    sweeps.sleep = lambda seconds: bool(waits.append(seconds))
+    # When a sweep is due
+    sweeps.sweep_once()
+    # Then it waited for the token after theirs (in its own thread) and listed
+    assert api.lists == 1
+    assert len(waits) == 1 and 0.4 < waits[0] <= 0.56
+    assert redis_client.get(KEYS.sweep("mark")) == repr(1000.0)
+
+
+def test_a_sweep_told_to_stop_while_waiting_lists_nothing(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=10))
+    limiter.reserve(Bucket.REQUESTS)
+    api = ListingApi()
+    sweeps = sweeper(store_with_a_run(redis_client, now=990.0), api, Clock(1000.0), limiter=limiter)
+    sweeps.sleep = lambda seconds: True
+    sweeps.sweep_once()
+    assert api.lists == 0
+
+
+def test_a_429_on_a_sweep_pauses_the_whole_pool(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=100))
+    api = ListingApi(RateLimited("Extend rate limit", 2.0))
+    sweeps = sweeper(store_with_a_run(redis_client, now=990.0), api, Clock(1000.0), limiter=limiter)
+    with pytest.raises(RateLimited):
+        sweeps.sweep_once()
+    grant = limiter.reserve(Bucket.REQUESTS)
+    assert grant.reserved and 1.9 < grant.wait_s <= 2.0
