@@ -10,7 +10,7 @@ from typing import Any
 from config.settings import Settings
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
-# The structured fields a log call may attach with `extra=` (a job's state change: worker/jobs.py). Only these
+# The structured fields a log call may attach with `extra=` (a job's state change: worker/joblog.py). Only these
 # become JSON keys: libraries attach other things (Celery attaches a task's arguments), which must never reach
 # the logs.
 FIELDS = ("event", "job_id", "run_id", "workflow_id", "state", "status", "error", "via", "elapsed_s", "checks")

@@ -11,7 +11,8 @@ from typing import Any
 
 from worker import metrics
 from worker.extend import Run
-from worker.jobs import JobRunner, job_event
+from worker.joblog import job_event
+from worker.jobs import JobRunner
 from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
 from worker.records import JobRecord
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -10,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker import metrics
+from worker import metrics, submission
 from worker.callbacks import failure_callback, success_callback
 from worker.errors import (
     DeadlineExceeded,
-    InputNotFound,
     InvalidJobRequest,
     JobCancelled,
     RateLimited,
@@ -26,28 +24,19 @@ from worker.errors import (
 )
 from worker.extend import ExtendApi, Run
 from worker.followups import after_run
-from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState, PathFile
+from worker.joblog import job_event, log_change
+from worker.landed import landed_run
+from worker.models import TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState
 from worker.ratelimit import Bucket, RateLimiter
-from worker.records import EncodedResult, JobLock, JobRecord
+from worker.records import EncodedResult, JobLock, JobRecord, new_record
 from worker.schedule import CheckSchedule, RetryPolicy
-from worker.secrets import unseal
+from worker.spending import spend, wait_for_token
 from worker.store import RedisJobStore
+from worker.sweep import SweepWatch
 from worker.tenants import TenantAccounts
 from worker.usage import usage_note
 
 log = logging.getLogger("extendq.jobs")
-# The job's state after each logged change (`_log`).
-_STATE_AFTER = {
-    "enqueued": JobState.QUEUED,
-    "submitted": JobState.RUNNING,
-    "progress": JobState.RUNNING,
-    "finished": JobState.SUCCESS,
-    "failed": JobState.FAILURE,
-}
-_LANDED_SLACK_S = 30.0
-# How late a reserved token may still be spent: within the margin the limiter keeps per window.
-_LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
-_OWNER_BATCH = 50
 
 
 class ResultPublisher(Protocol):
@@ -87,7 +76,7 @@ class JobRunner:
     encode_result: Callable[[str, Any, str], EncodedResult] | None = None
     # Other Extend accounts, for jobs naming a tenant (worker/tenants.py); `api` and `limiter` serve the rest.
     tenants: TenantAccounts | None = None
-    _sweep_seen: tuple[bool, float, int] = (False, 0.0, 0)  # sweeping, known until (monotonic), jobs in flight
+    _sweeps: SweepWatch = field(default_factory=SweepWatch)  # what this runner last saw of list sweeps
 
     def api_for(self, record: JobRecord) -> ExtendApi:
         """The Extend API of the job's account: its tenant's, or the default one."""
@@ -209,7 +198,9 @@ class JobRunner:
             record.posting_since = None
             self.store.update(record.job_id, posting_since=None)
         if run is None:
-            body = self._create_body(record)
+            body = submission.create_body(
+                record, api_for=self.api_for, files_root=self.files_root, secrets_key=self.secrets_key
+            )
             self._spend(record, self.clock(), Bucket.REQUESTS, Bucket.RUNS)  # not `now`: a lookup may have taken long
             if not record.fresh:  # a fresh record was written posting already
                 self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
@@ -240,39 +231,7 @@ class JobRunner:
 
     def _landed_run(self, record: JobRecord) -> Run | None:
         """The run an earlier POST may have created before its answer was lost, found before posting again."""
-        try:
-            return self._find_landed_run(record)
-        except RetryableError as exc:
-            # The lookup failed, not the create: the earlier POST may still have landed, keep looking later.
-            exc.may_have_landed = True
-            raise
-
-    def _find_landed_run(self, record: JobRecord) -> Run | None:
-        # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
-        since = (record.posting_since or 0) - _LANDED_SLACK_S
-        batch: list[str] = []
-
-        def pace() -> None:  # every page of the listing is a request of its own
-            self._spend(record, self.clock(), Bucket.REQUESTS)
-
-        for summary in self.api_for(record).recent_runs(record.request.workflow.id, since, pace):
-            batch.append(str(summary["id"]))
-            if len(batch) >= _OWNER_BATCH:
-                if (run := self._match_unowned(record, batch)) is not None:
-                    return run
-                batch = []
-        return self._match_unowned(record, batch)
-
-    def _match_unowned(self, record: JobRecord, run_ids: list[str]) -> Run | None:
-        for run_id, owner in zip(run_ids, self.store.owners(run_ids), strict=True):
-            if owner is not None:
-                continue
-            self._spend(record, self.clock(), Bucket.REQUESTS)
-            run = self.api_for(record).get_run(run_id)
-            if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
-                log.warning("job %s adopts run %s created by an earlier attempt", record.job_id, run_id)
-                return run
-        return None
+        return landed_run(record, api=self.api_for(record), store=self.store, spend=self._spend, clock=self.clock)
 
     def _check(self, record: JobRecord, now: float) -> None:
         assert record.run_id is not None
@@ -312,26 +271,12 @@ class JobRunner:
     def _check_delay_s(self, elapsed_s: float, *, swept: bool = True) -> tuple[float, bool]:
         """The delay to the next check, and whether it was stretched because list sweeps are running."""
         delay = self.checks.delay_s(elapsed_s)
-        if swept and self.sweep_check_interval_s is not None and self._sweeping():
-            # List sweeps notice the run's end; this check is only the safety net, and with many runs in flight
-            # it is spread further, so that the safety net never spends more than its share of the API.
-            safety = self.sweep_check_interval_s
-            if self.sweep_safety_checks_per_s:
-                safety = max(safety, self._sweep_seen[2] / self.sweep_safety_checks_per_s)
+        interval_s = self.sweep_check_interval_s
+        if swept and interval_s is not None and self._sweeps.sweeping(self.store, self.sweep_min_in_flight):
+            # List sweeps notice the run's end; this check is only the safety net (worker/sweep.py).
+            safety = self._sweeps.safety_interval_s(interval_s, self.sweep_safety_checks_per_s)
             return max(delay, safety * (0.75 + 0.5 * self.retry.rand())), True
         return delay, False
-
-    def _sweeping(self) -> bool:
-        """Sweeps are running, or will be within one interval (enough jobs in flight); a yes is kept a second."""
-        now = time.monotonic()
-        if now >= self._sweep_seen[1]:
-            pipe = self.store.client.pipeline(transaction=False)
-            pipe.exists(self.store.keys.sweep("active"))
-            pipe.zcard(self.store.keys.due)
-            active, in_flight = pipe.execute()
-            sweeping = bool(active) or in_flight >= self.sweep_min_in_flight
-            self._sweep_seen = (sweeping, now + 1.0 if sweeping else now, int(in_flight))
-        return self._sweep_seen[0]
 
     def _expire(self, record: JobRecord) -> None:
         if record.run_id is not None:
@@ -350,7 +295,7 @@ class JobRunner:
 
     def _retry_later(self, record: JobRecord, exc: RetryableError, now: float) -> None:
         if isinstance(exc, Throttled):
-            self._wait_for_token(record, exc, now)
+            wait_for_token(self.store, record, exc, now, rand=self.retry.rand, clock=self.clock)
             return
         # A 429 is Extend pacing us, not a failure: the whole pool pauses for its Retry-After, and waiting
         # it out does not spend the retry budget.
@@ -371,65 +316,8 @@ class JobRunner:
         log.warning("job %s retry %d in %.1fs: %s", record.job_id, attempts, delay, exc)
 
     def _spend(self, record: JobRecord, now: float, *buckets: Bucket) -> None:
-        """Take a token from each bucket for one API call, or raise `Throttled` with the wait for the next one.
-
-        Buckets are reserved one at a time, slowest first, and a reservation is kept in the job's record
-        until the call goes out: a create waiting a few seconds for a runs-per-minute token does not hold a
-        request token (which would stall every check meanwhile), it takes one when its run token is due.
-        """
-        limiter = self.limiter_for(record)
-        if limiter is None:
-            return
-        if not limiter.limits.active:
-            buckets = buckets[:1]  # no budgets: one look at a 429's pause is enough
-        held = dict(record.held_tokens)
-        # A bucket without a limit holds no token: its reservation would only repeat the requests bucket's pause,
-        # and a create held up by it would find its request token gone stale meanwhile.
-        limited = [bucket for bucket in buckets if limiter.limited(bucket)]
-        for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
-            if bucket.value in held:
-                # Never early: a token spent before its slot bunches with the calls of the slot before it.
-                if now < held[bucket.value]:
-                    raise Throttled(
-                        "a reserved token is not due yet", held[bucket.value] - now, due_at=held[bucket.value]
-                    )
-                if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
-                    continue
-                # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the
-                # calls of the slots after it. A little late is normal: dispatch and a free slot take time.
-                del held[bucket.value]
-            grant = limiter.reserve(bucket)
-            # The wait counts from the reservation (Redis time), not from the step's start a moment earlier:
-            # counted from `now`, the call would go out before its slot.
-            slot = self.clock() + grant.wait_s
-            if grant.now:
-                held[bucket.value] = slot
-                continue
-            if grant.reserved:
-                held[bucket.value] = slot
-            self._hold(record, held)
-            raise Throttled(
-                f"waiting {grant.wait_s:.2f}s for the shared rate limit",
-                slot - now,
-                reserved=grant.reserved,
-                due_at=slot,
-            )
-        if record.held_tokens:
-            self._hold(record, {})
-
-    def _hold(self, record: JobRecord, held: dict[str, float]) -> None:
-        record.held_tokens = held
-        self.store.update(record.job_id, held_tokens=json.dumps(held) if held else None)
-
-    def _wait_for_token(self, record: JobRecord, exc: Throttled, now: float) -> None:
-        # A reserved token is due at an exact moment; an unreserved wait (a long pause) gets spread out.
-        wait = exc.retry_after_s or 0.0
-        if not exc.reserved:
-            wait += self.retry.rand() * min(wait, 5.0)
-        # A reserved token is due at its slot; else the wait counts from now (after any calls of this step).
-        at = exc.due_at if exc.reserved and exc.due_at is not None else max(now, self.clock()) + wait
-        # A fresh record says it is posting: nothing went out, so the next try must not look for a landed run.
-        self.store.schedule(record.job_id, at, posted=not record.fresh)
+        """Take a token from each bucket for one API call, or raise `Throttled` (worker/spending.py)."""
+        spend(self.limiter_for(record), self.store, record, now, buckets, clock=self.clock)
 
     def finish_with_run(self, record: JobRecord, run: Run, now: float, *, via: str = "check") -> None:
         """Publish a terminal run as the job's result (the caller holds the job's lock); `via`: what found it."""
@@ -491,84 +379,16 @@ class JobRunner:
     def _aliases(self, record: JobRecord) -> list[str]:
         return record.aliases if record.aliases is not None else self.store.aliases(record.job_id)
 
-    def _create_body(self, record: JobRecord) -> dict[str, Any]:
-        request = record.request
-        body: dict[str, Any] = {
-            "workflow": request.workflow.model_dump(exclude_none=True),
-            "metadata": request.run_metadata(record.job_id),
-        }
-        if request.file is not None:
-            body["file"] = self._file_wire(request.file, self.api_for(record))
-        elif request.package is not None:
-            body["package"] = {"files": [self._file_wire(item, self.api_for(record)) for item in request.package.files]}
-        if request.priority is not None:
-            body["priority"] = request.priority
-        if record.secrets:
-            body["secrets"] = unseal(record.secrets, self.secrets_key)
-        return body
-
     def file_wire(self, item: FileInput) -> dict[str, Any]:
         """A file input in the API's wire form; a local `path` is uploaded first."""
-        return self._file_wire(item)
+        return submission.file_wire(item, self.api, self.files_root)
 
-    def _file_wire(self, item: FileInput, api: ExtendApi | None = None) -> dict[str, Any]:
-        if not isinstance(item, PathFile):
-            return item.model_dump(exclude_none=True)
-        path = self._checked_path(item.path)
-        return {"id": (api or self.api).upload(str(path), item.name)}
-
-    def _checked_path(self, raw: str) -> Path:
-        path = Path(raw).expanduser()
-        if self.files_root is not None:
-            path = (self.files_root / path).resolve()
-            if not path.is_relative_to(self.files_root.resolve()):
-                raise InputNotFound(f"input path {raw!r} is outside the shared files root")
-        if not path.is_file():
-            raise InputNotFound(f"input path {raw!r} does not exist or is not a file")
-        return path
-
-    def _log(
-        self, record: JobRecord, status: str, what: str, *, via: str = "", error: str = "", detail: str = ""
-    ) -> None:
-        """The one line of a job's state change; its fields are JSON keys with EXTENDQ_LOG_FORMAT=json."""
-        elapsed = round(self.clock() - record.enqueued_at, 3)
-        fields: dict[str, Any] = {
-            "event": what,
-            "job_id": record.job_id,
-            "run_id": record.run_id or "",
-            "workflow_id": record.request.workflow.id,
-            "state": _STATE_AFTER.get(what, record.state).value,
-            "status": status,
-            "elapsed_s": elapsed,
-            "checks": record.checks,
-        }
-        fields.update({name: value for name, value in (("via", via), ("error", error)) if value})
-        tail = (f" via={via}" if via else "") + (f" error={error}: {detail}" if error else "")
-        log.info(
-            "job %s %s run=%s workflow=%s status=%s elapsed=%.2fs%s",
-            record.job_id,
-            what,
-            record.run_id,
-            record.request.workflow.id,
-            status,
-            elapsed,
-            tail,
-            extra=fields,
-        )
+    def _log(self, record: JobRecord, status: str, what: str, **told: str) -> None:
+        log_change(record, status, what, now=self.clock(), **told)
 
     @staticmethod
     def _key_of(record: JobRecord | None) -> str | None:
         return record.request.job_key if record is not None else None
-
-
-def new_record(job_id: str, request: JobRequest, *, now: float, secrets: str | None) -> JobRecord:
-    """The record `RedisJobStore.create_locked` writes for a new job, as `load` would read it back (but for its
-    posting mark: nothing was posted yet, so the create need not look for a run that landed)."""
-    deadline_at = None if request.deadline_s is None else now + request.deadline_s
-    stored = request.model_copy(update={"secrets": None})  # kept sealed in the record, not in its request
-    record = JobRecord(job_id, stored, JobState.SUBMITTING, now, secrets=secrets, deadline_at=deadline_at)
-    record.fresh = True
-    return record
 
 
 def _publish_late(aliases: list[str], done: list[str], publish: Callable[[str], None]) -> None:
@@ -576,15 +396,3 @@ def _publish_late(aliases: list[str], done: list[str], publish: Callable[[str], 
     for alias in aliases:
         if alias not in done:
             publish(alias)
-
-
-def job_event(record: JobRecord, *, state: JobState, status: str, error: str = "") -> dict[str, str]:
-    """The events-stream entry for a job's state change."""
-    return {
-        "job_id": record.job_id,
-        "run_id": record.run_id or "",
-        "workflow_id": record.request.workflow.id,
-        "state": state.value,
-        "status": status,
-        "error": error,
-    }

@@ -175,3 +175,13 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
 
 def _optional_float(value: str | None) -> float | None:
     return None if value in (None, "") else float(value)
+
+
+def new_record(job_id: str, request: JobRequest, *, now: float, secrets: str | None) -> JobRecord:
+    """The record `RedisJobStore.create_locked` writes for a new job, as `load` would read it back (but for its
+    posting mark: nothing was posted yet, so the create need not look for a run that landed)."""
+    deadline_at = None if request.deadline_s is None else now + request.deadline_s
+    stored = request.model_copy(update={"secrets": None})  # kept sealed in the record, not in its request
+    record = JobRecord(job_id, stored, JobState.SUBMITTING, now, secrets=secrets, deadline_at=deadline_at)
+    record.fresh = True
+    return record

@@ -35,6 +35,30 @@ def _sleep(seconds: float) -> bool:
     return False
 
 
+@dataclass
+class SweepWatch:
+    """Whether list sweeps are running, as a runner last saw it, and the safety-net checks they leave."""
+
+    seen: tuple[bool, float, int] = (False, 0.0, 0)  # sweeping, known until (monotonic), jobs in flight
+
+    def sweeping(self, store: RedisJobStore, min_in_flight: int) -> bool:
+        """Sweeps are running, or will be within one interval (enough jobs in flight); a yes is kept a second."""
+        now = time.monotonic()
+        if now >= self.seen[1]:
+            pipe = store.client.pipeline(transaction=False)
+            pipe.exists(store.keys.sweep("active"))
+            pipe.zcard(store.keys.due)
+            active, in_flight = pipe.execute()
+            sweeping = bool(active) or in_flight >= min_in_flight
+            self.seen = (sweeping, now + 1.0 if sweeping else now, int(in_flight))
+        return self.seen[0]
+
+    def safety_interval_s(self, interval_s: float, checks_per_s: float | None) -> float:
+        """A run's safety-net check interval: with many runs in flight it is spread further, so that the safety
+        net never spends more than its share of the API (`checks_per_s` for the whole pool)."""
+        return max(interval_s, self.seen[2] / checks_per_s) if checks_per_s else interval_s
+
+
 @dataclass(frozen=True, kw_only=True)
 class SweepConfig:
     """When and how to sweep."""

@@ -1,0 +1,100 @@
+"""Spending a job's shared rate-limit tokens: one per bucket for each API call, reserved until the call goes out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from worker.errors import Throttled
+from worker.ratelimit import Bucket, RateLimiter
+from worker.records import JobRecord
+from worker.store import RedisJobStore
+
+# How late a reserved token may still be spent: within the margin the limiter keeps per window.
+_LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
+
+
+def spend(
+    limiter: RateLimiter | None,
+    store: RedisJobStore,
+    record: JobRecord,
+    now: float,
+    buckets: Sequence[Bucket],
+    *,
+    clock: Callable[[], float],
+) -> None:
+    """Take a token from each bucket for one API call, or raise `Throttled` with the wait for the next one.
+
+    Buckets are reserved one at a time, slowest first, and a reservation is kept in the job's record
+    until the call goes out: a create waiting a few seconds for a runs-per-minute token does not hold a
+    request token (which would stall every check meanwhile), it takes one when its run token is due.
+    """
+    if limiter is None:
+        return
+    if not limiter.limits.active:
+        buckets = buckets[:1]  # no budgets: one look at a 429's pause is enough
+    held = dict(record.held_tokens)
+    # A bucket without a limit holds no token: its reservation would only repeat the requests bucket's pause,
+    # and a create held up by it would find its request token gone stale meanwhile.
+    limited = [bucket for bucket in buckets if limiter.limited(bucket)]
+    for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
+        if bucket.value in held and _still_held(held, bucket, now):
+            continue
+        grant = limiter.reserve(bucket)
+        # The wait counts from the reservation (Redis time), not from the step's start a moment earlier:
+        # counted from `now`, the call would go out before its slot.
+        slot = clock() + grant.wait_s
+        if grant.now:
+            held[bucket.value] = slot
+            continue
+        if grant.reserved:
+            held[bucket.value] = slot
+        hold(store, record, held)
+        raise Throttled(
+            f"waiting {grant.wait_s:.2f}s for the shared rate limit",
+            slot - now,
+            reserved=grant.reserved,
+            due_at=slot,
+        )
+    if record.held_tokens:
+        hold(store, record, {})
+
+
+def _still_held(held: dict[str, float], bucket: Bucket, now: float) -> bool:
+    """Whether the token held for `bucket` is spent now; `Throttled` when it is not due yet, False (and dropped)
+    when it is too late for its slot."""
+    # Never early: a token spent before its slot bunches with the calls of the slot before it.
+    if now < held[bucket.value]:
+        raise Throttled("a reserved token is not due yet", held[bucket.value] - now, due_at=held[bucket.value])
+    if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
+        return True
+    # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the
+    # calls of the slots after it. A little late is normal: dispatch and a free slot take time.
+    del held[bucket.value]
+    return False
+
+
+def hold(store: RedisJobStore, record: JobRecord, held: dict[str, float]) -> None:
+    """Keep the job's reserved tokens (bucket: due time) in its record, or drop them (empty `held`)."""
+    record.held_tokens = held
+    store.update(record.job_id, held_tokens=json.dumps(held) if held else None)
+
+
+def wait_for_token(
+    store: RedisJobStore,
+    record: JobRecord,
+    exc: Throttled,
+    now: float,
+    *,
+    rand: Callable[[], float],
+    clock: Callable[[], float],
+) -> None:
+    """Schedule the job's next step for when its token is due."""
+    # A reserved token is due at an exact moment; an unreserved wait (a long pause) gets spread out.
+    wait = exc.retry_after_s or 0.0
+    if not exc.reserved:
+        wait += rand() * min(wait, 5.0)
+    # A reserved token is due at its slot; else the wait counts from now (after any calls of this step).
+    at = exc.due_at if exc.reserved and exc.due_at is not None else max(now, clock()) + wait
+    # A fresh record says it is posting: nothing went out, so the next try must not look for a landed run.
+    store.schedule(record.job_id, at, posted=not record.fresh)
