@@ -6,6 +6,7 @@ dispatcher) when a run will next reach a terminal status.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -185,12 +186,14 @@ class RunStore:
             if query.status is None or state.status == query.status:
                 key = (run.created_at if query.sort_by == "createdAt" else state.updated_at, run.id)
                 rows.append((key, run, state))
-        rows.sort(key=lambda row: row[0], reverse=query.descending)
         if query.after is not None:
             after = query.after
             rows = [r for r in rows if (r[0] < after if query.descending else r[0] > after)]
-        page = rows[: query.limit]
-        more = len(rows) > query.limit
+        # One page (and one more row, to know there is a next page) picked without sorting every run.
+        pick = heapq.nlargest if query.descending else heapq.nsmallest
+        top = pick(query.limit + 1, rows, key=lambda row: row[0])
+        page = top[: query.limit]
+        more = len(top) > query.limit
         return [(run, state) for _, run, state in page], (page[-1][0] if more and page else None)
 
     def __iter__(self) -> Iterator[RunRecord]:
