@@ -225,7 +225,7 @@ class SdkApi:
                 nextPageToken=token,
             )
             for summary in page.get("data") or []:
-                if _timestamp(summary.get("createdAt")) < since:
+                if api_time(summary.get("createdAt")) < since:
                     return
                 yield summary
             token = page.get("nextPageToken")
@@ -333,7 +333,9 @@ def retry_after_s(headers: dict[str, str] | None) -> float | None:
         return None
 
 
-def _timestamp(value: Any) -> float:
+def api_time(value: Any) -> float:
+    """An API timestamp (ISO 8601, `Z` for UTC) in unix seconds; infinity when none is given (never before a
+    window's start)."""
     if not isinstance(value, str):
         return float("inf")
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

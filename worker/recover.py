@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import redis
 
 from worker.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected, WorkerError
-from worker.extend import ExtendApi
+from worker.extend import ExtendApi, api_time
 from worker.jobs import JobRunner
 from worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
 from worker.periodic import exclusive
@@ -223,10 +223,7 @@ def _server_id(client: redis.Redis) -> str | None:
 
 
 def _created_at(summary: dict[str, Any]) -> float:
-    value = summary.get("createdAt")
-    if not isinstance(value, str):
-        return float("inf")  # no time given: never the end of the window
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return api_time(summary.get("createdAt"))  # none given: never the end of the window
 
 
 def _iso(at: float) -> str:

@@ -15,13 +15,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import redis
 
 from worker.errors import RateLimited, WorkerError
-from worker.extend import ExtendApi
+from worker.extend import ExtendApi, api_time
 from worker.models import TERMINAL_RUN_STATUSES
 from worker.ratelimit import Bucket, RateLimiter
 from worker.store import RedisJobStore
@@ -163,7 +162,7 @@ class Sweeper:
             page = self._page(token, size)
             summaries: list[dict[str, Any]] = page.get("data") or []
             for summary in summaries:
-                if _timestamp(summary.get("updatedAt")) < since:
+                if api_time(summary.get("updatedAt")) < since:
                     return ended, True
                 if summary.get("status") in TERMINAL_RUN_STATUSES:
                     ended.append(summary)
@@ -232,9 +231,3 @@ def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:
             log.warning("sweep failed, retrying next interval: %s", exc)
         if stop(sweeper.config.interval_s):
             return
-
-
-def _timestamp(value: Any) -> float:
-    if not isinstance(value, str):
-        return float("inf")
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
