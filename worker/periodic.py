@@ -1,12 +1,18 @@
-"""One run of a periodic job at a time across the pool: a Redis lock with a TTL, released by its holder only."""
+"""Periodic work: one run of a periodic job at a time across the pool (a Redis lock with a TTL, released by its
+holder only), and the loop of a worker's background threads."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
+
+from worker.errors import WorkerError
+
+log = logging.getLogger("extendq.periodic")
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -27,3 +33,15 @@ def exclusive(client: redis.Redis, key: str, *, ttl_s: float) -> Iterator[bool]:
     finally:
         if held:
             client.eval(_RELEASE, 1, key, token)
+
+
+def repeat(step: Callable[[], object], *, every_s: float, stop: Callable[[float], bool], what: str) -> None:
+    """Run `step` every `every_s` until `stop(timeout)` answers True; a failure (Redis, Extend) is logged as
+    `what` failed and the loop goes on."""
+    while True:
+        try:
+            step()
+        except (WorkerError, redis.RedisError) as exc:
+            log.warning("%s failed, trying again next interval: %s", what, exc)
+        if stop(every_s):
+            return

@@ -40,11 +40,11 @@ from typing import Any, TypeVar
 
 import redis
 
-from worker.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected, WorkerError
+from worker.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected
 from worker.extend import ExtendApi, api_time
 from worker.jobs import JobRunner
 from worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
-from worker.periodic import exclusive
+from worker.periodic import exclusive, repeat
 from worker.ratelimit import Bucket, RateLimiter
 from worker.store import RedisJobStore
 
@@ -204,13 +204,7 @@ class DataLossWatch:
 
 def watch_forever(watch: DataLossWatch, stop: Callable[[float], bool]) -> None:
     """Check every interval until `stop(timeout)` answers True; errors are logged and the next check tries again."""
-    while True:
-        try:
-            watch.check()
-        except (WorkerError, redis.RedisError) as exc:
-            log.warning("data-loss check or recovery failed, trying again next interval: %s", exc)
-        if stop(watch.interval_s):
-            return
+    repeat(watch.check, every_s=watch.interval_s, stop=stop, what="data-loss check or recovery")
 
 
 def _server_id(client: redis.Redis) -> str | None:

@@ -19,9 +19,10 @@ from typing import Any
 
 import redis
 
-from worker.errors import RateLimited, WorkerError
+from worker.errors import RateLimited
 from worker.extend import ExtendApi, api_time
 from worker.models import TERMINAL_RUN_STATUSES
+from worker.periodic import repeat
 from worker.ratelimit import Bucket, RateLimiter
 from worker.store import RedisJobStore
 
@@ -222,12 +223,9 @@ class Sweeper:
 
 def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:
     """Sweep every interval until `stop(timeout)` answers True; errors are logged and the loop goes on."""
-    while True:
-        try:
-            due = sweeper.sweep_once()
-            if due:
-                log.info("sweep made %d finished runs due", due)
-        except (WorkerError, redis.RedisError) as exc:
-            log.warning("sweep failed, retrying next interval: %s", exc)
-        if stop(sweeper.config.interval_s):
-            return
+
+    def sweep() -> None:
+        if due := sweeper.sweep_once():
+            log.info("sweep made %d finished runs due", due)
+
+    repeat(sweep, every_s=sweeper.config.interval_s, stop=stop, what="sweep")
