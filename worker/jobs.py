@@ -120,7 +120,7 @@ class JobRunner:
             record = new_record(job_id, request, now=now, secrets=secrets)
             record.lock, record.aliases = JobLock(token), []
             try:
-                self._step(record, noted=False)
+                self._step(record)
             finally:
                 if not record.lock.released:
                     self.store.unlock(job_id, token)
@@ -160,10 +160,9 @@ class JobRunner:
             self.publisher.copy(owner, alias)
         log.info("job %s shares job key %r with job %s", alias, self._key_of(record), owner)
 
-    def _step(self, record: JobRecord, *, noted: bool | None = None) -> None:
-        """One step; `noted`: whether the job is among the jobs in flight already (None: ask, if not tried yet)."""
+    def _step(self, record: JobRecord) -> None:
         now = self.clock()
-        if noted is False:
+        if record.fresh:  # recorded, and counted in flight, by this very step
             metrics.job_recorded(record)
             self._log(record, "", "enqueued")
         elif record.state is JobState.QUEUED:  # not tried yet (a producer may have recorded it)
@@ -259,9 +258,10 @@ class JobRunner:
         # List sweeps read the default account only: a tenant's runs keep their own checks.
         delay, stretched = self._check_delay_s(now - (record.submitted_at or now), swept=record.request.tenant is None)
         due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
-        result = self._encoded(record.job_id, record.progress(), JobState.RUNNING.value)
+        info = record.progress()
+        result = self._encoded(record.job_id, info, JobState.RUNNING.value)
         if result is None:
-            self.publisher.progress(record.job_id, JobState.RUNNING, record.progress())
+            self.publisher.progress(record.job_id, JobState.RUNNING, info)
         self.store.note_run(record, due_at=due, stretched=stretched, event=event, created=created, result=result)
 
     def check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
