@@ -50,7 +50,17 @@ def module_redis_url(redis_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on the test database, with extendq's and the result backend's keys cleared before and after."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield from _cleaned_client(redis_url)
+
+
+@pytest.fixture
+def module_redis(module_redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the module's own database, cleared like `redis_client`'s."""
+    yield from _cleaned_client(module_redis_url)
+
+
+def _cleaned_client(url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url, decode_responses=True)
     clean_keys(client)
     yield client
     clean_keys(client)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import crashes, redis_restart, storm
+from bench.chaos import STORM_FAULTS, crashes, redis_restart, storm
 from bench.common import API_KEY
 from tests.support.emulator import EmulatorProcess
 
@@ -52,14 +52,8 @@ def test_redis_restart_without_persistence_recovers_every_job_whose_run_exists(
 
 
 def test_api_storm_ends_with_every_job_done_and_the_limit_kept(emulator: EmulatorProcess, tmp_path: Path) -> None:
-    # Given 30 % 5xx/408, 10 % 429 with Retry-After, 5 % dropped connections and some latency
-    faults = {
-        "error_rate": 0.3,
-        "rate_limited_rate": 0.1,
-        "retry_after_s": 1,
-        "latency_s": [0.0, 0.3],
-        "drop_rate": 0.05,
-    }
+    # Given the benchmark's storm (30 % 5xx/408, 10 % 429 with Retry-After, 5 % dropped connections), less latency
+    faults = {**STORM_FAULTS, "latency_s": [0.0, 0.3]}
     figures = storm(emulator, 20, tmp_path, rps=20, faults=faults, timeout_s=120)
     # Then every job finished in time, with one run each, and no second ever held more than the limit
     assert (figures.lost, figures.finished, figures.duplicate_runs) == (0, 20, 0), figures

@@ -27,7 +27,6 @@ from config.settings import Settings
 from tests.chaos.apps import close_app
 from tests.chaos.snapshot import changed_keys, snapshot
 from tests.chaos.test_state_machine import RecordingPublisher
-from tests.conftest import clean_keys
 from tests.support.asgi import served
 from webhooks import create_app
 from webhooks.app import EVENTS_QUEUE
@@ -199,13 +198,9 @@ def base_url(receiver_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def db(module_redis_url: str) -> Iterator[redis.Redis]:
+def db(module_redis: redis.Redis) -> redis.Redis:
     """The receiver's database, with extendq's keys (and its queue) cleared before and after."""
-    client = redis.Redis.from_url(module_redis_url, decode_responses=True)
-    clean_keys(client)
-    yield client
-    clean_keys(client)
-    client.close()
+    return module_redis
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from tests.support.groups import kill_group, stop_group
 
 _STARTED_MARK = "beat: Starting..."
 _LEADING_MARK = "beat: Acquired lock"
@@ -51,19 +52,13 @@ class BeatProcess:
         """SIGTERM (beat releases its lock), then kill the whole process group if it lingers."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc, timeout_s)
         self._log.close()
 
     def kill(self) -> None:
         """SIGKILL beat, as a crash would: its lock stays until it times out."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+            kill_group(self.proc)
             self._log.close()
 
     def __enter__(self) -> BeatProcess:

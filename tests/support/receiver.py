@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import IO
 import httpx
 
 from tests.support.asgi import free_port
+from tests.support.groups import stop_group
 
 
 class ReceiverProcess:
@@ -45,13 +45,7 @@ class ReceiverProcess:
         raise RuntimeError("the receiver did not start")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, 10)
         if self._log is not None:
             self._log.close()
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support.groups import kill_group, stop_group
+
 _READY_MARK = "ready."
 
 
@@ -86,20 +88,12 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Warm shutdown, then kill the whole process group if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, timeout_s)
         self._close_log()
 
     def kill(self) -> None:
         """SIGKILL the worker and all its children at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        kill_group(self.proc)
         self._close_log()
 
     def _close_log(self) -> None:

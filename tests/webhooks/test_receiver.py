@@ -16,7 +16,6 @@ import redis
 
 from config.celery import create_app as create_celery
 from config.settings import Settings
-from tests.conftest import clean_keys
 from tests.support.asgi import served
 from webhooks import create_app
 from worker.store import open_store
@@ -52,12 +51,9 @@ def receiver_settings(module_redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def queue_redis(module_redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(module_redis_url, decode_responses=True)
-    clean_keys(client)
-    yield client
-    clean_keys(client)
-    client.close()
+def queue_redis(module_redis: redis.Redis) -> redis.Redis:
+    """The receiver's database (its queue included), cleared before and after."""
+    return module_redis
 
 
 @pytest.fixture
