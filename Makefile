@@ -1,4 +1,4 @@
-# Developer entry points. `make test` is what CI runs (through .ci/run).
+# Developer entry points. `make lint` and `make test` are what CI runs (through .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Every bench/*.py by default; one of them with e.g. `make bench BENCH=bench/emulator.py BENCH_ARGS=--duration=5`.
 bench: install

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery
 from extend_ai import Extend
 
-from config.settings import get_settings
+from extendq.config.settings import get_settings
 
 settings = get_settings()
 app = Celery("baseline", broker=settings.broker, backend=settings.result_backend)

@@ -20,9 +20,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Stopwatch, emulator, redis_database, worker_env  # noqa: E402
-from config.celery import create_app  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from tasks.bulk import submit_many  # noqa: E402
+from extendq.config.settings import Settings  # noqa: E402
+from extendq.tasks.bulk import submit_many  # noqa: E402
+from extendq.tasks.celery import create_app  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 

@@ -32,13 +32,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import API_KEY  # noqa: E402
-from config.celery import create_app  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from tasks.producer import build_request, enqueue  # noqa: E402
+from extendq.cli.redis_server import RedisServer  # noqa: E402
+from extendq.config.settings import Settings  # noqa: E402
+from extendq.tasks.celery import create_app  # noqa: E402
+from extendq.tasks.producer import build_request, enqueue  # noqa: E402
+from extendq.worker.store import open_store  # noqa: E402
 from tests.support.emulator import EmulatorProcess  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
-from worker.redis_server import RedisServer  # noqa: E402
-from worker.store import open_store  # noqa: E402
 
 WORKFLOW = "workflow_chaos"
 STORM_FAULTS = {

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from extendq.cli.redis_server import ensure_redis
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import claim_database, release_database
-from worker.redis_server import ensure_redis
 
 API_KEY = "bench-key"
 

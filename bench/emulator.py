@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 def _start_server(port: int, profile: str) -> subprocess.Popen[bytes]:
     code = (
-        "from emulator.server import serve; "
+        "from extendq.emulator.server import serve; "
         f"serve(host='127.0.0.1', port={port}, profile={profile!r}, webhook_url=None, webhook_secret=None, api_keys=[])"
     )
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.DEVNULL)

@@ -40,9 +40,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Stopwatch, emulator, redis_database, rss_bytes, worker_env  # noqa: E402
-from config.celery import CHECKS_QUEUE, QUEUE, create_app  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from tasks.producer import build_request, enqueue  # noqa: E402
+from extendq.config.settings import Settings  # noqa: E402
+from extendq.tasks.celery import CHECKS_QUEUE, QUEUE, create_app  # noqa: E402
+from extendq.tasks.producer import build_request, enqueue  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 TEXT = "ACME Corp\nInvoice Number: INV-1\nDate: 2026-10-03\nTotal: $120.00\n"

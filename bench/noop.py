@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from config.settings import get_settings
+from extendq.config.settings import get_settings
 
 QUEUE = "noop"
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Stopwatch, cpu_seconds, emulator, redis_database, worker_env  # noqa: E402
 from bench.noop import QUEUE as NOOP_QUEUE  # noqa: E402
-from config.celery import create_app  # noqa: E402
-from config.settings import Settings  # noqa: E402
-from tasks.producer import build_request, enqueue  # noqa: E402
+from extendq.config.settings import Settings  # noqa: E402
+from extendq.tasks.celery import create_app  # noqa: E402
+from extendq.tasks.producer import build_request, enqueue  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 TEXT = "ACME Corp\nInvoice Number: INV-1\nDate: 2026-10-03\nTotal: $120.00\n"

@@ -21,8 +21,8 @@ import yaml
 from celery.schedules import crontab, schedule
 from redbeat import RedBeatScheduler
 
-from config.settings import Settings, get_settings
-from worker.errors import ConfigError
+from extendq.config.settings import Settings, get_settings
+from extendq.errors import ConfigError
 
 RECONCILE = "extendq.reconcile"
 FOLLOW_REVIEWS = "extendq.follow_reviews"

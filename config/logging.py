@@ -7,7 +7,7 @@ import logging
 import logging.config
 from typing import Any
 
-from config.settings import Settings
+from extendq.config.settings import Settings
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
 # The structured fields a log call may attach with `extra=` (a job's state change: worker/joblog.py). Only these

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigError
+from extendq.config.regions import Region
+from extendq.config.tenants import load_tenants
+from extendq.errors import ConfigError
 
 API_VERSION = "2026-02-09"
-
-
-class Region(StrEnum):
-    """Extend's regions and their base URLs (the SDK's `ExtendEnvironment`)."""
-
-    US = "us"
-    US2 = "us2"
-    EU = "eu"
-
-    @property
-    def base_url(self) -> str:
-        return _REGION_URLS[self]
-
-
-_REGION_URLS = {
-    Region.US: "https://api.extend.ai",
-    Region.US2: "https://api.us2.extend.app",
-    Region.EU: "https://api.eu1.extend.ai",
-}
 
 
 class Settings(BaseSettings):
@@ -183,8 +165,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_tenants(self) -> Settings:
         if self.tenants is not None or self.tenants_file:
-            from config.tenants import load_tenants
-
             load_tenants(self)
         return self
 

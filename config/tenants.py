@@ -22,15 +22,24 @@ import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from config.settings import Region
+from extendq.config.regions import Region
 
-if TYPE_CHECKING:
-    from config.settings import Settings
+
+class TenantSettings(Protocol):
+    """The settings tenants are read from (`Settings` has them; the protocol keeps this module below it)."""
+
+    @property
+    def tenants(self) -> SecretStr | None: ...
+    @property
+    def tenants_file(self) -> str | None: ...
+    @property
+    def tenant_names(self) -> str | None: ...
+
 
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -56,7 +65,7 @@ class Tenant(BaseModel):
         return self.region.base_url if self.region is not None else default
 
 
-def load_tenants(settings: Settings) -> dict[str, Tenant]:
+def load_tenants(settings: TenantSettings) -> dict[str, Tenant]:
     """Every configured tenant by name (the file first, then `EXTENDQ_TENANTS`); ValueError naming the problem."""
     raw: dict[str, Any] = {}
     if settings.tenants_file:
@@ -67,7 +76,7 @@ def load_tenants(settings: Settings) -> dict[str, Tenant]:
 
 
 @lru_cache(maxsize=8)
-def known_tenants(settings: Settings) -> frozenset[str]:
+def known_tenants(settings: TenantSettings) -> frozenset[str]:
     """The tenant names a producer may name: `EXTENDQ_TENANT_NAMES` plus those of the configured tenants."""
     names = {part.strip() for part in (settings.tenant_names or "").split(",") if part.strip()}
     return frozenset(names | set(load_tenants(settings)))

@@ -1,9 +1,9 @@
 """Local stand-in for the Extend API, served by uvicorn; the other side of the contract."""
 
-from emulator.app import create_app
-from emulator.extraction import Extraction, extract_fields
-from emulator.profiles import BUILTIN, Profile, ProfileError, load_profile, parse_profile
-from emulator.webhooks import sign
+from extendq.emulator.app import create_app
+from extendq.emulator.extraction import Extraction, extract_fields
+from extendq.emulator.profiles import BUILTIN, Profile, ProfileError, load_profile, parse_profile
+from extendq.emulator.webhooks import sign
 
 __all__ = [
     "BUILTIN",

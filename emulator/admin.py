@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.endpoints import json_response
-from emulator.errors import ApiProblem, bad_request, not_found
-from emulator.files import check_presigned
-from emulator.profiles import DEFAULT_REVIEWER, ProfileError, parse_profile
-from emulator.serialize import admin_body, run_json
-from emulator.state import Emulator
-from emulator.store import InvalidTransition
-from emulator.validation import parse_json
+from extendq.emulator.endpoints import json_response
+from extendq.emulator.errors import ApiProblem, bad_request, not_found
+from extendq.emulator.files import check_presigned
+from extendq.emulator.profiles import DEFAULT_REVIEWER, ProfileError, parse_profile
+from extendq.emulator.serialize import admin_body, run_json
+from extendq.emulator.state import Emulator
+from extendq.emulator.store import InvalidTransition
+from extendq.emulator.validation import parse_json
 
 INCLUDES = frozenset({"secrets"})  # extras `GET /_emulator/runs?include=` may add to each run
 

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator import admin, endpoints
-from emulator.errors import ApiProblem, error_response
-from emulator.gateway import ExtendGateway, RouteTable
-from emulator.profiles import Profile, load_profile
-from emulator.state import Emulator
+from extendq.emulator import admin, endpoints
+from extendq.emulator.errors import ApiProblem, error_response
+from extendq.emulator.gateway import ExtendGateway, RouteTable
+from extendq.emulator.profiles import Profile, load_profile
+from extendq.emulator.state import Emulator
 
 logger = logging.getLogger(__name__)
 

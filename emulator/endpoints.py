@@ -12,16 +12,16 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator.errors import bad_request, not_found
-from emulator.files import FileRecord, name_from_url, presigned_url, read_upload, sniff_type
-from emulator.gateway import rate_limited
-from emulator.runs import STATUSES, RunRecord
-from emulator.serialize import file_body, run_json, summary_body
-from emulator.state import Emulator
-from emulator.store import InvalidTransition, RunQuery
-from emulator.validation import FileInput, RunInput, check_metadata_size, parse_batch, parse_create, parse_json
-from emulator.validation import parse_update as parse_update_body
-from emulator.wire import JSON_TYPE, dumps, new_id
+from extendq.emulator.errors import bad_request, not_found
+from extendq.emulator.files import FileRecord, name_from_url, presigned_url, read_upload, sniff_type
+from extendq.emulator.gateway import rate_limited
+from extendq.emulator.runs import STATUSES, RunRecord
+from extendq.emulator.serialize import file_body, run_json, summary_body
+from extendq.emulator.state import Emulator
+from extendq.emulator.store import InvalidTransition, RunQuery
+from extendq.emulator.validation import FileInput, RunInput, check_metadata_size, parse_batch, parse_create, parse_json
+from extendq.emulator.validation import parse_update as parse_update_body
+from extendq.emulator.wire import JSON_TYPE, dumps, new_id
 
 _OWN_FILE = re.compile(r"/_emulator/files/(?P<id>file_[^/]+)/content$")
 MAX_PAGE = 1000

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from starlette.responses import Response
 
-from emulator.wire import JSON_TYPE, dumps, new_id
+from extendq.emulator.wire import JSON_TYPE, dumps, new_id
 
 _RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
 _CODES = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
-from emulator.profiles import ERROR_STATUSES, Faults
+from extendq.emulator.profiles import ERROR_STATUSES, Faults
 
 SCENARIO_HEADER = b"x-emulator-scenario"
 FORCEABLE = frozenset(ERROR_STATUSES)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from emulator.extraction import pdf_text
-from emulator.wire import iso, new_id
+from extendq.emulator.extraction import pdf_text
+from extendq.emulator.wire import iso, new_id
 
 _EXTENSIONS = {
     "pdf": "PDF",

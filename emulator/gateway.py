@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.errors import ApiProblem, bad_request, error_response
-from emulator.faults import SCENARIO_HEADER, Fault, ScenarioError, discard, drop_connection, parse_scenario
-from emulator.state import Emulator
+from extendq.emulator.errors import ApiProblem, bad_request, error_response
+from extendq.emulator.faults import SCENARIO_HEADER, Fault, ScenarioError, discard, drop_connection, parse_scenario
+from extendq.emulator.state import Emulator
 
 ADMIN_PREFIX = "/_emulator"
 UNMATCHED = "<unmatched>"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from emulator.profiles import RateLimit
+from extendq.emulator.profiles import RateLimit
 
 
 class SlidingWindow:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.extraction import Extraction
-from emulator.files import FileRecord
-from emulator.profiles import WorkflowSpec
+from extendq.emulator.extraction import Extraction
+from extendq.emulator.files import FileRecord
+from extendq.emulator.profiles import WorkflowSpec
 
 PENDING, PROCESSING, CANCELLING = "PENDING", "PROCESSING", "CANCELLING"
 PROCESSED, FAILED, NEEDS_REVIEW = "PROCESSED", "FAILED", "NEEDS_REVIEW"

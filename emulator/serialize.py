@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.extraction import SCHEMA
-from emulator.files import FileRecord
-from emulator.runs import CANCELLED, CANCELLING, FAILED, PENDING, PROCESSING, RunRecord, RunState, state_at
-from emulator.wire import DASHBOARD, dumps, iso, iso_or_none
+from extendq.emulator.extraction import SCHEMA
+from extendq.emulator.files import FileRecord
+from extendq.emulator.runs import CANCELLED, CANCELLING, FAILED, PENDING, PROCESSING, RunRecord, RunState, state_at
+from extendq.emulator.wire import DASHBOARD, dumps, iso, iso_or_none
 
 # Workflows of a profile are presented as created once, at a fixed moment.
 WORKFLOW_EPOCH = iso(1767258000.0)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import uvicorn
 from starlette.applications import Starlette
 
-from emulator.app import create_app
-from emulator.profiles import ProfileError
+from extendq.emulator.app import create_app
+from extendq.emulator.profiles import ProfileError
 
 ENV_PREFIX = "EXTENDQ_EMULATOR_"
 

@@ -7,14 +7,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 
-from emulator.errors import ApiProblem, not_found
-from emulator.faults import FaultInjector
-from emulator.files import FileStore
-from emulator.profiles import Profile, WorkflowSpec
-from emulator.ratelimit import RateLimiter
-from emulator.requestlog import RequestLog
-from emulator.store import RunStore
-from emulator.webhooks import WebhookDispatcher
+from extendq.emulator.errors import ApiProblem, not_found
+from extendq.emulator.faults import FaultInjector
+from extendq.emulator.files import FileStore
+from extendq.emulator.profiles import Profile, WorkflowSpec
+from extendq.emulator.ratelimit import RateLimiter
+from extendq.emulator.requestlog import RequestLog
+from extendq.emulator.store import RunStore
+from extendq.emulator.webhooks import WebhookDispatcher
 
 
 class Emulator:

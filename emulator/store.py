@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.extraction import Extraction, extract_fields
-from emulator.files import FileRecord
-from emulator.profiles import WorkflowSpec
-from emulator.runs import (
+from extendq.emulator.extraction import Extraction, extract_fields
+from extendq.emulator.files import FileRecord
+from extendq.emulator.profiles import WorkflowSpec
+from extendq.emulator.runs import (
     CANCELLABLE,
     CANCELLED,
     FAILED,
@@ -27,7 +27,7 @@ from emulator.runs import (
     RunState,
     state_at,
 )
-from emulator.wire import new_id
+from extendq.emulator.wire import new_id
 
 Clock = Callable[[], float]
 DueCallback = Callable[[str, float], None]

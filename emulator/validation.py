@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.errors import bad_request
+from extendq.emulator.errors import bad_request
 
 METADATA_MAX_BYTES = 10240
 BATCH_MAX_INPUTS = 1000

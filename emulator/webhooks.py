@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 
-from emulator.profiles import WebhookPolicy
-from emulator.runs import EVENT_TYPES, RunRecord, state_at
-from emulator.serialize import run_body
-from emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
+from extendq.emulator.profiles import WebhookPolicy
+from extendq.emulator.runs import EVENT_TYPES, RunRecord, state_at
+from extendq.emulator.serialize import run_body
+from extendq.emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
 
 MAX_RECORDS = 100_000
 MAX_IN_FLIGHT = 32  # concurrent deliveries; more wait their turn, as a flood would overwhelm a receiver

@@ -42,7 +42,7 @@ def create_app(
 ) -> FastAPI:
     """The app; Redis URLs and key prefix default to extendq's settings (EXTENDQ_REDIS_URL, ...)."""
     if redis_url is None or key_prefix is None:
-        from config.settings import get_settings
+        from extendq.config.settings import get_settings
 
         settings = get_settings()
         redis_url = redis_url or settings.redis_url

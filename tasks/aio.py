@@ -27,12 +27,16 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from celery import states
 from redis import asyncio as aioredis
 
-from worker.errors import ConfigError
+from extendq.config.settings import get_settings
+from extendq.config.tenants import known_tenants
+from extendq.errors import ConfigError
+from extendq.tasks.celery import get_app
+from extendq.tasks.producer import JobSpec, build_request, enqueue, secrets_key_of
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -45,19 +49,14 @@ _sender_lock = threading.Lock()
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Listener]] = weakref.WeakKeyDictionary()
 
 
-async def submit_async(*, app: Celery | None = None, **request: Any) -> str:
-    """Validate a job request and queue it; the job id. Same keywords as `tasks.submit`.
+async def submit_async(*, app: Celery | None = None, **spec: Unpack[JobSpec]) -> str:
+    """Validate a job request and queue it; the job id. Same keywords as `extendq.submit`.
 
-    Raises `worker.errors.InvalidJobRequest` (nothing queued) when the request is malformed.
+    Raises `extendq.errors.InvalidJobRequest` (nothing queued) when the request is malformed.
     """
-    from config.settings import get_settings
-    from config.tenants import known_tenants
-    from tasks.producer import build_request, enqueue
-
     settings = get_settings()
-    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
-    built = build_request(secrets_key=key, tenants=known_tenants(settings), **request)
-    result = await asyncio.get_running_loop().run_in_executor(_sending_thread(), enqueue, app or _default_app(), built)
+    built = build_request(secrets_key=secrets_key_of(settings), tenants=known_tenants(settings), **spec)
+    result = await asyncio.get_running_loop().run_in_executor(_sending_thread(), enqueue, app or get_app(), built)
     return str(result.id)
 
 
@@ -66,7 +65,7 @@ async def result_async(job_id: str, *, timeout: float | None = None, app: Celery
 
     Raises `TimeoutError` after `timeout` seconds (the job goes on).
     """
-    celery_app = app or _default_app()
+    celery_app = app or get_app()
     backend: Any = celery_app.backend  # a KeyValueStoreBackend (Redis): results under `celery-task-meta-<id>`
     url = str(celery_app.conf.result_backend or "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -151,7 +150,7 @@ class _Listener:
         if reader is not None:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
         await self._client.aclose()
 
 
@@ -178,9 +177,3 @@ def _sending_thread() -> ThreadPoolExecutor:
         if _sender is None:
             _sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extendq-submit")
         return _sender
-
-
-def _default_app() -> Celery:
-    from config.celery import app
-
-    return app

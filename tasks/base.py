@@ -10,19 +10,20 @@ from celery import Celery, states
 from celery.backends.base import Backend, BaseKeyValueStoreBackend
 from celery.backends.redis import RedisBackend
 
-from config.settings import Settings, get_settings
-from config.tenants import load_tenants
-from worker.batch import BatchRunner
-from worker.errors import ConfigError, WorkerError
-from worker.extend import ApiConfig, ExtendApi, build_api
-from worker.jobs import JobRunner
-from worker.models import JobState
-from worker.ratelimit import PLANS, Limits, RateLimiter
-from worker.records import EncodedResult
-from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import RedisJobStore, open_store
-from worker.sweep import SweepConfig, Sweeper
-from worker.tenants import TenantAccounts
+from extendq.config.settings import Settings, get_settings
+from extendq.config.tenants import load_tenants
+from extendq.errors import ConfigError, ExtendqError
+from extendq.tasks.celery import get_app
+from extendq.worker.batch import BatchRunner
+from extendq.worker.extend import ApiConfig, ExtendApi, build_api
+from extendq.worker.jobs import JobRunner
+from extendq.worker.models import JobState
+from extendq.worker.ratelimit import PLANS, Limits, RateLimiter
+from extendq.worker.records import EncodedResult
+from extendq.worker.schedule import CheckSchedule, RetryPolicy
+from extendq.worker.store import RedisJobStore, open_store
+from extendq.worker.sweep import SweepConfig, Sweeper
+from extendq.worker.tenants import TenantAccounts
 
 _runner: JobRunner | None = None
 
@@ -75,7 +76,7 @@ class BackendPublisher:
         encoded = backend.encode(meta)
         return encoded.decode() if isinstance(encoded, bytes) else str(encoded)
 
-    def failure(self, job_id: str, error: WorkerError) -> None:
+    def failure(self, job_id: str, error: ExtendqError) -> None:
         self._backend.store_result(job_id, error, states.FAILURE)
 
     def copy(self, source_id: str, target_id: str) -> bool:
@@ -177,24 +178,23 @@ def tenant_accounts(settings: Settings, store: RedisJobStore) -> TenantAccounts 
 _LIMIT_FIELDS = {"rate_limit_plan", "rate_limit_requests_per_second", "rate_limit_runs_per_minute"}
 
 
-def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool]) -> Sweeper:
+def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Callable[[list[str]], None]) -> Sweeper:
     """The list sweeper of this worker process (only one sweeps at a time across the pool).
 
-    `sleep` waits for a page's token and answers True when the worker is stopping.
+    `sleep` waits for a page's token and answers True when the worker is stopping; `adopt` hands the runs of
+    jobs a sweep found without a record to the workers (`tasks.bulk.send_adoptions`).
     """
     runner = get_runner()
     config = SweepConfig(
         mode=settings.sweep, interval_s=settings.sweep_interval_s, min_in_flight=settings.sweep_min_in_flight
     )
-    from tasks.bulk import send_adoptions
-
     return Sweeper(
         api=runner.api,
         store=runner.store,
         client=runner.store.client,
         config=config,
         limiter=runner.limiter,
-        adopt=send_adoptions,
+        adopt=adopt,
         sleep=sleep,
     )
 
@@ -222,9 +222,7 @@ def get_runner() -> JobRunner:
     """This process's runner, built on first use (after Celery's prefork fork)."""
     global _runner
     if _runner is None:
-        from config.celery import app
-
-        _runner = build_runner(get_settings(), app)
+        _runner = build_runner(get_settings(), get_app())
     return _runner
 
 

@@ -8,20 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from celery import states
+from celery import shared_task, states
 
-from config.beat import FOLLOW_REVIEWS, INGEST, RECONCILE, ROLL_UP_USAGE
-from config.celery import app
-from config.settings import get_settings
-from tasks.base import get_runner
-from tasks.producer import enqueue
-from tasks.runs import advance
-from worker.ingest import Finished, Ingester
-from worker.models import JobRequest
-from worker.periodic import exclusive
-from worker.reconcile import Reconciler
-from worker.review import ReviewFollower
-from worker.usage import UsageLedger
+from extendq.config.beat import FOLLOW_REVIEWS, INGEST, RECONCILE, ROLL_UP_USAGE
+from extendq.config.settings import get_settings
+from extendq.tasks.base import get_runner
+from extendq.tasks.celery import get_app
+from extendq.tasks.producer import enqueue
+from extendq.tasks.runs import advance
+from extendq.worker.ingest import Finished, Ingester
+from extendq.worker.models import JobRequest
+from extendq.worker.periodic import exclusive
+from extendq.worker.reconcile import Reconciler
+from extendq.worker.review import ReviewFollower
+from extendq.worker.usage import UsageLedger
 
 
 def _lock_ttl_s() -> float:
@@ -29,7 +29,7 @@ def _lock_ttl_s() -> float:
     return get_settings().request_timeout_s * 4 + 60
 
 
-@app.task(name=RECONCILE)
+@shared_task(name=RECONCILE)
 def reconcile() -> dict[str, int]:
     """Drive jobs nobody is driving; expire or remove what finished jobs left behind."""
     settings, store = get_settings(), get_runner().store
@@ -46,7 +46,7 @@ def reconcile() -> dict[str, int]:
         return reconciler.run()
 
 
-@app.task(name=FOLLOW_REVIEWS)
+@shared_task(name=FOLLOW_REVIEWS)
 def follow_reviews() -> dict[str, int]:
     """Look again at watched NEEDS_REVIEW runs that are due; publish the ones reviewed since."""
     settings, runner = get_settings(), get_runner()
@@ -63,7 +63,7 @@ def follow_reviews() -> dict[str, int]:
         return follower.follow_due()
 
 
-@app.task(name=INGEST)
+@shared_task(name=INGEST)
 def ingest() -> dict[str, int]:
     """Scan the ingest folder: submit settled files, file away those whose job ended."""
     settings, store = get_settings(), get_runner().store
@@ -85,7 +85,7 @@ def ingest() -> dict[str, int]:
         return ingester.scan()
 
 
-@app.task(name=ROLL_UP_USAGE)
+@shared_task(name=ROLL_UP_USAGE)
 def roll_up_usage() -> int:
     """Add the usage of runs finished since the last roll-up to the per-day totals."""
     settings, store = get_settings(), get_runner().store
@@ -97,18 +97,18 @@ def roll_up_usage() -> int:
 
 def _drive(job_ids: Sequence[str]) -> None:
     """Send each job an `advance` without a lease: it takes its next step whatever its schedule says."""
-    with app.producer_or_acquire() as producer:
+    with get_app().producer_or_acquire() as producer:
         for job_id in job_ids:
             advance.apply_async(args=(job_id, None), producer=producer)
 
 
 def _submit(request: JobRequest) -> str:
-    return str(enqueue(app, request).id)
+    return str(enqueue(get_app(), request).id)
 
 
 def _outcome(job_id: str) -> Finished | None:
     """How the job ended, from its result in the backend; None while it is in flight."""
-    result = app.AsyncResult(job_id)
+    result = get_app().AsyncResult(job_id)
     if result.state not in states.READY_STATES:
         return None
     value: Any = result.result

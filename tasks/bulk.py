@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
-from celery import Celery
+from celery import Celery, shared_task
 from celery.result import AsyncResult
 
-from config.celery import app
-from tasks.base import get_runner
-from tasks.producer import build_request, job_id_for
-from worker.batch import MAX_BATCH, BatchRunner, members_from
-from worker.errors import InvalidJobRequest, RetryableError
-from worker.models import JobRequest
+from extendq.config.settings import get_settings
+from extendq.errors import InvalidJobRequest, RetryableError
+from extendq.tasks.base import get_runner
+from extendq.tasks.celery import get_app
+from extendq.tasks.producer import JobOptions, build_request, job_id_for, secrets_key_of
+from extendq.worker.batch import MAX_BATCH, BatchRunner, members_from
+from extendq.worker.models import JobRequest
 
 RUN_BATCH = "extendq.run_batch"
 ADOPT_RUNS = "extendq.adopt_runs"
 
 
-@app.task(name=RUN_BATCH, bind=True, max_retries=20)
+@shared_task(name=RUN_BATCH, bind=True, max_retries=20)
 def run_batch(self: Any, /, jobs: list[dict[str, Any]]) -> None:
     """Record the jobs and post them to Extend as one batch (jobs: `[{"job_id", "request"}]`, one workflow)."""
     runner = get_runner()
@@ -37,7 +38,7 @@ def run_batch(self: Any, /, jobs: list[dict[str, Any]]) -> None:
         raise self.retry(countdown=min(exc.retry_after_s or 2.0**self.request.retries, 30.0)) from exc
 
 
-@app.task(name=ADOPT_RUNS, bind=True, max_retries=50)
+@shared_task(name=ADOPT_RUNS, bind=True, max_retries=50)
 def adopt_runs(self: Any, /, run_ids: list[str]) -> None:
     """Fetch ended runs of our batches and finish the jobs they belong to (the sweeper sends this)."""
     batch = BatchRunner(runner=get_runner())
@@ -61,21 +62,24 @@ def submit_many(
     app: Celery | None = None,
     metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     secrets_key: str | None = None,
-    **common: Any,
+    **options: Unpack[JobOptions],
 ) -> list[AsyncResult[Any]]:
     """Queue one job per file for one workflow, sent to Extend in batches of up to 1,000; a result per file.
 
     `metadata` is one dict for every file or a list with one per file; other keyword arguments (`priority`,
-    `deadline_s`, ...) apply to every job. Every request is validated before anything is queued.
+    `deadline_s`, ...) apply to every job. Every request is validated before anything is queued. Secrets are
+    sealed with `secrets_key`, by default EXTENDQ_SECRETS_KEY.
     """
+    if secrets_key is None and options.get("secrets") is not None:
+        secrets_key = secrets_key_of(get_settings())
     per_file = list(metadata) if isinstance(metadata, Sequence) else [metadata or {}] * len(files)
     if len(per_file) != len(files):
         raise InvalidJobRequest(f"{len(files)} files but {len(per_file)} metadata entries")
     requests = [
-        build_request(workflow=workflow, file=file, metadata=meta, secrets_key=secrets_key, **common)
+        build_request(workflow=workflow, file=file, metadata=meta, secrets_key=secrets_key, **options)
         for file, meta in zip(files, per_file, strict=True)
     ]
-    return enqueue_many(app or _default_app(), requests)
+    return enqueue_many(app or get_app(), requests)
 
 
 def enqueue_many(app: Celery, requests: Sequence[JobRequest]) -> list[AsyncResult[Any]]:
@@ -91,7 +95,3 @@ def enqueue_many(app: Celery, requests: Sequence[JobRequest]) -> list[AsyncResul
     for start in range(0, len(jobs), MAX_BATCH):
         app.send_task(RUN_BATCH, kwargs={"jobs": jobs[start : start + MAX_BATCH]})
     return [app.AsyncResult(job_id) for job_id in ids]
-
-
-def _default_app() -> Celery:
-    return app

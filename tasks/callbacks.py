@@ -6,15 +6,15 @@ import os
 import socket
 import threading
 
-from config.celery import app
-from config.settings import Settings
-from tasks.base import store_for
-from worker.callbacks import Callback, CallbackRelay
+from extendq.config.settings import Settings
+from extendq.tasks.base import store_for
+from extendq.tasks.celery import get_app
+from extendq.worker.callbacks import Callback, CallbackRelay
 
 
 def send_callback(callback: Callback) -> None:
     """Send one callback as the producer's task: `task(job_id, run_or_error)`, with its fixed task id."""
-    app.send_task(callback.task, args=callback.args, task_id=callback.id, queue=callback.queue)
+    get_app().send_task(callback.task, args=callback.args, task_id=callback.id, queue=callback.queue)
 
 
 def start_relay(settings: Settings, stop: threading.Event) -> threading.Thread:

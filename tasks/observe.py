@@ -12,9 +12,9 @@ from typing import Any
 
 from celery.signals import worker_init, worker_shutdown
 
-from config.metrics import disable_multiprocess, enable_multiprocess
-from config.settings import Settings, get_settings
-from worker import metrics
+from extendq.config.metrics import disable_multiprocess, enable_multiprocess
+from extendq.config.settings import Settings, get_settings
+from extendq.worker import metrics
 
 _stop: Callable[[], None] | None = None
 

@@ -7,10 +7,12 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from tasks.producer import enqueue
-from worker.history import replay_request
-from worker.secrets import seal
-from worker.store import RedisJobStore
+from extendq.config.settings import get_settings
+from extendq.tasks.celery import get_app
+from extendq.tasks.producer import enqueue, secrets_key_of
+from extendq.worker.history import replay_request
+from extendq.worker.secrets import seal
+from extendq.worker.store import RedisJobStore, open_store
 
 
 def replay(
@@ -27,19 +29,8 @@ def replay(
     secrets, which are not kept once a job finished. Raises `InvalidJobRequest` when the job is unknown,
     still in flight, or ended PROCESSED.
     """
-    from config.settings import get_settings
-
     settings = get_settings()
-    if store is None:
-        from tasks.base import store_for
-
-        store = store_for(settings)
-    request = replay_request(store, job_id, job_key=job_key)
+    request = replay_request(store or open_store(settings), job_id, job_key=job_key)
     if secrets is not None:
-        key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
-        request = request.model_copy(update={"secrets": seal(secrets, key)})
-    if app is None:
-        from config.celery import app as default_app
-
-        app = default_app
-    return enqueue(app, request)
+        request = request.model_copy(update={"secrets": seal(secrets, secrets_key_of(settings))})
+    return enqueue(app or get_app(), request)

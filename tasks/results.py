@@ -19,36 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from extendq.errors import ExtractionMismatch, ResultMismatch
+from extendq.tasks.celery import get_app
+
 if TYPE_CHECKING:
     from celery import Celery
     from celery.result import AsyncResult
     from extend_ai.types import WorkflowRun
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class ResultMismatch(ValueError):
-    """A job's run does not have the shape asked for; `run` is the raw run as the API returned it."""
-
-    def __init__(self, message: str, *, run: Mapping[str, Any], errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.run = dict(run)
-        self.errors = errors or []
-
-
-class ExtractionMismatch(ResultMismatch):
-    """The run has no extraction output to read, or it does not validate into the model given."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        run: Mapping[str, Any],
-        step: str | None = None,
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message, run=run, errors=errors)
-        self.step = step
 
 
 def typed_run(
@@ -60,7 +39,7 @@ def typed_run(
     """
     from extend_ai.types import WorkflowRun  # the SDK's models take a while to import: only when asked for
 
-    run = raw_run(job, timeout=timeout, app=app)
+    run = result(job, timeout=timeout, app=app)
     try:
         return WorkflowRun.model_validate(run)
     except ValidationError as exc:
@@ -80,7 +59,7 @@ def extraction(
     `step` names the step (its name or id, or the step run's id) when the workflow has several extraction
     steps. Raises `ExtractionMismatch` (keeping the raw run) when there is no such output or it does not fit.
     """
-    run = raw_run(job, timeout=timeout, app=app)
+    run = result(job, timeout=timeout, app=app)
     chosen = _extract_step(run, step)
     name = str((chosen.get("step") or {}).get("name") or chosen.get("id"))
     value = (((chosen.get("result") or {}).get("extractRun") or {}).get("output") or {}).get("value")
@@ -94,7 +73,7 @@ def extraction(
         raise ExtractionMismatch(message, run=run, step=name, errors=errors) from None
 
 
-def raw_run(
+def result(
     job: str | AsyncResult[Any] | Mapping[str, Any], *, timeout: float | None = None, app: Celery | None = None
 ) -> dict[str, Any]:
     """The job's terminal run as a dict: `job` is a run already, an `AsyncResult`, or a job id."""
@@ -102,9 +81,7 @@ def raw_run(
         return dict(job)
     if isinstance(job, str):
         if app is None:
-            from config.celery import app as default_app
-
-            app = default_app
+            app = get_app()
         job = app.AsyncResult(job)
     return dict(job.get(timeout=timeout))
 

@@ -7,19 +7,21 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from celery import shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from config.celery import app
-from config.settings import get_settings
-from tasks.base import get_runner, set_runner, store_for, sweeper_for
-from tasks.callbacks import start_relay
-from tasks.observe import serve_metrics
-from worker.dispatcher import Dispatcher
-from worker.errors import InvalidJobRequest
-from worker.events import EventApplier, Outcome
-from worker.extend import resolve_signed_payload
-from worker.recover import DataLossWatch, Recovery, watch_forever
-from worker.sweep import run_forever
+from extendq.config.settings import get_settings
+from extendq.errors import InvalidJobRequest
+from extendq.tasks.base import get_runner, set_runner, store_for, sweeper_for
+from extendq.tasks.bulk import send_adoptions
+from extendq.tasks.callbacks import start_relay
+from extendq.tasks.celery import get_app
+from extendq.tasks.observe import serve_metrics
+from extendq.worker.dispatcher import Dispatcher
+from extendq.worker.events import EventApplier, Outcome
+from extendq.worker.extend import resolve_signed_payload
+from extendq.worker.recover import DataLossWatch, Recovery, watch_forever
+from extendq.worker.sweep import run_forever
 
 log = logging.getLogger("extendq.tasks")
 _dispatcher: Dispatcher | None = None
@@ -30,7 +32,7 @@ _STEPS_PER_MESSAGE = 16
 _SINGLE_BELOW = 32
 
 
-@app.task(name="extendq.run_workflow", bind=True)
+@shared_task(name="extendq.run_workflow", bind=True)
 def run_workflow(self: Any, /, *args: Any, **kwargs: Any) -> None:
     """Start a job: the task id is the job id; kwargs are the job request (see `worker.models.JobRequest`)."""
     runner = get_runner()
@@ -41,13 +43,13 @@ def run_workflow(self: Any, /, *args: Any, **kwargs: Any) -> None:
     runner.start_message(self.request.id, kwargs)
 
 
-@app.task(name="extendq.advance")
+@shared_task(name="extendq.advance")
 def advance(job_id: str, lease: float | None = None) -> None:
     """Take a due job's next step; the dispatcher sends this."""
     get_runner().advance(job_id, lease)
 
 
-@app.task(name="extendq.advance_many")
+@shared_task(name="extendq.advance_many")
 def advance_many(steps: list[tuple[str, float]]) -> None:
     """Take several due jobs' next steps, one after the other; the dispatcher sends this under load.
 
@@ -62,7 +64,7 @@ def advance_many(steps: list[tuple[str, float]]) -> None:
             log.exception("job %s: step failed, due again when its claim lapses", job_id)
 
 
-@app.task(name="extendq.cancel", ignore_result=False)
+@shared_task(name="extendq.cancel", ignore_result=False)
 def cancel(job_id: str) -> bool:
     """Cancel a job: its Extend run if submitted, else the job itself. False when unknown or finished."""
     runner = get_runner()
@@ -72,7 +74,7 @@ def cancel(job_id: str) -> bool:
     return True
 
 
-@app.task(name="extendq.webhook_event", bind=True, max_retries=200)
+@shared_task(name="extendq.webhook_event", bind=True, max_retries=200)
 def webhook_event(self: Any, event: dict[str, Any]) -> str:
     """Apply a verified Extend webhook event to its job (the receiver sends this)."""
     outcome = EventApplier(runner=get_runner()).apply(resolve_signed_payload(event))
@@ -84,7 +86,7 @@ def webhook_event(self: Any, event: dict[str, Any]) -> str:
 
 def send_due(claimed: Sequence[tuple[str, float]]) -> None:
     """Hand claimed due jobs to `advance` tasks over one producer connection; many go several to a message."""
-    with app.producer_or_acquire() as producer:
+    with get_app().producer_or_acquire() as producer:
         if len(claimed) < _SINGLE_BELOW:
             for job_id, lease in claimed:
                 advance.apply_async(args=(job_id, lease), producer=producer)
@@ -114,7 +116,7 @@ def _start_dispatcher(**_: Any) -> None:
 
     threading.Thread(
         target=run_forever,
-        args=(sweeper_for(settings, sleep=_stopping.wait), _stopping.wait),
+        args=(sweeper_for(settings, sleep=_stopping.wait, adopt=send_adoptions), _stopping.wait),
         name="extendq-sweeper",
         daemon=True,
     ).start()

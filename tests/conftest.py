@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from config.settings import Settings
+from extendq.cli.redis_server import RedisUnavailable, ensure_redis
+from extendq.config.settings import Settings
 from tests.support.worker import claim_database, release_database
-from worker.redis_server import RedisUnavailable, ensure_redis
 
 _OWNER = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 

@@ -14,7 +14,7 @@ import typer.core
 import typer.main
 import yaml
 
-from worker.cli import app
+from extendq.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -1,5 +1,5 @@
 """Receiver of Extend's webhooks: verifies, de-duplicates and hands each event to the workers."""
 
-from webhooks.app import create_app
+from extendq.webhooks.app import create_app
 
 __all__ = ["create_app"]

@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from config.metrics import multiprocess_dir
-from config.settings import Settings, get_settings
-from webhooks.verify import Refusal, verified_event
-from worker import metrics
-from worker.store import RedisJobStore, open_store
+from extendq.config.metrics import multiprocess_dir
+from extendq.config.settings import Settings, get_settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.webhooks.verify import Refusal, verified_event
+from extendq.worker import metrics
+from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -100,8 +101,6 @@ def create_app(
     settings: Settings | None = None, *, celery_app: Celery | None = None, store: RedisJobStore | None = None
 ) -> Starlette:
     """The receiver app; mount it (`app.mount("/", create_app())`) or serve it with uvicorn."""
-    from config.celery import create_app as create_celery
-
     settings = settings or get_settings()
     store = store or open_store(settings)
     receiver = Receiver(settings=settings, celery_app=celery_app or create_celery(settings), store=store)

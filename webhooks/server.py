@@ -7,7 +7,7 @@ from types import FrameType
 
 import uvicorn
 
-from config.metrics import disable_multiprocess, enable_multiprocess
+from extendq.config.metrics import disable_multiprocess, enable_multiprocess
 
 
 def serve(*, host: str, port: int, workers: int = 1) -> None:
@@ -22,7 +22,7 @@ def serve(*, host: str, port: int, workers: int = 1) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         uvicorn.run(
-            "webhooks.app:create_app",
+            "extendq.webhooks.app:create_app",
             factory=True,
             host=host,
             port=port,

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import InvalidJobRequest, RetryableError, WorkerError
-from worker.extend import Run
-from worker.jobs import JobRunner
-from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
-from worker.ratelimit import Bucket
-from worker.records import JobRecord
-from worker.secrets import unseal
+from extendq.errors import ExtendqError, InvalidJobRequest, RetryableError
+from extendq.worker.extend import Run
+from extendq.worker.jobs import JobRunner
+from extendq.worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
+from extendq.worker.ratelimit import Bucket
+from extendq.worker.records import JobRecord
+from extendq.worker.secrets import unseal
 
 log = logging.getLogger("extendq.batch")
 MAX_BATCH = 1000
@@ -143,7 +143,7 @@ class BatchRunner:
     def _input(self, record: JobRecord) -> dict[str, Any]:
         request = record.request
         if request.file is None:
-            raise WorkerError("a batch input needs a single file, not a package")
+            raise ExtendqError("a batch input needs a single file, not a package")
         item: dict[str, Any] = {
             "file": self.runner.file_wire(request.file),
             "metadata": request.run_metadata(record.job_id),

@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
-from worker.errors import WorkerError
-from worker.keys import Keys
-from worker.records import JobRecord
+from extendq.errors import ExtendqError
+from extendq.worker.keys import Keys
+from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.callbacks")
 
@@ -70,12 +70,12 @@ def success_callback(record: JobRecord, run: dict[str, Any]) -> str | None:
     return _callback(record, SUCCESS, record.request.on_success, run)
 
 
-def failure_callback(record: JobRecord, error: WorkerError) -> str | None:
+def failure_callback(record: JobRecord, error: ExtendqError) -> str | None:
     """The encoded `on_failure` callback of a job that got no terminal run: `(job_id, error_info)`."""
     return _callback(record, FAILURE, record.request.on_failure, error_info(record.job_id, error))
 
 
-def error_info(job_id: str, error: WorkerError) -> dict[str, Any]:
+def error_info(job_id: str, error: ExtendqError) -> dict[str, Any]:
     """A failure as plain JSON: `{job_id, error (kind), type, message, run_id}`."""
     return {
         "job_id": job_id,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from worker.store import RedisJobStore
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.dispatcher")
 Send = Callable[[Sequence[tuple[str, float]]], None]

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from worker import metrics
-from worker.extend import Run
-from worker.joblog import job_event
-from worker.jobs import JobRunner
-from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
-from worker.records import JobRecord
+from extendq.worker import metrics
+from extendq.worker.extend import Run
+from extendq.worker.joblog import job_event
+from extendq.worker.jobs import JobRunner
+from extendq.worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
+from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.events")
 

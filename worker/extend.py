@@ -27,8 +27,8 @@ from extend_ai.core.request_options import RequestOptions
 from extend_ai.wrapper.errors import WebhookPayloadFetchError
 from extend_ai.wrapper.webhooks import Webhooks
 
-from worker import metrics
-from worker.errors import ApiUnavailable, AuthFailed, InputNotFound, RateLimited, RetryableError, RunRejected
+from extendq.errors import ApiUnavailable, AuthFailed, InputNotFound, RateLimited, RetryableError, RunRejected
+from extendq.worker import metrics
 
 T = TypeVar("T")
 Run = dict[str, Any]

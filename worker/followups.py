@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from worker.extend import Run
-from worker.records import JobRecord
-from worker.review import watch
-from worker.store import RedisJobStore
-from worker.usage import UsageLedger
+from extendq.worker.extend import Run
+from extendq.worker.records import JobRecord
+from extendq.worker.review import watch
+from extendq.worker.store import RedisJobStore
+from extendq.worker.usage import UsageLedger
 
 log = logging.getLogger("extendq.followups")
 

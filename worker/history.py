@@ -11,10 +11,10 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from worker.errors import InvalidJobRequest
-from worker.models import JobRequest
-from worker.records import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, joined
-from worker.store import RedisJobStore
+from extendq.errors import InvalidJobRequest
+from extendq.worker.models import JobRequest
+from extendq.worker.records import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, joined
+from extendq.worker.store import RedisJobStore
 
 # A job "failed" when it got no terminal run (FAILURE) or its run ended FAILED: `--status failed` finds both.
 FAILED = "failed"

@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 
-from worker.keys import Keys
-from worker.models import JobRequest
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
 
 log = logging.getLogger("extendq.ingest")
 

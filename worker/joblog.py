@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker.models import JobState
-from worker.records import JobRecord
+from extendq.worker.models import JobState
+from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.jobs")
 # The job's state after each logged change (`log_change`).

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker import metrics, submission
-from worker.callbacks import failure_callback, success_callback
-from worker.errors import (
+from extendq.errors import (
     DeadlineExceeded,
+    ExtendqError,
     InvalidJobRequest,
     JobCancelled,
     RateLimited,
@@ -20,21 +19,22 @@ from worker.errors import (
     RetryBudgetExhausted,
     RunRejected,
     Throttled,
-    WorkerError,
 )
-from worker.extend import ExtendApi, Run
-from worker.followups import after_run
-from worker.joblog import job_event, log_change
-from worker.landed import landed_run
-from worker.models import TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState
-from worker.ratelimit import Bucket, RateLimiter
-from worker.records import EncodedResult, JobLock, JobRecord, new_record
-from worker.schedule import CheckSchedule, RetryPolicy
-from worker.spending import spend, wait_for_token
-from worker.store import RedisJobStore
-from worker.sweep import SweepWatch
-from worker.tenants import TenantAccounts
-from worker.usage import usage_note
+from extendq.worker import metrics, submission
+from extendq.worker.callbacks import failure_callback, success_callback
+from extendq.worker.extend import ExtendApi, Run
+from extendq.worker.followups import after_run
+from extendq.worker.joblog import job_event, log_change
+from extendq.worker.landed import landed_run
+from extendq.worker.models import TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState
+from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.records import EncodedResult, JobLock, JobRecord, new_record
+from extendq.worker.schedule import CheckSchedule, RetryPolicy
+from extendq.worker.spending import spend, wait_for_token
+from extendq.worker.store import RedisJobStore
+from extendq.worker.sweep import SweepWatch
+from extendq.worker.tenants import TenantAccounts
+from extendq.worker.usage import usage_note
 
 log = logging.getLogger("extendq.jobs")
 
@@ -46,7 +46,7 @@ class ResultPublisher(Protocol):
 
     def success(self, job_id: str, run: Run) -> None: ...
 
-    def failure(self, job_id: str, error: WorkerError) -> None: ...
+    def failure(self, job_id: str, error: ExtendqError) -> None: ...
 
     def copy(self, source_id: str, target_id: str) -> bool: ...
 
@@ -171,7 +171,7 @@ class JobRunner:
             self._act(record, now)
         except RetryableError as exc:
             self._retry_later(record, exc, now)
-        except WorkerError as exc:
+        except ExtendqError as exc:
             self._fail(record, exc, now)
 
     def _act(self, record: JobRecord, now: float) -> None:
@@ -360,7 +360,7 @@ class JobRunner:
             metrics.job_finished(record, run, now, via=via)
             after_run(self.store, record, run, now, usage_noted=True)
 
-    def _fail(self, record: JobRecord, error: WorkerError, now: float) -> None:
+    def _fail(self, record: JobRecord, error: ExtendqError, now: float) -> None:
         targets = [record.job_id, *self._aliases(record)]
         for job_id in targets:
             self.publisher.failure(job_id, error)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The broker's queues (Redis lists when the broker is Redis): new jobs, and the steps of jobs already in flight.
+QUEUE = "extendq"
+CHECKS_QUEUE = "extendq.checks"
+
 
 @dataclass(frozen=True)
 class Keys:

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.errors import RetryableError
-from worker.extend import ExtendApi, Run
-from worker.models import JOB_ID_KEY
-from worker.ratelimit import Bucket
-from worker.records import JobRecord
-from worker.store import RedisJobStore
+from extendq.errors import RetryableError
+from extendq.worker.extend import ExtendApi, Run
+from extendq.worker.models import JOB_ID_KEY
+from extendq.worker.ratelimit import Bucket
+from extendq.worker.records import JobRecord
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.jobs")
 _LANDED_SLACK_S = 30.0

@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from worker.keys import Keys
+from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys
+from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from config.settings import Settings
-    from worker.records import JobRecord
-    from worker.store import RedisJobStore
+    from extendq.config.settings import Settings
+    from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.metrics")
 
@@ -387,8 +387,6 @@ class PoolCollector:
 
 def pool_collector(settings: Settings, store: RedisJobStore | None = None) -> PoolCollector:
     """The pool's gauges for `settings`: the job store's Redis, and the broker's queues when it is a Redis."""
-    from config.celery import CHECKS_QUEUE, QUEUE
-    from worker.store import open_store
 
     store = store or open_store(settings)
     broker = redis.Redis.from_url(settings.broker) if settings.broker.startswith(("redis://", "rediss://")) else None

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from config.tenants import TENANT_PATTERN
-from worker.errors import InvalidJobRequest
+from extendq.config.tenants import TENANT_PATTERN
+from extendq.errors import InvalidJobRequest
 
 METADATA_MAX_BYTES = 10 * 1024
 JOB_ID_KEY = "extendq:job_id"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import redis
 
-from worker.errors import WorkerError
+from extendq.errors import ExtendqError
 
 log = logging.getLogger("extendq.periodic")
 
@@ -41,7 +41,7 @@ def repeat(step: Callable[[], object], *, every_s: float, stop: Callable[[float]
     while True:
         try:
             step()
-        except (WorkerError, redis.RedisError) as exc:
+        except (ExtendqError, redis.RedisError) as exc:
             log.warning("%s failed, trying again next interval: %s", what, exc)
         if stop(every_s):
             return

@@ -13,8 +13,8 @@ from enum import StrEnum
 
 import redis
 
-from worker import metrics
-from worker.keys import Keys
+from extendq.worker import metrics
+from extendq.worker.keys import Keys
 
 # GCRA (the generic cell rate algorithm): one key per bucket holds the theoretical arrival time (TAT).
 # Time comes from the Redis server, so workers with skewed clocks share one timeline.

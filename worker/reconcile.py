@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.records import _F_DEADLINE, _F_FINISHED, _F_REQUEST
-from worker.store import RedisJobStore
+from extendq.worker.records import _F_DEADLINE, _F_FINISHED, _F_REQUEST
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.reconcile")
 Drive = Callable[[Sequence[str]], None]

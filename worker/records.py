@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.models import JobRequest, JobState
+from extendq.worker.models import JobRequest, JobState
 
 # Field names in the job hash are short: 100k jobs in flight must fit in a few hundred MB.
 _F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"

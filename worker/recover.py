@@ -40,13 +40,13 @@ from typing import Any, TypeVar
 
 import redis
 
-from worker.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected
-from worker.extend import ExtendApi, api_time
-from worker.jobs import JobRunner
-from worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
-from worker.periodic import exclusive, repeat
-from worker.ratelimit import Bucket, RateLimiter
-from worker.store import RedisJobStore
+from extendq.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected
+from extendq.worker.extend import ExtendApi, api_time
+from extendq.worker.jobs import JobRunner
+from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
+from extendq.worker.periodic import exclusive, repeat
+from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.recover")
 T = TypeVar("T")

@@ -17,11 +17,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.errors import RateLimited, RetryableError, WorkerError
-from worker.extend import ExtendApi, Run
-from worker.ratelimit import Bucket, RateLimiter
-from worker.records import JobRecord
-from worker.store import RedisJobStore
+from extendq.errors import ExtendqError, RateLimited, RetryableError
+from extendq.worker.extend import ExtendApi, Run
+from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.records import JobRecord
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.review")
 
@@ -120,7 +120,7 @@ class ReviewFollower:
         except RetryableError as exc:
             log.warning("job %s review check failed, trying again in %.0fs: %s", job_id, self.interval_s, exc)
             return "retry"
-        except WorkerError as exc:
+        except ExtendqError as exc:
             self._publish(record, "", getattr(exc, "kind", type(exc).__name__), now)
             return "error"
         status = str(run.get("status"))

@@ -7,7 +7,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from worker.errors import ConfigError, InvalidJobRequest
+from extendq.errors import ConfigError, InvalidJobRequest
 
 
 def new_key() -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from worker.errors import Throttled
-from worker.ratelimit import Bucket, RateLimiter
-from worker.records import JobRecord
-from worker.store import RedisJobStore
+from extendq.errors import Throttled
+from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.records import JobRecord
+from extendq.worker.store import RedisJobStore
 
 # How late a reserved token may still be spent: within the margin the limiter keeps per window.
 _LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}

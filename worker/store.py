@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 import redis
 
-from config.settings import Settings
-from worker import store_scripts as scripts
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.records import (
+from extendq.config.settings import Settings
+from extendq.worker import store_scripts as scripts
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.records import (
     _F_ATTEMPTS,
     _F_CHECKS,
     _F_FINISHED,

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worker.errors import InputNotFound
-from worker.extend import ExtendApi
-from worker.models import FileInput, PathFile
-from worker.records import JobRecord
-from worker.secrets import unseal
+from extendq.errors import InputNotFound
+from extendq.worker.extend import ExtendApi
+from extendq.worker.models import FileInput, PathFile
+from extendq.worker.records import JobRecord
+from extendq.worker.secrets import unseal
 
 
 def create_body(

@@ -19,12 +19,12 @@ from typing import Any
 
 import redis
 
-from worker.errors import RateLimited
-from worker.extend import ExtendApi, api_time
-from worker.models import TERMINAL_RUN_STATUSES
-from worker.periodic import repeat
-from worker.ratelimit import Bucket, RateLimiter
-from worker.store import RedisJobStore
+from extendq.errors import RateLimited
+from extendq.worker.extend import ExtendApi, api_time
+from extendq.worker.models import TERMINAL_RUN_STATUSES
+from extendq.worker.periodic import repeat
+from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.sweep")
 _SKEW_S = 3.0  # Extend's clock may be behind ours: look this much further back than the last sweep began

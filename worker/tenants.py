@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 
-from worker.errors import InvalidJobRequest
-from worker.extend import ExtendApi
-from worker.ratelimit import RateLimiter
+from extendq.errors import InvalidJobRequest
+from extendq.worker.extend import ExtendApi
+from extendq.worker.ratelimit import RateLimiter
 
 
 class TenantAccounts:

@@ -16,9 +16,9 @@ from typing import Any
 
 import redis
 
-from worker.extend import Run
-from worker.keys import Keys
-from worker.models import USAGE_TAGS_KEY
+from extendq.worker.extend import Run
+from extendq.worker.keys import Keys
+from extendq.worker.models import USAGE_TAGS_KEY
 
 _DAY_S = 86400
 

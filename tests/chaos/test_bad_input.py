@@ -23,21 +23,21 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-import tasks
-from config.celery import create_app as create_celery
-from config.settings import Settings, get_settings
-from tasks.producer import RUN_WORKFLOW, build_request, enqueue
+from extendq import tasks
+from extendq.config.settings import Settings, get_settings
+from extendq.errors import AuthFailed, DeadlineExceeded, InputNotFound, InvalidJobRequest, RunRejected
+from extendq.tasks.celery import create_app as create_celery
+from extendq.tasks.producer import RUN_WORKFLOW, build_request, enqueue
+from extendq.worker.models import JOB_ID_KEY, METADATA_MAX_BYTES, USAGE_TAGS_KEY
+from extendq.worker.records import joined
+from extendq.worker.secrets import new_key, seal
+from extendq.worker.store import open_store
 from tests.chaos.apps import close_app
 from tests.chaos.snapshot import as_text
 from tests.e2e.conftest import API_KEY, SECRETS_KEY
 from tests.e2e.test_pipeline import wait_for
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
-from worker.errors import AuthFailed, DeadlineExceeded, InputNotFound, InvalidJobRequest, RunRejected
-from worker.models import JOB_ID_KEY, METADATA_MAX_BYTES, USAGE_TAGS_KEY
-from worker.records import joined
-from worker.secrets import new_key, seal
-from worker.store import open_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 

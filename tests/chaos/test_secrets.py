@@ -30,11 +30,14 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-import tasks
-from config.celery import create_app as create_celery
-from config.settings import Settings
-from tasks.bulk import submit_many
-from tasks.producer import RUN_WORKFLOW, build_request, enqueue
+from extendq import tasks
+from extendq.config.settings import Settings
+from extendq.errors import AuthFailed, DeadlineExceeded, InvalidJobRequest, RunRejected
+from extendq.tasks.bulk import submit_many
+from extendq.tasks.celery import create_app as create_celery
+from extendq.tasks.producer import RUN_WORKFLOW, build_request, enqueue
+from extendq.worker.secrets import unseal
+from extendq.worker.store import RedisJobStore, open_store
 from tests.chaos.apps import close_app
 from tests.chaos.leaks import LeakScan, plant
 from tests.chaos.test_webhook_attacks import event, sign
@@ -42,9 +45,6 @@ from tests.e2e.test_pipeline import wait_for
 from tests.support.emulator import EmulatorProcess
 from tests.support.receiver import ReceiverProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
-from worker.errors import AuthFailed, DeadlineExceeded, InvalidJobRequest, RunRejected
-from worker.secrets import unseal
-from worker.store import RedisJobStore, open_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 

@@ -29,14 +29,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from worker.errors import ApiUnavailable, RateLimited, RetryableError, RunRejected, WorkerError
-from worker.events import EventApplier
-from worker.extend import Run
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
-from worker.schedule import CheckSchedule, RetryPolicy
-from worker.store import RedisJobStore
+from extendq.errors import ApiUnavailable, ExtendqError, RateLimited, RetryableError, RunRejected
+from extendq.worker.events import EventApplier
+from extendq.worker.extend import Run
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
+from extendq.worker.schedule import CheckSchedule, RetryPolicy
+from extendq.worker.store import RedisJobStore
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 
@@ -180,7 +180,7 @@ class RecordingPublisher:
     def success(self, job_id: str, run: Run) -> None:
         self.calls[job_id].append(("success", str(run["id"]), str(run["status"])))
 
-    def failure(self, job_id: str, error: WorkerError) -> None:
+    def failure(self, job_id: str, error: ExtendqError) -> None:
         self.calls[job_id].append(("failure", type(error).__name__))
 
     def copy(self, source_id: str, target_id: str) -> bool:

@@ -22,19 +22,19 @@ import httpx
 import pytest
 import redis
 
-from config.celery import create_app as create_celery
-from config.settings import Settings
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.webhooks import create_app
+from extendq.webhooks.app import EVENTS_QUEUE
+from extendq.worker.events import EventApplier, Outcome
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JOB_ID_KEY, JobRequest
+from extendq.worker.store import RedisJobStore, open_store
 from tests.chaos.apps import close_app
 from tests.chaos.snapshot import changed_keys, snapshot
 from tests.chaos.test_state_machine import RecordingPublisher
 from tests.support.asgi import served
-from webhooks import create_app
-from webhooks.app import EVENTS_QUEUE
-from worker.events import EventApplier, Outcome
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JOB_ID_KEY, JobRequest
-from worker.store import RedisJobStore, open_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 from celery import Celery
 
-from config.celery import create_app
-from config.settings import Settings
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app
 from tests.conftest import clean_keys
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess

@@ -10,12 +10,12 @@ import pytest
 import redis
 from celery import Celery
 
-from config.celery import create_app
-from config.settings import Settings
-from tasks.bulk import submit_many
+from extendq.config.settings import Settings
+from extendq.errors import InvalidJobRequest
+from extendq.tasks.bulk import submit_many
+from extendq.tasks.celery import create_app
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
-from worker.errors import InvalidJobRequest
 
 pytestmark = pytest.mark.e2e
 

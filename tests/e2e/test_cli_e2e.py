@@ -13,10 +13,10 @@ import redis
 from celery import Celery
 from typer.testing import CliRunner
 
-from tasks.producer import build_request, enqueue
+from extendq.cli.main import Exit, app
+from extendq.tasks.producer import build_request, enqueue
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
-from worker.cli import Exit, app
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.celery import create_app as create_celery
-from config.settings import Settings
 from examples.fastapi_sse import create_app as create_sse_app
-from tasks.producer import build_request, enqueue, job_id_for
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.tasks.producer import build_request, enqueue, job_id_for
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE, SECRETS_KEY
 from tests.e2e.test_pipeline import wait_for

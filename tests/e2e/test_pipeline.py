@@ -10,12 +10,12 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-from config.settings import Settings
-from tasks.producer import build_request, enqueue
+from extendq.config.settings import Settings
+from extendq.errors import DeadlineExceeded, InputNotFound, JobCancelled, RunRejected
+from extendq.tasks.producer import build_request, enqueue
 from tests.e2e.conftest import SECRETS_KEY
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
-from worker.errors import DeadlineExceeded, InputNotFound, JobCancelled, RunRejected
 
 pytestmark = pytest.mark.e2e
 
@@ -137,8 +137,8 @@ def test_cancel_before_submission_stops_the_job(
     producer: Celery, worker: WorkerProcess, emulator: EmulatorProcess, clean: redis.Redis, e2e_settings: Settings
 ) -> None:
     # A job whose record exists but was never submitted (as if its submit task were still queued)
-    from tasks.base import store_for
-    from worker.models import JobRequest
+    from extendq.tasks.base import store_for
+    from extendq.worker.models import JobRequest
 
     store = store_for(e2e_settings)
     request = JobRequest.parse({"workflow": "workflow_processed", "file": {"text": "x"}})

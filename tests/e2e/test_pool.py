@@ -13,9 +13,9 @@ import pytest
 import redis
 from celery import Celery
 
-from config.celery import create_app
-from config.settings import Settings
-from tasks.producer import build_request, enqueue
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app
+from extendq.tasks.producer import build_request, enqueue
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.support.emulator import EmulatorProcess

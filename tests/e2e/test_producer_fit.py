@@ -27,10 +27,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from config.celery import create_app
-from config.settings import Settings
-from tasks import callback_id, extraction, result_async, submit_async, typed_run
-from tasks.producer import build_request, enqueue
+from extendq.cli.main import Exit
+from extendq.cli.main import app as cli_app
+from extendq.config.settings import Settings
+from extendq.tasks import callback_id, extraction, result_async, submit_async, typed_run
+from extendq.tasks.celery import create_app
+from extendq.tasks.producer import build_request, enqueue
+from extendq.worker.callbacks import GROUP, Callback
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.e2e.test_pool import max_per_window
@@ -38,9 +41,6 @@ from tests.support.asgi import served
 from tests.support.callback_app import CALLS, QUEUE
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
-from worker.callbacks import GROUP, Callback
-from worker.cli import Exit
-from worker.cli import app as cli_app
 
 pytestmark = pytest.mark.e2e
 
@@ -249,8 +249,8 @@ def test_each_tenant_runs_on_its_own_account_within_its_own_limit(fit: Stack) ->
 
 
 def test_a_tenant_unknown_to_the_producer_is_refused_before_queueing(fit: Stack) -> None:
-    from tasks import submit
-    from worker.errors import InvalidJobRequest
+    from extendq.errors import InvalidJobRequest
+    from extendq.tasks import submit
 
     with pytest.raises(InvalidJobRequest, match="unknown tenant 'c'"):
         submit(app=fit.producer, workflow="workflow_processed", file={"text": "x"}, tenant="c")

@@ -11,13 +11,13 @@ import pytest
 import redis
 from celery import Celery
 
-from config.settings import Settings
-from tasks.base import BackendPublisher, build_runner
+from extendq.config.settings import Settings
+from extendq.tasks.base import BackendPublisher, build_runner
+from extendq.worker.events import EventApplier, Outcome
+from extendq.worker.jobs import JobRunner
+from extendq.worker.models import JobRequest
 from tests.e2e.test_pipeline import wait_for
 from tests.support.emulator import EmulatorProcess
-from worker.events import EventApplier, Outcome
-from worker.jobs import JobRunner
-from worker.models import JobRequest
 
 pytestmark = pytest.mark.e2e
 

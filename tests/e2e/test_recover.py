@@ -17,20 +17,20 @@ from celery import Celery
 from typer.testing import CliRunner
 
 from bench.chaos import over_limit
-from config.settings import Settings
-from tasks.base import build_runner
+from extendq.cli.main import Exit, app
+from extendq.cli.redis_server import RedisServer
+from extendq.config.settings import Settings
+from extendq.tasks.base import build_runner
+from extendq.worker.extend import ApiConfig, SdkApi, build_api
+from extendq.worker.keys import Keys
+from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest, JobState
+from extendq.worker.ratelimit import Limits, RateLimiter
+from extendq.worker.recover import INTACT, DataLossWatch, Recovery
+from extendq.worker.store import RedisJobStore, open_store
 from tests.e2e.conftest import API_KEY
 from tests.e2e.test_pipeline import creates, wait_for
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
-from worker.cli import Exit, app
-from worker.extend import ApiConfig, SdkApi, build_api
-from worker.keys import Keys
-from worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest, JobState
-from worker.ratelimit import Limits, RateLimiter
-from worker.recover import INTACT, DataLossWatch, Recovery
-from worker.redis_server import RedisServer
-from worker.store import RedisJobStore, open_store
 
 pytestmark = pytest.mark.e2e
 

@@ -20,16 +20,16 @@ from celery import Celery
 from celery.result import AsyncResult
 from typer.testing import CliRunner
 
-from config.celery import create_app
-from config.settings import Settings
-from tasks.producer import build_request, enqueue
+from extendq.cli.main import Exit, app
+from extendq.config.settings import Settings
+from extendq.errors import DeadlineExceeded
+from extendq.tasks.celery import create_app
+from extendq.tasks.producer import build_request, enqueue
 from tests.e2e.conftest import PROFILE, SECRETS_KEY
 from tests.e2e.test_pipeline import wait_for
 from tests.support.beat import BeatProcess
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
-from worker.cli import Exit, app
-from worker.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.e2e
 

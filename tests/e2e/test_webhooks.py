@@ -11,16 +11,16 @@ import pytest
 import redis
 from celery import Celery
 
-from config.celery import create_app as create_celery
-from config.settings import Settings
-from tasks.producer import build_request, enqueue
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.tasks.producer import build_request, enqueue
+from extendq.webhooks import create_app as create_receiver
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.e2e.test_pipeline import wait_for
 from tests.support.asgi import served
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
-from webhooks import create_app as create_receiver
 
 pytestmark = pytest.mark.e2e
 SECRET = "wss_e2e_webhook_secret"

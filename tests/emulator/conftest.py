@@ -15,7 +15,7 @@ import httpx
 import pytest
 from extend_ai import AsyncExtend, Extend, PollingOptions
 
-from emulator.app import create_app
+from extendq.emulator.app import create_app
 from tests.support.emulator import EmulatorProcess
 
 SECRET = "wss_test_signing_secret"

@@ -16,7 +16,7 @@ from extend_ai.workflow_runs.types import (
     WorkflowRunsListResponse,
 )
 
-from emulator.profiles import load_profile
+from extendq.emulator.profiles import load_profile
 from tests.emulator.conftest import API_HEADERS, INVOICE, FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator.extraction import extract_fields, parse_amount, parse_date, pdf_text
-from emulator.files import read_upload
-from emulator.profiles import load_profile
-from emulator.store import decide_outcome
+from extendq.emulator.extraction import extract_fields, parse_amount, parse_date, pdf_text
+from extendq.emulator.files import read_upload
+from extendq.emulator.profiles import load_profile
+from extendq.emulator.store import decide_outcome
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

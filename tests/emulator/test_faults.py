@@ -14,8 +14,8 @@ from extend_ai import Extend
 from extend_ai.core.api_error import ApiError
 from extend_ai.errors import BadRequestError, InternalServerError, TooManyRequestsError
 
-from emulator.faults import Fault, FaultInjector, ScenarioError, parse_scenario
-from emulator.profiles import Faults
+from extendq.emulator.faults import Fault, FaultInjector, ScenarioError, parse_scenario
+from extendq.emulator.profiles import Faults
 from tests.emulator.conftest import API_HEADERS, FAST_POLL, NO_RETRY, SECRET, WebhookReceiver
 from tests.support.emulator import EmulatorProcess
 

@@ -1,6 +1,6 @@
 """The emulator package's public names."""
 
-import emulator
+from extendq import emulator
 
 
 def test_all_names_are_exported_and_exist() -> None:
@@ -26,5 +26,11 @@ def test_emulator_imports_nothing_from_the_sdk_or_the_worker() -> None:
     from pathlib import Path
 
     source = "\n".join(p.read_text() for p in Path(emulator.__file__).parent.glob("*.py"))
-    for forbidden in ("extend_ai", "from worker", "import worker", "from tasks", "from config"):
+    for forbidden in (
+        "extend_ai",
+        "from extendq.worker",
+        "import extendq.worker",
+        "from extendq.tasks",
+        "from extendq.config",
+    ):
         assert forbidden not in source

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.profiles import BUILTIN, ProfileError, load_profile, parse_profile
+from extendq.emulator.profiles import BUILTIN, ProfileError, load_profile, parse_profile
 
 DEFAULT_WORKFLOWS = {
     "workflow_invoice",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.profiles import RateLimit
-from emulator.ratelimit import RateLimiter, SlidingWindow
+from extendq.emulator.profiles import RateLimit
+from extendq.emulator.ratelimit import RateLimiter, SlidingWindow
 
 NOW = 1_800_000_000.0
 

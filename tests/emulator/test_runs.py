@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from emulator.files import FileStore
-from emulator.profiles import WorkflowSpec, load_profile
-from emulator.runs import is_terminal, state_at
-from emulator.store import InvalidTransition, RunQuery, RunStore
+from extendq.emulator.files import FileStore
+from extendq.emulator.profiles import WorkflowSpec, load_profile
+from extendq.emulator.runs import is_terminal, state_at
+from extendq.emulator.store import InvalidTransition, RunQuery, RunStore
 from tests.emulator.conftest import INVOICE, FakeClock
 
 SPEC = WorkflowSpec(name="W", duration_s=(2.0, 2.0), queue_s=(1.0, 1.0), outcomes={"PROCESSED": 1})

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from emulator.app import create_app
-from emulator.profiles import ProfileError
-from emulator.server import create_app_from_env
+from extendq.emulator.app import create_app
+from extendq.emulator.profiles import ProfileError
+from extendq.emulator.server import create_app_from_env
 from tests.support.emulator import ROOT, EmulatorProcess, free_port
 
 
@@ -37,7 +37,7 @@ def test_the_cli_serves_a_profile_file_and_checks_api_keys() -> None:
 
 def test_the_cli_refuses_an_unknown_profile() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "emulator", "--port", str(free_port()), "--profile", "nope"],
+        [sys.executable, "-m", "extendq", "emulator", "--port", str(free_port()), "--profile", "nope"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -58,7 +58,7 @@ def test_uvicorn_factory_with_defaults() -> None:
         "-m",
         "uvicorn",
         "--factory",
-        "emulator.app:create_app",
+        "extendq.emulator.app:create_app",
         "--port",
         str(port),
         "--no-access-log",

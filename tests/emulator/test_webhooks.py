@@ -19,7 +19,7 @@ from extend_ai.wrapper.errors import (
 )
 from extend_ai.wrapper.webhooks import Webhooks
 
-from emulator.webhooks import sign, signed_headers
+from extendq.emulator.webhooks import sign, signed_headers
 from tests.emulator.conftest import FAST_POLL, SECRET, Delivery, WebhookReceiver
 from tests.support.emulator import EmulatorProcess
 

@@ -1,4 +1,4 @@
-"""Real Celery beat processes for end-to-end tests: `celery -A config beat`, as `extendq beat` starts it."""
+"""Real Celery beat processes for end-to-end tests: `celery -A extendq.tasks beat`, as `extendq beat` starts it."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ _LEADING_MARK = "beat: Acquired lock"
 
 
 class BeatProcess:
-    """`celery -A config beat` in a child process, with its own environment and log file."""
+    """`celery -A extendq.tasks beat` in a child process, with its own environment and log file."""
 
     def __init__(self, env: Mapping[str, str], *, log_path: Path) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.args = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"]
+        self.args = [sys.executable, "-m", "celery", "-A", "extendq.tasks", "beat", "--loglevel", "INFO"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> BeatProcess:

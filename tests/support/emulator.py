@@ -5,7 +5,7 @@
         ...
         assert emulator.stats()["requests"]["POST /workflow_runs"] == {"200": 1}
 
-The process runs the real command line (`python -m worker emulator ...`) on a free loopback port
+The process runs the real command line (`python -m extendq emulator ...`) on a free loopback port
 and is stopped (SIGTERM, then SIGKILL) on exit. Admin helpers wrap the `/_emulator/` API; see
 docs/emulator.md for the JSON shapes they return.
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class EmulatorProcess:
-    """The emulator served by `python -m worker emulator` in a subprocess.
+    """The emulator served by `python -m extendq emulator` in a subprocess.
 
     Args:
         profile: built-in name (`default`, `fast`, `payg`), a profile file path, or a profile dict
@@ -48,6 +48,8 @@ class EmulatorProcess:
         webhook_secret: `wss_...` signing secret (required with webhook_url).
         api_keys: accept only these API keys (any key when empty).
         start_timeout_s: how long to wait for the emulator to answer.
+        program: the command that takes `emulator` and its options (an installed `extendq`).
+        cwd: the directory it runs in.
 
     One object serves one process: `start()` (or `with`) once, `stop()` when done.
     """
@@ -60,7 +62,11 @@ class EmulatorProcess:
         api_keys: Iterable[str] = (),
         *,
         start_timeout_s: float = 20.0,
+        program: Sequence[str] = (sys.executable, "-m", "extendq"),
+        cwd: Path = ROOT,
     ) -> None:
+        self.program = list(program)
+        self.cwd = cwd
         self.profile = profile
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -79,7 +85,7 @@ class EmulatorProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log = (Path(self._tmp.name) / "emulator.log").open("wb")
-        self._process = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self._admin = httpx.Client(base_url=f"{self.url}/_emulator", timeout=30)
         self._wait_ready()
@@ -87,7 +93,7 @@ class EmulatorProcess:
 
     def command(self) -> list[str]:
         """The command line that serves the emulator."""
-        cmd = [sys.executable, "-m", "worker", "emulator", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [*self.program, "emulator", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--profile", self._profile_arg()]
         if self.webhook_url:
             cmd += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret or ""]

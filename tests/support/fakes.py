@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from worker.errors import WorkerError
-from worker.models import JobState
+from extendq.errors import ExtendqError
+from extendq.worker.models import JobState
 
 
 class FakeApi:
@@ -18,7 +18,7 @@ class FakeApi:
         self.instant = instant
         self.runs: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
-        self.create_error: WorkerError | None = None
+        self.create_error: ExtendqError | None = None
 
     def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append("create")
@@ -70,7 +70,7 @@ class Results:
     def success(self, job_id: str, run: dict[str, Any]) -> None:
         self.published[job_id] = run
 
-    def failure(self, job_id: str, error: WorkerError) -> None:
+    def failure(self, job_id: str, error: ExtendqError) -> None:
         self.published[job_id] = error
 
     def copy(self, source_id: str, target_id: str) -> bool:

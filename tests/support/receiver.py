@@ -28,7 +28,7 @@ class ReceiverProcess:
         self._log: IO[bytes] | None = None
 
     def __enter__(self) -> ReceiverProcess:
-        code = f"from webhooks.server import serve; serve(host='127.0.0.1', port={self.port})"
+        code = f"from extendq.webhooks.server import serve; serve(host='127.0.0.1', port={self.port})"
         if self.log_path is not None:
             self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

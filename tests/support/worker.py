@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -18,7 +18,7 @@ _READY_MARK = "ready."
 
 
 class WorkerProcess:
-    """`celery -A config worker` in a child process, with its own environment and log file."""
+    """`celery -A extendq.tasks worker` in a child process, with its own environment and log file."""
 
     def __init__(
         self,
@@ -28,16 +28,17 @@ class WorkerProcess:
         concurrency: int = 2,
         queues: str | None = None,
         extra_args: tuple[str, ...] = (),
-        app: str = "config",
+        app: str = "extendq.tasks",
+        program: Sequence[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.cwd = cwd
+        # `app`: another Celery app, e.g. a producer's own workers (callbacks); `program`: another command that
+        # takes `worker` and Celery's options (an installed `extendq`).
         self.args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            app,  # another Celery app: a producer's own workers (callbacks)
+            *(program or (sys.executable, "-m", "celery", "-A", app)),
             "worker",
             "--loglevel",
             "INFO",
@@ -56,7 +57,7 @@ class WorkerProcess:
         """Start the worker and wait until it reports ready."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -11,14 +11,14 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.celery import create_app as create_celery
-from config.settings import Settings
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.webhooks import create_app
+from extendq.worker.store import open_store
 from tests.conftest import clean_keys
 from tests.support.asgi import served
 from tests.support.receiver import ReceiverProcess
 from tests.webhooks.test_receiver import SECRET, event_body, sign
-from webhooks import create_app
-from worker.store import open_store
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

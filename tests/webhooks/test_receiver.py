@@ -14,11 +14,11 @@ import httpx
 import pytest
 import redis
 
-from config.celery import create_app as create_celery
-from config.settings import Settings
+from extendq.config.settings import Settings
+from extendq.tasks.celery import create_app as create_celery
+from extendq.webhooks import create_app
+from extendq.worker.store import open_store
 from tests.support.asgi import served
-from webhooks import create_app
-from worker.store import open_store
 
 SECRET = "wss_current_secret_1234"
 OLD_SECRET = "wss_previous_secret_5678"

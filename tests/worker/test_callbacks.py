@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import redis
 
+from extendq.errors import InvalidJobRequest, RunRejected
+from extendq.worker.callbacks import GROUP, Callback, CallbackRelay, callback_id
+from extendq.worker.events import EventApplier, Outcome
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
-from worker.callbacks import GROUP, Callback, CallbackRelay, callback_id
-from worker.errors import InvalidJobRequest, RunRejected
-from worker.events import EventApplier, Outcome
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.store import RedisJobStore
 
 KEYS = Keys("extendq:")
 

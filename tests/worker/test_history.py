@@ -9,15 +9,15 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from config.settings import Settings
+from extendq.cli.main import Exit, app
+from extendq.config.settings import Settings
+from extendq.errors import InvalidJobRequest, RunRejected
+from extendq.worker.history import finished_jobs, parse_age, replay_request
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
-from worker.cli import Exit, app
-from worker.errors import InvalidJobRequest, RunRejected
-from worker.history import finished_jobs, parse_age, replay_request
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.store import RedisJobStore
 
 KEYS = Keys("extendq:")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.ingest import Finished, Ingester
-from worker.keys import Keys
-from worker.models import JobRequest
+from extendq.worker.ingest import Finished, Ingester
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
 
 START = 1_000_000.0
 

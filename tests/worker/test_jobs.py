@@ -8,12 +8,12 @@ from typing import Any
 
 import redis
 
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.ratelimit import Limits, RateLimiter
+from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.ratelimit import Limits, RateLimiter
-from worker.store import RedisJobStore
 
 KEYS = Keys("extendq-jobs:")
 

@@ -13,13 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from config.metrics import disable_multiprocess, enable_multiprocess, multiprocess_dir
-from worker import metrics
-from worker.extend import CountedTransport, endpoint_of
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.records import JobRecord
-from worker.store import RedisJobStore
+from extendq.config.metrics import disable_multiprocess, enable_multiprocess, multiprocess_dir
+from extendq.worker import metrics
+from extendq.worker.extend import CountedTransport, endpoint_of
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.records import JobRecord
+from extendq.worker.store import RedisJobStore
 
 KEYS = Keys("extendq:")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from worker.errors import InvalidJobRequest
-from worker.models import JOB_ID_KEY, JobRequest
+from extendq.errors import InvalidJobRequest
+from extendq.worker.models import JOB_ID_KEY, JobRequest
 
 
 def _request(**overrides: object) -> dict[str, object]:

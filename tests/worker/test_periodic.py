@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import redis
 
-from worker.periodic import exclusive
+from extendq.worker.periodic import exclusive
 
 
 def test_one_run_at_a_time_and_only_the_holder_releases(redis_client: redis.Redis) -> None:

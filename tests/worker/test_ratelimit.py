@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from worker.keys import Keys
-from worker.ratelimit import Bucket, Limits, RateLimiter
+from extendq.worker.keys import Keys
+from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
 
 
 def limiter(client: redis.Redis, **limits: float) -> RateLimiter:

@@ -4,10 +4,10 @@ from collections.abc import Sequence
 
 import redis
 
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.reconcile import Reconciler
-from worker.store import RedisJobStore
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.reconcile import Reconciler
+from extendq.worker.store import RedisJobStore
 
 NOW = 1_000_000.0
 TTL = 3600

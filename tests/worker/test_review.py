@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 import redis
 
-from worker.errors import ApiUnavailable, RateLimited, RunRejected, WorkerError
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.ratelimit import Bucket, Limits, RateLimiter
-from worker.review import ReviewFollower, review_status
-from worker.store import RedisJobStore
+from extendq.errors import ApiUnavailable, ExtendqError, RateLimited, RunRejected
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
+from extendq.worker.review import ReviewFollower, review_status
+from extendq.worker.store import RedisJobStore
 
 
 class FakeApi:
@@ -23,7 +23,7 @@ class FakeApi:
         self.status = status
         self.runs: dict[str, dict[str, Any]] = {}
         self.gets = 0
-        self.fail_with: WorkerError | None = None
+        self.fail_with: ExtendqError | None = None
 
     def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         run_id = f"workflow_run_{len(self.runs) + 1}"
@@ -66,7 +66,7 @@ class Results:
     def success(self, job_id: str, run: dict[str, Any]) -> None:
         self.published[job_id] = run
 
-    def failure(self, job_id: str, error: WorkerError) -> None:
+    def failure(self, job_id: str, error: ExtendqError) -> None:
         self.published[job_id] = error
 
     def copy(self, source_id: str, target_id: str) -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.schedule import CheckSchedule, RetryPolicy
+from extendq.worker.schedule import CheckSchedule, RetryPolicy
 
 
 def test_check_schedule_is_one_second_for_the_first_thirty_seconds() -> None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import redis
 
-from worker.keys import Keys
-from worker.models import JobRequest, JobState
-from worker.store import RedisJobStore
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.store import RedisJobStore
 
 
 def _store(client: redis.Redis) -> RedisJobStore:

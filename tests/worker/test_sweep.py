@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import redis
 
-from worker.errors import ApiUnavailable, RateLimited, WorkerError
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.ratelimit import Bucket, Limits, RateLimiter
-from worker.store import RedisJobStore
-from worker.sweep import SweepConfig, Sweeper
+from extendq.errors import ApiUnavailable, ExtendqError, RateLimited
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
+from extendq.worker.store import RedisJobStore
+from extendq.worker.sweep import SweepConfig, Sweeper
 
 KEYS = Keys("extendq-sw:")
 
@@ -22,7 +22,7 @@ KEYS = Keys("extendq-sw:")
 class ListingApi:
     """Answers list calls from a script: an error to raise, or the runs of one page."""
 
-    def __init__(self, *answers: WorkerError | list[dict[str, Any]]) -> None:
+    def __init__(self, *answers: ExtendqError | list[dict[str, Any]]) -> None:
         self.answers = list(answers)
         self.lists = 0
         self.page_sizes: list[int] = []
@@ -31,7 +31,7 @@ class ListingApi:
         self.lists += 1
         self.page_sizes.append(params["maxPageSize"])
         answer = self.answers.pop(0) if self.answers else []
-        if isinstance(answer, WorkerError):
+        if isinstance(answer, ExtendqError):
             raise answer
         return {"data": answer, "nextPageToken": None}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import redis
 
-from config.settings import Settings
-from tasks.base import safety_checks_per_s
+from extendq.config.settings import Settings
+from extendq.tasks.base import safety_checks_per_s
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.store import RedisJobStore
 
 
 def _runner(client: redis.Redis, *, per_s: float | None) -> JobRunner:

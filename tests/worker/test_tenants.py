@@ -10,20 +10,20 @@ import pytest
 import redis
 from celery import Celery
 
-from config.settings import Settings
-from config.tenants import known_tenants, load_tenants
-from tasks.base import build_runner
-from tasks.bulk import enqueue_many
-from tasks.producer import build_request
+from extendq.config.settings import Settings
+from extendq.config.tenants import known_tenants, load_tenants
+from extendq.errors import ConfigError, InvalidJobRequest
+from extendq.tasks.base import build_runner
+from extendq.tasks.bulk import enqueue_many
+from extendq.tasks.producer import build_request
+from extendq.worker.batch import members_from
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.ratelimit import RateLimiter
+from extendq.worker.store import RedisJobStore
+from extendq.worker.tenants import TenantAccounts
 from tests.support.fakes import FakeApi, Results
-from worker.batch import members_from
-from worker.errors import ConfigError, InvalidJobRequest
-from worker.jobs import JobRunner
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.ratelimit import RateLimiter
-from worker.store import RedisJobStore
-from worker.tenants import TenantAccounts
 
 ACME = {"api_key": "sk_acme_secret", "region": "eu", "workspace_id": "ws_1", "rate_limit_requests_per_second": 5}
 
@@ -87,7 +87,7 @@ class _Limiters:
 
     def __call__(self, name: str) -> RateLimiter | None:
         self.built.append(name)
-        from worker.ratelimit import Limits
+        from extendq.worker.ratelimit import Limits
 
         return RateLimiter(self.client, keys=Keys("extendq:"), limits=Limits(requests_per_second=1000), scope=name)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import redis
 
-from worker.keys import Keys
-from worker.usage import UsageLedger
+from extendq.worker.keys import Keys
+from extendq.worker.usage import UsageLedger
 
 # Yesterday at noon and today at 00:30 (UTC): within any retention, whenever the test runs.
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -21,12 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from worker.errors import JobFailed
+from extendq.errors import JobFailed
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.store import RedisJobStore
+    from extendq.worker.store import RedisJobStore
 
 __all__ = [
     "STYLES",

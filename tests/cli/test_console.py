@@ -1,4 +1,4 @@
-"""Tests for worker.console: outcomes from runs, the follow loop, totals and the tables (no Redis, no Celery)."""
+"""Tests for extendq.cli.console: outcomes from runs, the follow loop, totals and the tables (no Redis, no Celery)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from worker import console as console_module
-from worker.console import (
+from extendq.cli import console as console_module
+from extendq.cli.console import (
     Outcome,
     Tracked,
     extracted_fields,

@@ -26,17 +26,17 @@ import httpx
 import redis
 from rich.console import Console
 
-from config.celery import QUEUE, create_app
-from config.settings import Settings
-from tasks.producer import build_request, enqueue
-from worker.console import Outcome, ResultReader, Tracked, follow, outcomes_table, summary, summary_table
-from worker.keys import Keys
-from worker.manifest import BadInput
-from worker.models import JobRequest
-from worker.processes import Child, Supervisor, sigint_blocked, signals_as_exit
-from worker.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
-from worker.store import RedisJobStore
-from worker.views import redact
+from extendq.cli.console import Outcome, ResultReader, Tracked, follow, outcomes_table, summary, summary_table
+from extendq.cli.manifest import BadInput
+from extendq.cli.processes import Child, Supervisor, sigint_blocked, signals_as_exit
+from extendq.cli.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
+from extendq.cli.views import redact
+from extendq.config.settings import Settings
+from extendq.tasks.celery import QUEUE, create_app
+from extendq.tasks.producer import build_request, enqueue
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest
+from extendq.worker.store import RedisJobStore
 
 __all__ = ["DemoOptions", "Sample", "choose_redis", "load_samples", "run"]
 
@@ -220,14 +220,14 @@ def _start_children(supervisor: Supervisor, options: DemoOptions, env: dict[str,
 
 def _emulator_argv(options: DemoOptions, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "worker", "emulator",
+        sys.executable, "-m", "extendq", "emulator",
         "--host", "127.0.0.1", "--port", str(port), "--profile", options.profile, "--api-key", API_KEY,
     ]  # fmt: skip
 
 
 def _worker_argv(options: DemoOptions) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
+        sys.executable, "-m", "celery", "-A", "extendq.tasks", "worker",
         "--concurrency", str(options.concurrency), "--loglevel", "INFO",
         "--hostname", f"extendq-demo-{uuid.uuid4().hex[:8]}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
@@ -278,7 +278,7 @@ def run(options: DemoOptions, *, environ: Mapping[str, str], console: Console) -
 
 def _check_profile(profile: str) -> None:
     """Refuse an unknown emulator profile here, before anything starts, rather than from a dying child."""
-    from emulator.profiles import ProfileError, load_profile
+    from extendq.emulator.profiles import ProfileError, load_profile
 
     try:
         load_profile(profile)

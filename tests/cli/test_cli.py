@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from worker.cli import EPILOG, Exit, app
-from worker.views import redact
+from extendq.cli.main import EPILOG, Exit, app
+from extendq.cli.views import redact
 
 # Nothing listens on port 1: connections are refused at once.
 DOWN = "redis://:hunter2@127.0.0.1:1/0"
@@ -232,8 +232,8 @@ def test_demo_without_any_redis_is_exit_3(
     runner: CliRunner, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given no Redis answers and none can be started
-    from worker import demo
-    from worker.redis_server import RedisUnavailable
+    from extendq.cli import demo
+    from extendq.cli.redis_server import RedisUnavailable
 
     def unavailable(url: str) -> None:
         raise RedisUnavailable(f"No Redis answers at {redact(url)} and no redis-server was found: install one")

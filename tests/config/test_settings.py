@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from worker.errors import ConfigError
+from extendq.config.settings import Settings
+from extendq.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_create_and_poll_and_the_brief() -> None:

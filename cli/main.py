@@ -2,7 +2,8 @@
 
 Every command reads its settings afresh from the environment (`Settings.from_env`), so one process
 can run several commands with different environments (as the tests do). Problems a user can fix
-are one line on stderr and an exit code from `Exit`; never a traceback.
+are one line on stderr and an exit code from `Exit`; never a traceback. A command imports the tasks,
+the emulator or the receiver when it runs, not at start: `extendq --help` does not pay for all of them.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import redis
 import typer
 from rich.console import Console
 
-from config.settings import Settings
-from worker.errors import ConfigError, InvalidJobRequest, WorkerError
-from worker.manifest import BadInput, Entry, entries_for, parse_metadata
-from worker.redis_server import RedisUnavailable, redis_answers
-from worker.views import emit_json, redact, show_cancelled, show_result
+from extendq.cli.manifest import BadInput, Entry, entries_for, parse_metadata
+from extendq.cli.redis_server import RedisUnavailable, redis_answers
+from extendq.cli.views import emit_json, redact, show_cancelled, show_result
+from extendq.config.settings import Settings
+from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.console import Tracked
-    from worker.models import JobRequest
-    from worker.store import RedisJobStore
+    from extendq.cli.console import Tracked
+    from extendq.worker.models import JobRequest
+    from extendq.worker.store import RedisJobStore
 
 
 class Exit(IntEnum):
@@ -73,7 +74,7 @@ def emulator(
     api_key: list[str] = typer.Option([], help="Accept only these API keys (repeatable); any key when unset."),  # noqa: B008
 ) -> None:
     """Serve the local Extend API emulator."""
-    from emulator.server import serve
+    from extendq.emulator.server import serve
 
     serve(
         host=host, port=port, profile=profile, webhook_url=webhook_url, webhook_secret=webhook_secret, api_keys=api_key
@@ -86,16 +87,18 @@ _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 @app.command(context_settings=_PASSTHROUGH)
 def worker(ctx: typer.Context) -> None:
     """Start a Celery worker (any `celery worker` option is passed through); it runs the check dispatcher."""
-    from config.celery import app as celery_app
+    from extendq.tasks.celery import get_app
 
+    celery_app = get_app()
     celery_app.worker_main(["worker", *ctx.args])
 
 
 @app.command(context_settings=_PASSTHROUGH)
 def beat(ctx: typer.Context) -> None:
     """Start Celery beat for the periodic jobs (any `celery beat` option is passed through)."""
-    from config.celery import app as celery_app
+    from extendq.tasks.celery import get_app
 
+    celery_app = get_app()
     celery_app.start(["beat", *ctx.args])
 
 
@@ -106,7 +109,7 @@ def webhooks(
     processes: int = typer.Option(1, help="uvicorn worker processes."),
 ) -> None:
     """Serve the webhook receiver (`POST /webhooks/extend`); secrets from EXTENDQ_WEBHOOK_SECRETS."""
-    from webhooks.server import serve
+    from extendq.webhooks.server import serve
 
     serve(host=host, port=port, workers=processes)
 
@@ -122,8 +125,8 @@ def demo(
 
     Uses the Redis at EXTENDQ_REDIS_URL (on an empty database of its own) or starts a private one.
     """
-    from worker import demo as demo_module
-    from worker.processes import ChildFailed
+    from extendq.cli import demo as demo_module
+    from extendq.cli.processes import ChildFailed
 
     with _guard() as session:
         options = demo_module.DemoOptions(
@@ -157,7 +160,7 @@ class _Session:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from config.celery import create_app
+            from extendq.tasks.celery import create_app
 
             self._app = create_app(self.settings)
         return self._app
@@ -165,7 +168,7 @@ class _Session:
     @property
     def store(self) -> RedisJobStore:
         if self._store is None:
-            from tasks.base import store_for
+            from extendq.tasks.base import store_for
 
             self._store = store_for(self.settings)
         return self._store
@@ -227,7 +230,7 @@ def submit(
 
     Example: extendq submit samples/invoices --workflow workflow_invoice --metadata '{"batch": "b1"}' --wait
     """
-    from worker.console import Tracked
+    from extendq.cli.console import Tracked
 
     with _guard() as session:
         entries = entries_for(inputs or [], workflow=workflow, metadata=parse_metadata(metadata), manifest=manifest)
@@ -245,8 +248,8 @@ def submit(
 
 def _enqueue(app: Any, requests: Sequence[JobRequest]) -> list[str]:
     """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own."""
-    from tasks.bulk import enqueue_many
-    from tasks.producer import enqueue
+    from extendq.tasks.bulk import enqueue_many
+    from extendq.tasks.producer import enqueue
 
     ids: dict[int, str] = {}
     by_workflow: dict[Any, list[int]] = {}
@@ -263,7 +266,7 @@ def _enqueue(app: Any, requests: Sequence[JobRequest]) -> list[str]:
 
 def _request(entry: Entry, secrets_key: str | None) -> JobRequest:
     """The entry's validated job request; `InvalidJobRequest` names the entry."""
-    from tasks.producer import build_request
+    from extendq.tasks.producer import build_request
 
     try:
         return build_request(
@@ -282,7 +285,7 @@ def _print_submitted(jobs: Sequence[Tracked], entries: Sequence[Entry], as_json:
 
 
 def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float | None, as_json: bool) -> Exit:
-    from worker.console import ResultReader, follow, outcomes_table, summary, summary_table
+    from extendq.cli.console import ResultReader, follow, outcomes_table, summary, summary_table
 
     started = time.monotonic()
     reader = ResultReader(session.app, session.store)
@@ -308,7 +311,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Where jobs stand: state, run id, run status, checks so far (exit 1 when one failed or was not PROCESSED)."""
-    from worker.views import ended_badly, job_status, status_table
+    from extendq.cli.views import ended_badly, job_status, status_table
 
     with _guard() as session:
         session.check_redis()
@@ -350,7 +353,7 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet (exit 1 when one had ended)."""
-    from tasks import cancel as send_cancel
+    from extendq.tasks import cancel as send_cancel
 
     with _guard() as session:
         session.check_redis()
@@ -377,7 +380,7 @@ def watch(
     ] = None,
 ) -> None:
     """Live view of jobs in flight and the last finished, from the events stream (Ctrl-C to stop)."""
-    from worker.views import EventFeed
+    from extendq.cli.views import EventFeed
 
     with _guard() as session:
         session.check_redis()
@@ -402,8 +405,8 @@ def usage(
     as_json: JsonOption = False,
 ) -> None:
     """Credits of finished runs per UTC day, by workflow and by usage tag (beat's `usage` job rolls them up)."""
-    from worker.usage import UsageLedger
-    from worker.views import usage_table
+    from extendq.cli.views import usage_table
+    from extendq.worker.usage import UsageLedger
 
     with _guard() as session:
         session.check_redis()
@@ -428,8 +431,8 @@ def list_jobs(
     as_json: JsonOption = False,
 ) -> None:
     """Finished jobs, newest first, by how they ended (kept as long as results are)."""
-    from worker.history import finished_jobs, parse_age
-    from worker.views import finished_table
+    from extendq.cli.views import finished_table
+    from extendq.worker.history import finished_jobs, parse_age
 
     with _guard() as session:
         age = parse_age(since)
@@ -448,7 +451,7 @@ def retry(
     as_json: JsonOption = False,
 ) -> None:
     """Run finished jobs again as new jobs with the same requests; prints each new job id (`replay_of` links them)."""
-    from tasks.replay import replay
+    from extendq.tasks.replay import replay
 
     with _guard() as session:
         if job_key is not None and len(jobs) > 1:
@@ -473,9 +476,9 @@ def recover(
 
     Creates no run. Jobs whose run was never created cannot be recovered (their request lived only in Redis).
     """
-    from tasks.base import build_runner
-    from worker.history import parse_age
-    from worker.recover import Recovery
+    from extendq.tasks.base import build_runner
+    from extendq.worker.history import parse_age
+    from extendq.worker.recover import Recovery
 
     with _guard() as session:
         window_s = parse_age(since)
@@ -483,7 +486,7 @@ def recover(
         runner = build_runner(session.settings, session.app)
         try:
             counts = Recovery.for_runner(runner).run(since=time.time() - window_s)
-        except WorkerError as exc:
+        except ExtendqError as exc:
             _fail(f"recovery stopped, run it again: {exc}", Exit.JOB_FAILED)
         finally:
             runner.api.close()

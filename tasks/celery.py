@@ -1,19 +1,19 @@
-"""The Celery app; `celery -A config worker` and `extendq worker` both start it."""
+"""The Celery app, made on first use; `celery -A extendq.tasks worker` and `extendq worker` both start it."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.app.log import Logging
 from kombu import Exchange, Queue
 
-from config.logging import configure_logging
-from config.settings import Settings, get_settings
-from worker.keys import Keys
+from extendq.config.logging import configure_logging
+from extendq.config.settings import Settings, get_settings
+from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys
 
-QUEUE = "extendq"
-CHECKS_QUEUE = "extendq.checks"
+__all__ = ["CHECKS_QUEUE", "QUEUE", "ExtendqApp", "celery_config", "create_app", "get_app"]
 
 
 _STEP_TASKS = (
@@ -63,7 +63,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Beat: celery-redbeat keeps the schedule in Redis, and only the beat holding its lock fires.
-        "beat_scheduler": "config.beat:Scheduler",
+        "beat_scheduler": "extendq.config.beat:Scheduler",
         "beat_max_loop_interval": settings.beat_max_loop_interval_s,
         "redbeat_redis_url": settings.redis_url,
         "redbeat_redis_options": {},
@@ -72,17 +72,48 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings) -> Celery:
+_TASK_MODULES = ["extendq.tasks.runs", "extendq.tasks.beat", "extendq.tasks.bulk"]
+
+
+class _ConfiguredLogging(Logging):
+    """Logging for the processes this app starts (worker, beat): our format, set up once, for this app only.
+
+    A class of the app rather than a receiver of Celery's process-wide `setup_logging` signal: a producer's own
+    Celery worker in the same process keeps its logging.
+    """
+
+    app: ExtendqApp
+    _configured = False
+
+    def setup_logging_subsystem(self, *args: Any, **kwargs: Any) -> None:
+        if self._configured:
+            return
+        self._configured = True
+        configure_logging(self.app.settings)
+
+
+class ExtendqApp(Celery):
+    """A Celery app that knows the settings it was wired from (its logging and tasks read them)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("extendq", include=_TASK_MODULES, log=_ConfiguredLogging)
+        self.settings = settings
+        self.config_from_object(celery_config(settings))
+
+
+def create_app(settings: Settings) -> ExtendqApp:
     """A Celery app wired to `settings` (tests and producers with their own settings use this)."""
-    celery_app = Celery("extendq", include=["tasks.runs", "tasks.beat", "tasks.bulk"])
-    celery_app.config_from_object(celery_config(settings))
-    return celery_app
+    return ExtendqApp(settings)
 
 
-@setup_logging.connect
-def _configure_logging(**_: Any) -> None:
-    # Connecting this signal makes Celery leave logging to us: same format in workers, beat and the CLI.
-    configure_logging(get_settings())
+@lru_cache(maxsize=1)
+def get_app() -> ExtendqApp:
+    """The app of this process, wired from the environment's settings on first use (never at import)."""
+    return create_app(get_settings())
 
 
-app = create_app(get_settings())
+def __getattr__(name: str) -> Any:
+    # `celery -A extendq.tasks` looks for an `app` attribute: it is made when first asked for.
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from celery.schedules import crontab, schedule
 
-from config.beat import beat_schedule, parse_every
-from config.celery import celery_config
-from config.settings import Settings
-from worker.errors import ConfigError
+from extendq.config.beat import beat_schedule, parse_every
+from extendq.config.settings import Settings
+from extendq.errors import ConfigError
+from extendq.tasks.celery import celery_config
 
 
 def _schedule(**env: Any) -> dict[str, dict[str, Any]]:
@@ -98,7 +98,7 @@ def test_every_accepts_numbers_and_units() -> None:
 def test_celery_config_runs_beat_on_redbeat_under_the_key_prefix() -> None:
     settings = Settings.from_env({"EXTENDQ_REDIS_URL": "redis://r:6379/3", "EXTENDQ_KEY_PREFIX": "acme:"})
     config = celery_config(settings)
-    assert config["beat_scheduler"] == "config.beat:Scheduler"
+    assert config["beat_scheduler"] == "extendq.config.beat:Scheduler"
     assert (config["redbeat_redis_url"], config["redbeat_key_prefix"]) == ("redis://r:6379/3", "acme:beat:")
     assert config["redbeat_lock_timeout"] == 60
     assert config["task_routes"]["extendq.reconcile"] == {"queue": "extendq.checks"}

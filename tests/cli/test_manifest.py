@@ -1,4 +1,4 @@
-"""Tests for worker.manifest: command-line inputs, folders and CSV/JSONL manifests become job entries."""
+"""Tests for extendq.cli.manifest: command-line inputs, folders and CSV/JSONL manifests become job entries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.manifest import BadInput, Entry, entries_for, expand_inputs, parse_metadata, read_manifest
+from extendq.cli.manifest import BadInput, Entry, entries_for, expand_inputs, parse_metadata, read_manifest
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

@@ -22,15 +22,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker.console import STYLES, extracted_fields, live_view
-from worker.errors import JobFailed
-from worker.keys import Keys
-from worker.review import REVIEWED, review_status
+from extendq.cli.console import STYLES, extracted_fields, live_view
+from extendq.errors import JobFailed
+from extendq.worker.keys import Keys
+from extendq.worker.review import REVIEWED, review_status
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.store import RedisJobStore
+    from extendq.worker.store import RedisJobStore
 
 __all__ = [
     "EventFeed",

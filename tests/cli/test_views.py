@@ -3,8 +3,8 @@ from __future__ import annotations
 import redis
 from rich.console import Console
 
-from worker.keys import Keys
-from worker.views import EventFeed, status_table, usage_table
+from extendq.cli.views import EventFeed, status_table, usage_table
+from extendq.worker.keys import Keys
 
 
 def _render(renderable: object) -> str:

@@ -1,4 +1,4 @@
-"""Tests for worker.processes: children in their own process groups, always stopped, stragglers included."""
+"""Tests for extendq.cli.processes: children in their own process groups, always stopped, stragglers included."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.processes import ChildFailed, Supervisor, signals_as_exit
+from extendq.cli.processes import ChildFailed, Supervisor, signals_as_exit
 
 # A parent that ignores SIGTERM and leaves a sleeping grandchild in its process group.
 STUBBORN = textwrap.dedent(

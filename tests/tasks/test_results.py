@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from emulator.app import create_app
-from tasks.results import ExtractionMismatch, ResultMismatch, extraction, typed_run
+from extendq.emulator.app import create_app
+from extendq.tasks.results import ExtractionMismatch, ResultMismatch, extraction, typed_run
 from tests.support.asgi import served
 
 HEADERS = {"Authorization": "Bearer test-key", "x-extend-api-version": "2026-02-09"}

@@ -1,20 +1,22 @@
 """Every error extendq raises, as one tree.
 
 ```
-WorkerError                      base of everything we raise
+ExtendqError                     base of everything extendq raises (`WorkerError`: its name before 0.2)
 ├── ConfigError                  a setting is missing or wrong: fatal at startup
 ├── InvalidJobRequest            bad input, refused at enqueue (or when a task message is malformed)
 ├── RetryableError               transient: the job is retried later, from the schedule
 │   ├── ApiUnavailable           transport errors, timeouts, 408, 409, 5xx
 │   └── RateLimited              429, carries retry_after_s
 │       └── Throttled            our own shared limit: wait for the reserved token
-└── JobFailed                    no terminal run can be had: published as the job's failure
-    ├── RunRejected              400/404/422 from the API
-    ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
-    ├── InputNotFound            a local `path` input that does not exist or is not a file
-    ├── DeadlineExceeded         the job's deadline passed; its run was cancelled
-    ├── JobCancelled             cancelled before a run was submitted
-    └── RetryBudgetExhausted     transient failures outlasted the retry budget
+├── JobFailed                    no terminal run can be had: published as the job's failure
+│   ├── RunRejected              400/404/422 from the API
+│   ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
+│   ├── InputNotFound            a local `path` input that does not exist or is not a file
+│   ├── DeadlineExceeded         the job's deadline passed; its run was cancelled
+│   ├── JobCancelled             cancelled before a run was submitted
+│   └── RetryBudgetExhausted     transient failures outlasted the retry budget
+└── ResultMismatch               a job's run does not have the shape asked for (`typed_run`)
+    └── ExtractionMismatch       no extraction output, or it does not fit your model (`extraction`)
 ```
 
 Errors travel through Celery's JSON result backend as (type, args, module), and are rebuilt with
@@ -24,20 +26,26 @@ Messages name the cause and never hold a secret.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 
-class WorkerError(Exception):
+
+class ExtendqError(Exception):
     """Base of every error extendq raises."""
 
 
-class ConfigError(WorkerError):
+WorkerError = ExtendqError  # the base's name before 0.2
+
+
+class ConfigError(ExtendqError):
     """A setting is missing or invalid; raised at startup."""
 
 
-class InvalidJobRequest(WorkerError, ValueError):
+class InvalidJobRequest(ExtendqError, ValueError):
     """A job request is malformed; raised at enqueue time, before anything is queued."""
 
 
-class RetryableError(WorkerError):
+class RetryableError(ExtendqError):
     """A transient failure: the job is tried again later with backoff."""
 
     # False only when the request surely never reached Extend (refused connection, 429).
@@ -73,7 +81,7 @@ class Throttled(RateLimited):
         self.due_at = due_at  # when known: the moment (unix s) the job may call again
 
 
-class JobFailed(WorkerError):
+class JobFailed(ExtendqError):
     """No terminal run could be had for the job; this is its published failure."""
 
     kind = "failed"
@@ -124,7 +132,53 @@ class RetryBudgetExhausted(JobFailed):
     kind = "retry_budget"
 
 
+class ResultMismatch(ExtendqError, ValueError):
+    """A job's run does not have the shape asked for; `run` is the raw run as the API returned it."""
+
+    def __init__(self, message: str, *, run: Mapping[str, Any], errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.run = dict(run)
+        self.errors = errors or []
+
+
+class ExtractionMismatch(ResultMismatch):
+    """The run has no extraction output to read, or it does not validate into the model given."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run: Mapping[str, Any],
+        step: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, run=run, errors=errors)
+        self.step = step
+
+
 FAILURE_KINDS: dict[str, type[JobFailed]] = {
     cls.kind: cls
     for cls in (JobFailed, RunRejected, AuthFailed, InputNotFound, DeadlineExceeded, JobCancelled, RetryBudgetExhausted)
 }
+
+
+__all__ = [
+    "ApiUnavailable",
+    "AuthFailed",
+    "ConfigError",
+    "DeadlineExceeded",
+    "ExtendqError",
+    "ExtractionMismatch",
+    "FAILURE_KINDS",
+    "InputNotFound",
+    "InvalidJobRequest",
+    "JobCancelled",
+    "JobFailed",
+    "RateLimited",
+    "ResultMismatch",
+    "RetryBudgetExhausted",
+    "RetryableError",
+    "RunRejected",
+    "Throttled",
+    "WorkerError",
+]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from config.logging import JsonFormatter, logging_config
-from config.settings import Settings
+from extendq.config.logging import JsonFormatter, logging_config
+from extendq.config.settings import Settings
 
 
 def _record(**extra: object) -> logging.LogRecord:

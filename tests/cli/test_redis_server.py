@@ -1,4 +1,4 @@
-"""Tests for worker.redis_server, against real private redis-server processes."""
+"""Tests for extendq.cli.redis_server, against real private redis-server processes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import redis_server
-from worker.redis_server import (
+from extendq.cli import redis_server
+from extendq.cli.redis_server import (
     RedisServer,
     RedisServerError,
     RedisUnavailable,
@@ -122,7 +122,7 @@ def test_new_server_on_a_kept_folder_reloads_the_data(binary: str, tmp_path: Pat
 
 def test_atexit_stops_a_server_left_running(binary: str) -> None:
     # Given a child interpreter that starts a server and exits without stopping it
-    code = f"from worker.redis_server import RedisServer; print(RedisServer(binary={binary!r}).start().pid)"
+    code = f"from extendq.cli.redis_server import RedisServer; print(RedisServer(binary={binary!r}).start().pid)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     # Then the server is gone too

@@ -12,11 +12,11 @@ import redis
 from celery import Celery
 from redis import asyncio as aioredis
 
-from config.celery import create_app
-from config.settings import Settings
-from tasks.aio import result_async, submit_async
-from worker.errors import InvalidJobRequest, RunRejected
-from worker.models import JobState
+from extendq.config.settings import Settings
+from extendq.errors import InvalidJobRequest, RunRejected
+from extendq.tasks.aio import result_async, submit_async
+from extendq.tasks.celery import create_app
+from extendq.worker.models import JobState
 
 RUN = {"id": "workflow_run_1", "status": "PROCESSED"}
 
@@ -127,6 +127,6 @@ def test_submit_async_queues_a_valid_request_and_refuses_a_bad_one() -> None:
             await submit_async(app=broker, workflow="w", file={"id": "f"}, tenant="nobody")
         return await submit_async(app=broker, workflow="w", file={"id": "f"}, job_key="k-1")
 
-    from tasks.producer import job_id_for
+    from extendq.tasks.producer import job_id_for
 
     assert asyncio.run(main()) == job_id_for("k-1")

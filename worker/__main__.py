@@ -1,5 +1,0 @@
-"""`python -m worker` runs the `extendq` command line."""
-
-from worker.cli import main
-
-main()
