@@ -6,8 +6,9 @@ ExtendqError                     base of everything extendq raises (`WorkerError
 ├── InvalidJobRequest            bad input, refused at enqueue (or when a task message is malformed)
 ├── RetryableError               transient: the job is retried later, from the schedule
 │   ├── ApiUnavailable           transport errors, timeouts, 408, 409, 5xx
-│   └── RateLimited              429, carries retry_after_s
-│       └── Throttled            our own shared limit: wait for the reserved token
+│   ├── RateLimited              429, carries retry_after_s
+│   │   └── Throttled            our own shared limit: wait for the reserved token
+│   └── StepOverran              a step ran past the task's time limit (a huge upload): spends the budget
 ├── JobFailed                    no terminal run can be had: published as the job's failure
 │   ├── RunRejected              400/404/422 from the API
 │   ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
@@ -79,6 +80,11 @@ class Throttled(RateLimited):
         super().__init__(message, retry_after_s)
         self.reserved = reserved
         self.due_at = due_at  # when known: the moment (unix s) the job may call again
+
+
+class StepOverran(RetryableError):
+    """A step was stopped at the task's (soft) time limit; it counts against the job's retry budget, so a step
+    that always takes too long ends the job instead of starting over for ever."""
 
 
 class JobFailed(ExtendqError):
@@ -176,6 +182,7 @@ __all__ = [
     "JobFailed",
     "RateLimited",
     "ResultMismatch",
+    "StepOverran",
     "RetryBudgetExhausted",
     "RetryableError",
     "RunRejected",

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, states
 from celery.backends.base import Backend, BaseKeyValueStoreBackend
 from celery.backends.redis import RedisBackend
+from celery.exceptions import SoftTimeLimitExceeded
 
 from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import load_tenants
@@ -26,6 +27,21 @@ from extendq.worker.sweep import SweepConfig, Sweeper
 from extendq.worker.tenants import TenantAccounts
 
 _runner: JobRunner | None = None
+# A progress result, written (and published) unless the stored result is terminal already.
+_PROGRESS = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and (meta.status == 'SUCCESS' or meta.status == 'FAILURE') then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 class BackendPublisher:
@@ -35,7 +51,14 @@ class BackendPublisher:
         self._backend = backend
 
     def progress(self, job_id: str, state: JobState, info: dict[str, Any]) -> None:
-        self._write(job_id, info, state.value)
+        # Never over a terminal result: a step's progress may reach the backend after another step finished the
+        # job (results in a Redis of their own are not written in the job store's atomic steps).
+        backend = self._backend
+        if not isinstance(backend, RedisBackend):
+            backend.store_result(job_id, info, state.value)
+            return
+        encoded = self.encoded(job_id, info, state.value)
+        backend.client.eval(_PROGRESS, 1, encoded.key, encoded.value, encoded.ttl_s)
 
     def success(self, job_id: str, run: dict[str, Any]) -> None:
         self._write(job_id, run, states.SUCCESS)
@@ -132,6 +155,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
         lock_ttl_s=settings.request_timeout_s * 3,
+        overrun_errors=(SoftTimeLimitExceeded,),
     )
     runner.batch_checker = BatchRunner(runner=runner).check_member
     runner.tenants = tenant_accounts(settings, store)

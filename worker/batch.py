@@ -18,7 +18,7 @@ from typing import Any
 from extendq.errors import ExtendqError, InvalidJobRequest, RetryableError
 from extendq.worker.extend import Run
 from extendq.worker.jobs import JobRunner
-from extendq.worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobRequest, JobState
+from extendq.worker.models import JOB_ID_KEY, JobRequest, JobState, is_terminal
 from extendq.worker.ratelimit import Bucket
 from extendq.worker.records import JobRecord
 from extendq.worker.secrets import unseal
@@ -92,7 +92,7 @@ class BatchRunner:
         if record.run_id is None:
             record.run_id, record.submitted_at = str(run["id"]), record.submitted_at or now
             store.record_run(job_id, record.run_id, submitted_at=record.submitted_at)
-        if run.get("status") in TERMINAL_RUN_STATUSES:
+        if is_terminal(run.get("status")):
             self.runner.finish_with_run(record, run, now, via="batch")
         return True
 
@@ -107,7 +107,7 @@ class BatchRunner:
             page = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
             summaries += page.get("data") or []
             token = page.get("nextPageToken")
-        ended = [str(s["id"]) for s in summaries if s.get("status") in TERMINAL_RUN_STATUSES]
+        ended = [str(s["id"]) for s in summaries if is_terminal(s.get("status"))]
         owners = self.runner.store.owners(ended)
         for run_id in (run_id for run_id, owner in zip(ended, owners, strict=True) if owner is None):
             self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)

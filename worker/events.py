@@ -13,7 +13,7 @@ from extendq.worker import metrics
 from extendq.worker.extend import Run
 from extendq.worker.joblog import job_event
 from extendq.worker.jobs import JobRunner
-from extendq.worker.models import JOB_ID_KEY, TERMINAL_RUN_STATUSES, JobState
+from extendq.worker.models import JOB_ID_KEY, JobState, is_terminal
 from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.events")
@@ -70,7 +70,7 @@ class EventApplier:
         elif record.run_id != run_id:
             return Outcome.UNKNOWN_RUN
         status = str(payload.get("status", ""))
-        if event_type.startswith("workflow_run.step_run") or status not in TERMINAL_RUN_STATUSES:
+        if event_type.startswith("workflow_run.step_run") or not is_terminal(status):
             self.runner.store.emit(job_event(record, state=JobState.RUNNING, status=status or event_type))
             return Outcome.PROGRESS
         self.runner.finish_with_run(record, payload, now, via="webhook")  # logs the job's `finished` line

@@ -18,6 +18,7 @@ from extendq.errors import (
     RetryableError,
     RetryBudgetExhausted,
     RunRejected,
+    StepOverran,
     Throttled,
 )
 from extendq.worker import metrics, submission
@@ -26,7 +27,7 @@ from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.followups import after_run
 from extendq.worker.joblog import job_event, log_change
 from extendq.worker.landed import landed_run
-from extendq.worker.models import TERMINAL_RUN_STATUSES, FileInput, JobRequest, JobState
+from extendq.worker.models import FileInput, JobRequest, JobState, is_terminal
 from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.records import EncodedResult, JobLock, JobRecord, new_record
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
@@ -76,6 +77,9 @@ class JobRunner:
     encode_result: Callable[[str, Any, str], EncodedResult] | None = None
     # Other Extend accounts, for jobs naming a tenant (worker/tenants.py); `api` and `limiter` serve the rest.
     tenants: TenantAccounts | None = None
+    # What the host raises to stop a step that ran too long (Celery's `SoftTimeLimitExceeded`): retried, and
+    # counted against the job's retry budget like any transient failure.
+    overrun_errors: tuple[type[BaseException], ...] = ()
     _sweeps: SweepWatch = field(default_factory=SweepWatch)  # what this runner last saw of list sweeps
 
     def api_for(self, record: JobRecord) -> ExtendApi:
@@ -173,6 +177,9 @@ class JobRunner:
             self._retry_later(record, exc, now)
         except ExtendqError as exc:
             self._fail(record, exc, now)
+        except self.overrun_errors as exc:
+            overran = StepOverran(f"the step was stopped at its time limit ({type(exc).__name__})")
+            self._retry_later(record, overran, self.clock())
 
     def _act(self, record: JobRecord, now: float) -> None:
         ending = record.cancel_requested or (record.deadline_at is not None and now >= record.deadline_at)
@@ -243,8 +250,8 @@ class JobRunner:
 
     def _after_run(self, record: JobRecord, run: Run, now: float, *, created: bool = False) -> None:
         """Publish a terminal run, or note the run's status and schedule the next check; `created`: a new run."""
-        status = str(run.get("status"))
-        if status in TERMINAL_RUN_STATUSES:
+        status = str(run.get("status") or "")
+        if is_terminal(status):
             if created:
                 self.store.record_run(record.job_id, str(record.run_id), submitted_at=now)
             self._succeed(record, run, now, via="check" if record.checks else "submit")
@@ -260,9 +267,20 @@ class JobRunner:
         due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
         info = record.progress()
         result = self._encoded(record.job_id, info, JobState.RUNNING.value)
-        if result is None:
+        written = self.store.note_run(
+            record, due_at=due, stretched=stretched, event=event, created=created, result=result
+        )
+        if not written:
+            self._outlived(record, created=created, now=now)
+        elif result is None:  # results in another Redis: written after the step's own (fenced) writes
             self.publisher.progress(record.job_id, JobState.RUNNING, info)
-        self.store.note_run(record, due_at=due, stretched=stretched, event=event, created=created, result=result)
+
+    def _outlived(self, record: JobRecord, *, created: bool, now: float) -> None:
+        """The step lost its lock (or the job finished) before its outcome was written: only a run it created is
+        recorded, so that no second create follows; the lock's holder, or the next step, takes it from there."""
+        if created and record.run_id is not None:
+            self.store.record_run(record.job_id, record.run_id, submitted_at=record.submitted_at or now)
+        log.warning("job %s: a step outlived its lock; its outcome was not written", record.job_id)
 
     def check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
         """The delay to a run's next check `elapsed_s` after submission, and whether sweeps stretched it."""

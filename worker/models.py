@@ -18,6 +18,16 @@ JOB_ID_KEY = "extendq:job_id"
 JOB_KEY_KEY = "extendq:job_key"
 USAGE_TAGS_KEY = "extend:usage_tags"
 TERMINAL_RUN_STATUSES = frozenset({"PROCESSED", "FAILED", "CANCELLED", "NEEDS_REVIEW", "REJECTED"})
+# The statuses of a run still moving. Any other status is terminal, as the SDK's `create_and_poll` treats it: a
+# status Extend adds later ends the job with the run as its result, rather than checking it for ever.
+RUNNING_RUN_STATUSES = frozenset({"PENDING", "PROCESSING", "CANCELLING"})
+
+
+def is_terminal(status: object) -> bool:
+    """Whether a run with this status has ended: any status but the running ones (a missing one has not)."""
+    return isinstance(status, str) and bool(status) and status not in RUNNING_RUN_STATUSES
+
+
 _TAG_JUNK = re.compile(r"[^A-Za-z0-9_-]")
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 

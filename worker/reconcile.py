@@ -9,7 +9,7 @@ One pass walks every extendq key under the prefix (SCAN, in batches) and:
   a job past its deadline has its run cancelled and fails, and a submitted job is never submitted again;
 - gives an expiry to finished job records, job-key and run indexes and alias sets that have none
   (a late alias, an index rewritten after the job finished), and deletes those whose job is gone;
-- removes due-set entries whose job record is gone (they would otherwise come due forever).
+- removes due-set entries whose job record is gone or finished (they would otherwise come due for ever).
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ return 2
 """
 
 _DROP_ORPHAN = """
--- KEYS: due set, job hash. ARGV: job id. Removes the entry only if the job record does not exist.
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+-- KEYS: due set, job hash. ARGV: job id. Removes the entry only if the job record does not exist or says the
+-- job finished (a finished job is never due again).
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], 'fin') == 0 then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
@@ -153,11 +154,8 @@ class Reconciler:
         while True:
             cursor, entries = client.zscan(keys.due, cursor, count=self.batch)
             job_ids = [str(job_id) for job_id, _ in entries]
-            pipe = client.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.exists(keys.job(job_id))
-            for job_id, exists in zip(job_ids, pipe.execute() if job_ids else [], strict=True):
-                if not exists and client.eval(_DROP_ORPHAN, 2, keys.due, keys.job(job_id), job_id):
+            for job_id, done in zip(job_ids, self.store.finished_flags(job_ids) if job_ids else [], strict=True):
+                if done and client.eval(_DROP_ORPHAN, 2, keys.due, keys.job(job_id), job_id):
                     counts["due_orphans_removed"] += 1
             if int(cursor) == 0:
                 return

@@ -57,6 +57,8 @@ class RedisJobStore:
         self._release = client.register_script(scripts.RELEASE)
         self._note_run = client.register_script(scripts.NOTE_RUN)
         self._adopt = client.register_script(scripts.ADOPT)
+        self._schedule = client.register_script(scripts.SCHEDULE)
+        self._record_run = client.register_script(scripts.RECORD_RUN)
 
     @property
     def keys(self) -> Keys:
@@ -120,16 +122,12 @@ class RedisJobStore:
             pipe.hdel(self._keys.job(job_id), *cleared)
         pipe.execute()
 
-    def record_run(self, job_id: str, run_id: str, *, submitted_at: float) -> None:
-        """Note the job's Extend run, and index the run id back to the job."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(
-            self._keys.job(job_id),
-            mapping={_F_RUN: run_id, _F_SUBMITTED: repr(submitted_at), _F_STATE: JobState.RUNNING.value},
-        )
-        pipe.hdel(self._keys.job(job_id), _F_POSTING)
-        pipe.set(self._keys.run(run_id), job_id)
-        pipe.execute()
+    def record_run(self, job_id: str, run_id: str, *, submitted_at: float) -> bool:
+        """Note the job's Extend run, and index the run id back to the job; False (nothing written) when the job
+        is unknown or has another run. A finished job keeps its state.
+        """
+        keys = [self._keys.job(job_id), self._keys.run(run_id)]
+        return bool(self._record_run(keys=keys, args=[job_id, run_id, repr(submitted_at), JobState.RUNNING.value]))
 
     def note_run(
         self,
@@ -140,11 +138,14 @@ class RedisJobStore:
         event: dict[str, str] | None = None,
         created: bool = False,
         result: EncodedResult | None = None,
-    ) -> None:
+    ) -> bool:
         """A look at the job's run, not ended yet, in one atomic step: its status and checks noted, the retry
         count reset, `event` appended, the next check scheduled at `due_at`, and the job's lock (`record.lock`)
         released. `created`: the run was just created, so it is recorded and indexed as `record_run` does.
         `result`: the job's progress result, written first.
+
+        Fenced: False, and nothing written, when the step no longer holds the job's lock (it outlived it) or
+        the job finished meanwhile.
         """
         fields: dict[str, Any] = {_F_RUN_STATUS: record.run_status or "", _F_ATTEMPTS: 0, _F_CHECKS: record.checks}
         if created:
@@ -163,9 +164,10 @@ class RedisJobStore:
         ]
         head: list[Any] = [record.job_id, due_at, self._events_maxlen, lock.token if lock else "", len(fields)]
         head += [result.value, result.ttl_s] if result else ["", 0]
-        self._note_run(keys=keys, args=[*head, *_flatten(fields), *_flatten(event or {})])
+        written = self._note_run(keys=keys, args=[*head, *_flatten(fields), *_flatten(event or {})])
         if lock is not None:
             lock.released = True
+        return bool(written)
 
     def owners(self, run_ids: list[str]) -> list[str | None]:
         """The job owning each run id, or None for runs extendq does not know."""
@@ -229,18 +231,11 @@ class RedisJobStore:
 
     def schedule(self, job_id: str, due_at: float, *, stretched: bool = False, posted: bool = True) -> None:
         """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because sweeps run;
-        `posted=False`: clear the job's posting mark too (no create went out).
+        `posted=False`: clear the job's posting mark too (no create went out). A finished job is never
+        scheduled again (its entry goes instead), whoever asks.
         """
-        if not stretched and posted:
-            self._redis.zadd(self._keys.due, {job_id: due_at})
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._keys.due, {job_id: due_at})
-        if stretched:
-            pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
-        if not posted:
-            pipe.hdel(self._keys.job(job_id), _F_POSTING)
-        pipe.execute()
+        keys = [self._keys.job(job_id), self._keys.due, self._keys.sweep("stretched") if stretched else ""]
+        self._schedule(keys=keys, args=[job_id, due_at, "" if posted else "1"])
 
     def make_due(self, job_ids: list[str], due_at: float) -> None:
         """Bring these unfinished jobs' next steps forward to `due_at`, in one command; jobs no longer scheduled

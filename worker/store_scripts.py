@@ -44,8 +44,12 @@ FINISH = (
 --       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
--- Returns false when the job had already finished, else its aliases (task ids sharing its result).
-if KEYS[10] ~= '' and redis.call('GET', KEYS[10]) == ARGV[10] then redis.call('DEL', KEYS[10]) end
+-- Returns false when the job had already finished, or when the step's lock is no longer its own (it outlived
+-- it: another step may hold the job now), else its aliases (task ids sharing its result).
+if KEYS[10] ~= '' then
+  if redis.call('GET', KEYS[10]) ~= ARGV[10] then return false end
+  redis.call('DEL', KEYS[10])
+end
 if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then return false end
 write_result(KEYS[11], ARGV[11], ARGV[12])
 if KEYS[12] ~= '' then redis.call('HSET', KEYS[12], ARGV[13], ARGV[14]) end
@@ -77,6 +81,13 @@ NOTE_RUN = (
 -- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
 -- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
 --       the n pairs, then event field/value pairs (none: no event).
+-- Returns 0, writing nothing, when the step's lock is no longer its own or the job finished meanwhile: a step
+-- that outlived its lock never un-finishes a job, nor overwrites what the lock's new holder wrote.
+if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[4] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'fin') == 1 or redis.call('EXISTS', KEYS[1]) == 0 then
+  if KEYS[6] ~= '' then redis.call('DEL', KEYS[6]) end
+  return 0
+end
 local n = tonumber(ARGV[5])
 write_result(KEYS[7], ARGV[6], ARGV[7])
 local fields = {}
@@ -93,10 +104,39 @@ if #ARGV > 7 + 2 * n then
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
-if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
+if KEYS[6] ~= '' then redis.call('DEL', KEYS[6]) end
 return 1
 """
 )
+
+RECORD_RUN = """
+-- KEYS: job hash, run index. ARGV: job id, run id, submitted at, running state.
+-- The job's run, recorded and indexed back to the job; whoever holds the lock (a step that outlived its lock
+-- must still record the run its create made, or a second create would follow). Refused (0) when the job is
+-- unknown or has another run; a finished job keeps its state.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = redis.call('HGET', KEYS[1], 'run')
+if current and current ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'run', ARGV[2], 'sub', ARGV[3])
+if redis.call('HEXISTS', KEYS[1], 'fin') == 0 then redis.call('HSET', KEYS[1], 'st', ARGV[4]) end
+redis.call('HDEL', KEYS[1], 'post')
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
+SCHEDULE = """
+-- KEYS: job hash, due set, stretched set (or ''). ARGV: job id, due, 1 to clear the posting mark.
+-- A finished job is never scheduled again: its entry is removed instead, and 0 returned.
+if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  if KEYS[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], 'post') end
+return 1
+"""
 
 ADOPT = """
 -- KEYS: job hash, run index, job-key index (or ''), due set. ARGV: job id, due, then field/value pairs.

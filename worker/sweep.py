@@ -21,7 +21,7 @@ import redis
 
 from extendq.errors import RateLimited
 from extendq.worker.extend import ExtendApi, api_time
-from extendq.worker.models import TERMINAL_RUN_STATUSES
+from extendq.worker.models import is_terminal
 from extendq.worker.periodic import repeat
 from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.store import RedisJobStore
@@ -165,7 +165,7 @@ class Sweeper:
             for summary in summaries:
                 if api_time(summary.get("updatedAt")) < since:
                     return ended, True
-                if summary.get("status") in TERMINAL_RUN_STATUSES:
+                if is_terminal(summary.get("status")):
                     ended.append(summary)
             token = page.get("nextPageToken")
             if not token:

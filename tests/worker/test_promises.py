@@ -1,0 +1,146 @@
+"""The job runner keeps its promises when a step is slow: fenced writes, no un-finishing, bounded steps, new statuses.
+
+Real Redis; Extend is the in-memory `FakeApi`, slowed down where a test needs a step to outlive its lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from extendq.errors import RetryBudgetExhausted
+from extendq.worker.jobs import JobRunner
+from extendq.worker.keys import Keys
+from extendq.worker.models import JobRequest, JobState
+from extendq.worker.reconcile import Reconciler
+from extendq.worker.schedule import RetryPolicy
+from extendq.worker.store import RedisJobStore
+from tests.support.fakes import FakeApi, Results
+
+KEYS = Keys("extendq-promises:")
+REQUEST = JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}})
+
+
+def _store(client: redis.Redis) -> RedisJobStore:
+    return RedisJobStore(client, keys=KEYS, result_ttl_s=60)
+
+
+def _runner(store: RedisJobStore, api: FakeApi, **options: Any) -> JobRunner:
+    return JobRunner(api=api, store=store, publisher=Results(), **options)
+
+
+class HeldCheck(FakeApi):
+    """A fake Extend whose first check answers PROCESSING only once `release` is set (a slow answer)."""
+
+    def __init__(self) -> None:
+        super().__init__("PROCESSING")
+        self.release = threading.Event()
+        self.holding = threading.Event()
+        self._held_once = False
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        if self._held_once:
+            return super().get_run(run_id)
+        self._held_once = True
+        answer = {**self.runs[run_id], "status": "PROCESSING"}
+        self.holding.set()
+        assert self.release.wait(30), "the held check was never released"
+        return answer
+
+
+def _wait_until(condition: Any, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.01)
+
+
+def test_a_step_that_outlived_its_lock_never_un_finishes_its_job(redis_client: redis.Redis) -> None:
+    # Given a running job whose check hangs on a slow answer past the step's 0.2 s lock
+    store, api = _store(redis_client), HeldCheck()
+    slow = _runner(store, api, lock_ttl_s=0.2)
+    slow.start("job-1", REQUEST)
+    stale = threading.Thread(target=slow.advance, args=("job-1",))
+    stale.start()
+    assert api.holding.wait(30)
+    _wait_until(lambda: not redis_client.exists(KEYS.lock("job-1")), "the slow step's lock to expire")
+    # When another step takes the job meanwhile and finishes it with the ended run
+    api.status = "PROCESSED"
+    other = _runner(store, api)
+    other.advance("job-1")
+    assert other.publisher.published["job-1"]["status"] == "PROCESSED"  # type: ignore[attr-defined]
+    # And the slow step then comes back with its stale PROCESSING answer
+    api.release.set()
+    stale.join(30)
+    # Then the job stays finished: its state, its run's status, and no next check
+    record = store.load("job-1")
+    assert record is not None and record.finished
+    assert (record.state, record.run_status) == (JobState.SUCCESS, "PROCESSED")
+    assert store.due_at("job-1") is None
+
+
+def test_a_finished_job_is_never_scheduled_again(redis_client: redis.Redis) -> None:
+    # Given a job that finished
+    store = _store(redis_client)
+    _runner(store, FakeApi("PROCESSED", instant=True)).start("job-1", REQUEST)
+    assert store.load("job-1").finished  # type: ignore[union-attr]
+    # When a late writer (a batch's submission mark, sweeps handing checks back) schedules it
+    store.schedule("job-1", time.time() + 1)
+    store.schedule("job-1", time.time() + 1, stretched=True)
+    # Then it is not due, nor counted among the stretched checks
+    assert store.due_at("job-1") is None
+    assert store.stretched() == []
+
+
+def test_reconciling_drops_due_entries_of_finished_jobs(redis_client: redis.Redis) -> None:
+    # Given a finished job whose due entry came back by a plain write (as older versions could)
+    store = _store(redis_client)
+    _runner(store, FakeApi("PROCESSED", instant=True)).start("job-1", REQUEST)
+    redis_client.zadd(KEYS.due, {"job-1": time.time()})
+    # When the reconciler runs
+    counts = Reconciler(store=store, drive=lambda job_id: None, result_ttl_s=60).run()
+    # Then the entry is gone, and counted
+    assert store.due_at("job-1") is None
+    assert counts["due_orphans_removed"] == 1
+
+
+def test_a_run_status_the_sdk_does_not_know_ends_the_job_with_the_run(redis_client: redis.Redis) -> None:
+    # Given a run that ends with a status added after this version (the SDK treats unknown statuses as terminal)
+    store = _store(redis_client)
+    runner = _runner(store, FakeApi("ARCHIVED"))
+    runner.start("job-1", REQUEST)
+    # When its job is checked
+    runner.advance("job-1")
+    # Then the job ended with the run, as the API returned it, and is not checked again
+    assert runner.publisher.published["job-1"]["status"] == "ARCHIVED"  # type: ignore[attr-defined]
+    record = store.load("job-1")
+    assert record is not None and record.state is JobState.SUCCESS
+    assert store.due_at("job-1") is None
+
+
+class OverrunningCreate(FakeApi):
+    """A fake Extend whose create never ends within the task's time limit (a huge upload, say)."""
+
+    def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("create")
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_step_stopped_at_its_time_limit_spends_the_retry_budget(redis_client: redis.Redis) -> None:
+    # Given a job whose create always overruns the time limit, with a retry budget of 2
+    store, api = _store(redis_client), OverrunningCreate()
+    runner = _runner(store, api, retry=RetryPolicy(budget=2), overrun_errors=(SoftTimeLimitExceeded,))
+    runner.start("job-1", REQUEST)
+    # When its step is tried again until it gives up
+    for _ in range(5):
+        if store.load("job-1").finished:  # type: ignore[union-attr]
+            break
+        runner.advance("job-1")
+    # Then it failed with the budget spent after three tries, instead of starting over for ever
+    assert api.calls == ["create"] * 3
+    assert isinstance(runner.publisher.published["job-1"], RetryBudgetExhausted)  # type: ignore[attr-defined]
+    assert store.due_at("job-1") is None
