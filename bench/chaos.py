@@ -89,6 +89,7 @@ class Pool:
             "EXTEND_API_KEY": API_KEY,
             "EXTENDQ_CLAIM_LEASE_S": "10",
             "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+            "EXTENDQ_LANDING_WINDOW_S": "8",
             **settings,
         }
         self.settings = Settings.from_env(self.env)

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(default=0.05, gt=0)
     dispatch_batch: int = Field(default=500, gt=0)
     claim_lease_s: float = Field(default=120.0, gt=0)
+    # After a create whose answer was lost (timeout, 5xx, dropped connection), how long the run may still appear
+    # on Extend: the job posts again only once a lookup made after this long found no run. Above the timeout.
+    landing_window_s: float = Field(default=120.0, gt=0)
     visibility_timeout_s: int = Field(default=900, gt=0)
 
     log_format: str = Field(default="text", pattern="^(text|json)$")
@@ -91,6 +94,12 @@ class Settings(BaseSettings):
     def _check_key_prefix(self) -> Settings:
         if not self.key_prefix or any(ch.isspace() for ch in self.key_prefix):
             raise ValueError("key_prefix must be a non-empty string without spaces")
+        return self
+
+    @model_validator(mode="after")
+    def _check_landing_window(self) -> Settings:
+        if self.landing_window_s <= self.request_timeout_s:
+            raise ValueError("EXTENDQ_LANDING_WINDOW_S must exceed EXTENDQ_REQUEST_TIMEOUT_S")
         return self
 
     @property

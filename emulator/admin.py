@@ -6,6 +6,7 @@ profiles at runtime and play the human reviewer.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from starlette.requests import Request
@@ -30,8 +31,8 @@ def _emulator(request: Request) -> Emulator:
 
 
 async def health(request: Request) -> Response:
-    """GET /_emulator/health -> {"ok": true}."""
-    return json_response({"ok": True})
+    """GET /_emulator/health -> {"ok": true, "pid": n}: the pid tells a starter that its own process answers."""
+    return json_response({"ok": True, "pid": os.getpid()})
 
 
 async def stats(request: Request) -> Response:

@@ -156,6 +156,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         lease_s=settings.claim_lease_s,
         lock_ttl_s=settings.request_timeout_s * 3,
         overrun_errors=(SoftTimeLimitExceeded,),
+        landing_window_s=settings.landing_window_s,
     )
     runner.batch_checker = BatchRunner(runner=runner).check_member
     runner.tenants = tenant_accounts(settings, store)

@@ -72,6 +72,9 @@ class JobRunner:
     default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
+    # How long after it was sent a create whose answer never came may still land on Extend (a gateway that gave
+    # up while Extend went on): no second create before a lookup made after that long finds nothing.
+    landing_window_s: float = 120.0
     clock: Callable[[], float] = time.time
     # Set when results live in the store's Redis: a step then writes its result in its own store script.
     encode_result: Callable[[str, Any, str], EncodedResult] | None = None
@@ -198,6 +201,16 @@ class JobRunner:
 
     def _submit(self, record: JobRecord, now: float) -> None:
         run = self._landed_run(record) if record.posting_since is not None else None
+        if run is None and record.posting_since is not None and now < record.posting_since + self.landing_window_s:
+            # The earlier create may still land: look once more when it no longer can, and never post meanwhile
+            # (a webhook or that look adopts the run if it does land).
+            self.store.schedule(record.job_id, record.posting_since + self.landing_window_s)
+            log.info(
+                "job %s: an earlier create may still land; looking again in %.0fs",
+                record.job_id,
+                record.posting_since + self.landing_window_s - now,
+            )
+            return
         if run is None and record.posting_since is not None:
             # The earlier POST did not land: a create that now waits for its token must not look again when its
             # token is due (that lookup would spend the token, and the create wait for the next one, forever).

@@ -225,6 +225,7 @@ def running_stack(
         "EXTENDQ_RETRY_BACKOFF_S": "0.2",
         "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
         "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+        "EXTENDQ_LANDING_WINDOW_S": "8",
         # No list sweeps: every Extend call in a case is that job's own.
         "EXTENDQ_SWEEP": "off",
     }

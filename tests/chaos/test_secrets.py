@@ -150,6 +150,7 @@ def environment(redis_url: str, emulator_url: str) -> dict[str, str]:
         "EXTENDQ_RETRY_BACKOFF_S": "0.2",
         "EXTENDQ_RETRY_BACKOFF_MAX_S": "1",
         "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+        "EXTENDQ_LANDING_WINDOW_S": "8",
         "EXTENDQ_FAST_POLL_INTERVAL_S": "0.3",
         # The most a log can say: every library's DEBUG records too.
         "EXTENDQ_LOG_LEVEL": "DEBUG",
@@ -192,7 +193,7 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
 # ---- the paths ---------------------------------------------------------------------------------------------
 
 
-def outcome(job: AsyncResult[Any], timeout_s: float = 30.0) -> Any:
+def outcome(job: AsyncResult[Any], timeout_s: float = 90.0) -> Any:
     """The run a job ended with, or the error it failed with."""
     try:
         return job.get(timeout=timeout_s)

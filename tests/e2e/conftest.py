@@ -54,6 +54,7 @@ def worker_env(redis_url: str, emulator: EmulatorProcess) -> dict[str, str]:
         "EXTENDQ_RETRY_BACKOFF_S": "0.2",
         "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
         "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+        "EXTENDQ_LANDING_WINDOW_S": "8",
         "EXTENDQ_CLAIM_LEASE_S": "10",
     }
 

@@ -113,6 +113,7 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "EXTENDQ_RETRY_BACKOFF_S": "0.2",
             "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
             "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+            "EXTENDQ_LANDING_WINDOW_S": "8",
             "EXTENDQ_CLAIM_LEASE_S": "10",
         }
         started.enter_context(WorkerProcess(env, log_path=logs / "worker.log", concurrency=4))

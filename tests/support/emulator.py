@@ -81,15 +81,23 @@ class EmulatorProcess:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> EmulatorProcess:
-        """Start the process and wait until it answers; returns self."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = (Path(self._tmp.name) / "emulator.log").open("wb")
-        self._process = subprocess.Popen(self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self._admin = httpx.Client(base_url=f"{self.url}/_emulator", timeout=30)
-        self._wait_ready()
-        return self
+        """Start the process and wait until it answers; returns self.
+
+        A free port can be taken by another process (another test run's emulator) before this one binds it:
+        the emulator then exits, while the other answers on the port. The health answer names the serving
+        process, so that case starts again on another port instead of testing against a stranger.
+        """
+        for _ in range(5):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            log = (Path(self._tmp.name) / "emulator.log").open("wb")
+            self._process = subprocess.Popen(self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            self._admin = httpx.Client(base_url=f"{self.url}/_emulator", timeout=30)
+            if self._wait_ready():
+                return self
+            self._discard()
+        raise RuntimeError("the emulator could not get a port of its own in 5 tries")
 
     def command(self) -> list[str]:
         """The command line that serves the emulator."""
@@ -198,18 +206,29 @@ class EmulatorProcess:
             return str(path)
         return os.fspath(self.profile)
 
-    def _wait_ready(self) -> None:
+    def _discard(self) -> None:
+        """Stop a process that lost its port to another, keeping the temporary folder for the next try."""
+        assert self._process is not None and self._admin is not None
+        self._admin.close()
+        self._process.kill()
+        self._process.wait(timeout=10)
+
+    def _wait_ready(self) -> bool:
+        """True once this process answers; False when another process answers on its port."""
         deadline = time.monotonic() + self.start_timeout_s
         assert self._process is not None and self._admin is not None
         while time.monotonic() < deadline:
             code = self._process.poll()
+            if code is not None and "address already in use" in self.logs().lower():
+                return False  # another process took the port first
             if code is not None:
                 output = self.logs()
                 self.stop()
                 raise RuntimeError(f"the emulator exited with status {code}:\n{output}")
             try:
-                if self._admin.get("/health", timeout=1).status_code == 200:
-                    return
+                answer = self._admin.get("/health", timeout=1)
+                if answer.status_code == 200:
+                    return bool(answer.json().get("pid") == self._process.pid)
             except httpx.TransportError:
                 time.sleep(0.05)
         output = self.logs()

@@ -47,11 +47,11 @@ def runner_with_a_job(client: redis.Redis, api: FakeApi) -> JobRunner:
         lease_s=1,
         secrets=None,
     )
-    return JobRunner(api=api, store=store, publisher=Results(), limiter=limiter)
+    return JobRunner(api=api, store=store, publisher=Results(), limiter=limiter, landing_window_s=2)
 
 
 def runner_after_a_lost_create(client: redis.Redis, api: FakeApi) -> JobRunner:
-    """The same, with job-1's first POST 5 s ago, its answer lost."""
+    """The same, with job-1's first POST 5 s ago, its answer lost (and its landing window of 2 s over)."""
     runner = runner_with_a_job(client, api)
     runner.store.update("job-1", posting_since=time.time() - 5, state=JobState.SUBMITTING.value)
     return runner

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from extendq.errors import RetryBudgetExhausted
+from extendq.errors import ApiUnavailable, RetryBudgetExhausted
 from extendq.worker.jobs import JobRunner
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest, JobState
@@ -131,9 +132,11 @@ class OverrunningCreate(FakeApi):
 
 
 def test_a_step_stopped_at_its_time_limit_spends_the_retry_budget(redis_client: redis.Redis) -> None:
-    # Given a job whose create always overruns the time limit, with a retry budget of 2
+    # Given a job whose create always overruns the time limit, with a retry budget of 2 (and no landing window:
+    # no run ever lands here, and the lookups before each new create find none)
     store, api = _store(redis_client), OverrunningCreate()
-    runner = _runner(store, api, retry=RetryPolicy(budget=2), overrun_errors=(SoftTimeLimitExceeded,))
+    budget = RetryPolicy(budget=2)
+    runner = _runner(store, api, retry=budget, overrun_errors=(SoftTimeLimitExceeded,), landing_window_s=0)
     runner.start("job-1", REQUEST)
     # When its step is tried again until it gives up
     for _ in range(5):
@@ -144,3 +147,45 @@ def test_a_step_stopped_at_its_time_limit_spends_the_retry_budget(redis_client: 
     assert api.calls == ["create"] * 3
     assert isinstance(runner.publisher.published["job-1"], RetryBudgetExhausted)  # type: ignore[attr-defined]
     assert store.due_at("job-1") is None
+
+
+class LateCommit(FakeApi):
+    """A fake Extend behind a gateway that times out on the create while Extend commits the run `late_s` later."""
+
+    def __init__(self, clock: list[float], late_s: float) -> None:
+        super().__init__("PROCESSING")
+        self.clock, self.late_s = clock, late_s
+        self.visible_at: dict[str, float] = {}
+
+    def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        run = super().create_run(body)
+        self.visible_at[run["id"]] = self.clock[0] + self.late_s
+        raise ApiUnavailable("504 from the gateway")
+
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        if pace is not None:
+            pace()
+        self.calls.append("list")
+        visible = [run for run_id, run in self.runs.items() if self.visible_at[run_id] <= self.clock[0]]
+        return iter([{"id": run["id"], "status": run["status"]} for run in visible])
+
+
+def test_a_create_that_may_still_land_is_not_posted_again(redis_client: redis.Redis) -> None:
+    # Given a create that timed out at the gateway while Extend commits its run 3 s later
+    clock = [1_900_000_000.0]
+    api = LateCommit(clock, late_s=3.0)
+    store = _store(redis_client)
+    runner = _runner(store, api, clock=lambda: clock[0], landing_window_s=60)
+    runner.start("job-1", REQUEST)
+    # When the job's retry comes 1 s later, and again when its landing window has passed
+    for at in (1.0, 61.0):
+        clock[0] = 1_900_000_000.0 + at
+        runner.advance("job-1")
+    # Then the first look found nothing and posted nothing; the second adopted the run that landed late
+    assert api.calls == ["create", "list", "list", "get"]
+    assert len(api.runs) == 1
+    record = store.load("job-1")
+    assert record is not None and record.run_id == next(iter(api.runs))
+    assert record.state is JobState.RUNNING
