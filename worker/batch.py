@@ -49,17 +49,28 @@ class BatchRunner:
 
         Raises `RetryableError` when Extend cannot take the batch now (the task retries, and a redelivery
         finds the jobs already recorded and a batch possibly already created).
+
+        The members are locked while the batch is posted: a member whose own step holds it (its batch was
+        late, so it may go on alone) is left out and told so, never posted both in a batch and alone.
         """
-        fresh = self._record(members)
-        if not fresh:
-            return None
         store = self.runner.store
-        state = {str(k): str(v) for k, v in store.client.hgetall(store.keys.batch(batch_id)).items()}
-        extend_batch = state.get("xb") or self._landed(batch_id, state, fresh)
-        if extend_batch is None:
-            extend_batch = self._post(batch_id, fresh)
-        self._mark_submitted(batch_id, extend_batch, fresh)
-        return extend_batch
+        ours = self._record(batch_id, members)
+        token, locked = store.lock_many(ours, ttl_s=self.runner.lock_ttl_s)
+        self._let_go(set(ours) - set(locked))
+        try:
+            fresh = self._still_fresh(batch_id, locked)
+            if not fresh:
+                return None
+            state = {str(k): str(v) for k, v in store.client.hgetall(store.keys.batch(batch_id)).items()}
+            extend_batch = state.get("xb") or self._landed(
+                batch_id, state, set(ours), workflow_id=fresh[0].request.workflow.id
+            )
+            if extend_batch is None:
+                extend_batch = self._post(batch_id, fresh)
+            self._mark_submitted(batch_id, extend_batch, fresh)
+            return extend_batch
+        finally:
+            store.unlock_many(locked, token)
 
     def adopt(self, run_id: str) -> bool:
         """Fetch an ended run of one of our batches and finish the job it belongs to; False if not ours."""
@@ -112,19 +123,41 @@ class BatchRunner:
         for run_id in (run_id for run_id, owner in zip(ended, owners, strict=True) if owner is None):
             self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
 
-    def _record(self, members: list[BatchJob]) -> list[JobRecord]:
-        store, now, fresh = self.runner.store, self.clock(), []
+    def _record(self, batch_id: str, members: list[BatchJob]) -> list[str]:
+        """Record the members as jobs of this batch task; the ids of those it may post (each is locked next)."""
+        store, now, ours = self.runner.store, self.clock(), []
         for member in members:
-            owner = self.runner.store.create(
-                member.job_id, member.request, now=now, lease_s=self.runner.lease_s, secrets=member.secrets
+            owner = store.create(
+                member.job_id,
+                member.request,
+                now=now,
+                lease_s=self.runner.lease_s,
+                secrets=member.secrets,
+                batch_task=batch_id,
             )
             if owner != member.job_id:
                 self.runner.follow(owner, member.job_id)
                 continue
-            record = store.load(member.job_id)
-            if record is not None and not record.finished:
-                self.runner.note_enqueued(record)
-            if record is not None and not record.finished and record.run_id is None and not record.extend_batch_id:
+            ours.append(member.job_id)
+        return ours
+
+    def _let_go(self, job_ids: set[str]) -> None:
+        """Members busy in a step of their own go on alone: this batch will not post them."""
+        if job_ids:
+            pipe = self.runner.store.client.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hdel(self.runner.store.keys.job(job_id), "bt")
+            pipe.execute()
+
+    def _still_fresh(self, batch_id: str, locked: list[str]) -> list[JobRecord]:
+        """The locked members this batch still has to post: unfinished, with no run, not gone on alone."""
+        fresh = []
+        for job_id in locked:
+            record = self.runner.store.load(job_id)
+            if record is None or record.finished:
+                continue
+            self.runner.note_enqueued(record)
+            if record.run_id is None and not record.extend_batch_id and record.batch_task == batch_id:
                 fresh.append(record)
         return fresh
 
@@ -136,7 +169,14 @@ class BatchRunner:
                 raise RetryableError("waiting for the shared rate limit", grant.wait_s)
         workflow = records[0].request.workflow.model_dump(exclude_none=True)
         inputs = [self._input(record) for record in records]
-        store.client.hset(store.keys.batch(batch_id), mapping={"post": repr(self.clock())})
+        # Written ahead of the post, on the batch and on each member: should its answer be lost, a member's own
+        # step then looks for its run (and waits out the landing window) before it ever posts alone.
+        posted_at = self.clock()
+        pipe = store.client.pipeline(transaction=False)
+        pipe.hset(store.keys.batch(batch_id), mapping={"post": repr(posted_at)})
+        for record in records:
+            pipe.hset(store.keys.job(record.job_id), "post", repr(posted_at))
+        pipe.execute()
         priority = records[0].request.priority
         return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
 
@@ -152,20 +192,20 @@ class BatchRunner:
             item["secrets"] = unseal(record.secrets, self.runner.secrets_key)
         return item
 
-    def _landed(self, batch_id: str, state: dict[str, str], records: list[JobRecord]) -> str | None:
-        """After a post whose answer was lost: the batch it created, found by one of its runs' metadata."""
+    def _landed(self, batch_id: str, state: dict[str, str], members: set[str], *, workflow_id: str) -> str | None:
+        """After a post whose answer was lost: the batch it created, found by one of its runs' metadata (the run
+        of any member of this batch task, including one that has gone on alone since)."""
         if "post" not in state:
             return None
-        ours = {record.job_id for record in records}
         since = float(state["post"]) - _LANDED_SLACK_S
         seen: set[str] = set()
-        for summary in self.runner.api.recent_runs(records[0].request.workflow.id, since):
+        for summary in self.runner.api.recent_runs(workflow_id, since):
             extend_batch = summary.get("batchId")
             if not extend_batch or extend_batch in seen:
                 continue
             seen.add(str(extend_batch))
             run = self.runner.api.get_run(str(summary["id"]))
-            if (run.get("metadata") or {}).get(JOB_ID_KEY) in ours:
+            if (run.get("metadata") or {}).get(JOB_ID_KEY) in members:
                 log.warning("batch %s adopts Extend batch %s created by an earlier attempt", batch_id, extend_batch)
                 return str(extend_batch)
         return None
@@ -179,7 +219,13 @@ class BatchRunner:
         pipe.set(keys.extend_batch(extend_batch), batch_id, ex=store.result_ttl_s)
         pipe.execute()
         for record in records:
-            store.update(record.job_id, extend_batch_id=extend_batch, submitted_at=now, state=JobState.RUNNING.value)
+            store.update(
+                record.job_id,
+                extend_batch_id=extend_batch,
+                submitted_at=now,
+                state=JobState.RUNNING.value,
+                posting_since=None,
+            )
             self.runner.note_submitted(record, via="batch")
             delay, stretched = self.runner.check_delay_s(0.0)
             store.schedule(record.job_id, now + delay, stretched=stretched)

@@ -192,6 +192,9 @@ class JobRunner:
             raise JobCancelled("the job was cancelled before its run was submitted")
         if record.deadline_at is not None and now >= record.deadline_at:
             self._expire(record)
+        if record.run_id is None and record.extend_batch_id is None and record.batch_task is not None:
+            if self._waits_for_its_batch(record, now):
+                return
         if record.run_id is None and record.extend_batch_id is not None:
             self._check_batch_member(record, now)
         elif record.run_id is None:
@@ -239,6 +242,28 @@ class JobRunner:
         if latest is not None and not latest.finished and latest.run_id is None:
             delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
             self.store.schedule(record.job_id, now + delay, stretched=stretched)
+
+    def _waits_for_its_batch(self, record: JobRecord, now: float) -> bool:
+        """A member whose batch task has not marked it posted: it joins the Extend batch the task created, waits
+        while the task may still post it, or else goes on alone (True: it waits). The task reads the member
+        under its lock, so a member is never posted both in its batch and alone; one whose batch post may have
+        landed looks for its run first (`_submit`, with the landing window).
+        """
+        assert record.batch_task is not None
+        extend_batch = self.store.extend_batch_of(record.batch_task)
+        if extend_batch is not None:
+            record.extend_batch_id = extend_batch
+            self.store.update(
+                record.job_id, extend_batch_id=extend_batch, state=JobState.RUNNING.value, posting_since=None
+            )
+            return False
+        if record.posting_since is None and now < record.enqueued_at + 2 * self.lease_s:
+            self.store.schedule(record.job_id, now + self.lease_s)
+            return True
+        record.batch_task = None
+        self.store.update(record.job_id, batch_task=None)
+        log.info("job %s: its batch was not posted in time; it goes on alone", record.job_id)
+        return False
 
     def _adopt_before_ending(self, record: JobRecord, now: float) -> None:
         # A job cancelled or out of time after a create whose answer was lost: a run that did land must be

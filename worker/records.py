@@ -13,7 +13,7 @@ _F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
 _F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
 _F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
 _F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
-_F_TOKEN, _F_BATCH = "tok", "xb"
+_F_TOKEN, _F_BATCH, _F_BATCH_TASK = "tok", "xb", "bt"
 # Redis keeps a small hash as one compact listpack (a third of the memory of a hash table) only while every
 # value fits in `hash-max-listpack-value`, 64 bytes by default; the request and sealed secrets (ASCII) are
 # longer, so they are stored in pieces of that size: `req`, `req1`, `req2`, ...
@@ -60,6 +60,8 @@ class JobRecord:
     error: str | None = None
     held_tokens: dict[str, float] = field(default_factory=dict)
     extend_batch_id: str | None = None
+    # The batch task that takes this job to Extend (`extendq.run_batch`); cleared when the job goes on alone.
+    batch_task: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it), and
     # `fresh`: recorded by this step as SUBMITTING, posting since its creation, with nothing posted yet.
@@ -102,10 +104,13 @@ _FIELDS = {
     "error": _F_ERROR,
     "held_tokens": _F_TOKEN,
     "extend_batch_id": _F_BATCH,
+    "batch_task": _F_BATCH_TASK,
 }
 
 
-def _encode_new(request: JobRequest, *, now: float, secrets: str | None) -> dict[str, str]:
+def _encode_new(
+    request: JobRequest, *, now: float, secrets: str | None, batch_task: str | None = None
+) -> dict[str, str]:
     wire = request.wire()
     wire.pop("secrets", None)  # kept sealed, in their own field, and dropped when the job ends
     fields = pieces(_F_REQUEST, json.dumps(wire, separators=(",", ":")))  # ASCII: one byte per character
@@ -114,6 +119,8 @@ def _encode_new(request: JobRequest, *, now: float, secrets: str | None) -> dict
         fields[_F_DEADLINE] = repr(now + request.deadline_s)
     if secrets:
         fields.update(pieces(_F_SECRETS, secrets))
+    if batch_task:
+        fields[_F_BATCH_TASK] = batch_task
     return fields
 
 
@@ -170,6 +177,7 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
         error=get(_F_ERROR) or None,
         held_tokens=json.loads(get(_F_TOKEN) or "{}"),
         extend_batch_id=get(_F_BATCH),
+        batch_task=get(_F_BATCH_TASK),
     )
 
 

@@ -64,9 +64,20 @@ class RedisJobStore:
     def keys(self) -> Keys:
         return self._keys
 
-    def create(self, job_id: str, request: JobRequest, *, now: float, lease_s: float, secrets: str | None) -> str:
-        """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key."""
-        return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets)[0]
+    def create(
+        self,
+        job_id: str,
+        request: JobRequest,
+        *,
+        now: float,
+        lease_s: float,
+        secrets: str | None,
+        batch_task: str | None = None,
+    ) -> str:
+        """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key.
+        `batch_task`: the batch task that posts it (a job recorded before keeps what it had).
+        """
+        return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets, batch_task=batch_task)[0]
 
     def create_locked(
         self, job_id: str, request: JobRequest, *, now: float, lease_s: float, secrets: str | None, lock_ttl_s: float
@@ -92,8 +103,9 @@ class RedisJobStore:
         lease_s: float,
         secrets: str | None,
         lock: tuple[str, int] | None = None,
+        batch_task: str | None = None,
     ) -> tuple[str, bool]:
-        fields = _encode_new(request, now=now, secrets=secrets)
+        fields = _encode_new(request, now=now, secrets=secrets, batch_task=batch_task)
         if lock:
             fields.update({_F_STATE: JobState.SUBMITTING.value, _F_POSTING: repr(now)})
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
@@ -302,6 +314,27 @@ class RedisJobStore:
         finally:
             if not lock.released:
                 self.unlock(job_id, lock.token)
+
+    def lock_many(self, job_ids: list[str], *, ttl_s: float) -> tuple[str, list[str]]:
+        """Take the locks of these jobs that are free, with one token, in one round trip: (token, ids locked)."""
+        token = uuid.uuid4().hex
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(self._keys.lock(job_id), token, nx=True, px=int(ttl_s * 1000))
+        held = pipe.execute() if job_ids else []
+        return token, [job_id for job_id, got in zip(job_ids, held, strict=True) if got]
+
+    def unlock_many(self, job_ids: list[str], token: str) -> None:
+        """Release the locks `lock_many` took (those `token` still holds)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._release(keys=[self._keys.lock(job_id)], args=[token], client=pipe)
+        pipe.execute()
+
+    def extend_batch_of(self, batch_task: str) -> str | None:
+        """The Extend batch a batch task created, once it is known."""
+        found = self._redis.hget(self._keys.batch(batch_task), "xb")
+        return None if found is None else str(found)
 
     def unlock(self, job_id: str, token: str) -> None:
         """Release the job's lock if `token` still holds it."""

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from extendq.errors import ApiUnavailable, RetryBudgetExhausted
+from extendq.worker.batch import BatchJob, BatchRunner
 from extendq.worker.jobs import JobRunner
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest, JobState
@@ -189,3 +191,50 @@ def test_a_create_that_may_still_land_is_not_posted_again(redis_client: redis.Re
     record = store.load("job-1")
     assert record is not None and record.run_id == next(iter(api.runs))
     assert record.state is JobState.RUNNING
+
+
+class LostBatchAnswers(FakeApi):
+    """A fake Extend behind a gateway that loses the batch endpoint's answers: each batch is created, then a 503."""
+
+    def __init__(self) -> None:
+        super().__init__("PROCESSING")
+        self.batches = 0
+
+    def create_batch(self, body: dict[str, Any]) -> str:
+        self.calls.append("batch")
+        self.batches += 1
+        for item in body["inputs"]:
+            run_id = f"workflow_run_{len(self.runs) + 1}"
+            self.runs[run_id] = {"id": run_id, "status": "PROCESSING", "metadata": item["metadata"]}
+            self.runs[run_id]["batchId"] = f"batch_{self.batches}"
+        raise ApiUnavailable("503 from the gateway")
+
+    def recent_runs(
+        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        if pace is not None:
+            pace()
+        self.calls.append("list")
+        return iter(
+            [{"id": run["id"], "status": run["status"], "batchId": run.get("batchId")} for run in self.runs.values()]
+        )
+
+
+def test_a_batch_member_is_never_posted_again_alone_while_its_batch_may_have_landed(redis_client: redis.Redis) -> None:
+    # Given a batch of two whose post created its runs but lost its answer
+    clock = [1_900_000_000.0]
+    api, store = LostBatchAnswers(), _store(redis_client)
+    runner = _runner(store, api, clock=lambda: clock[0], landing_window_s=60, lease_s=120)
+    batch = BatchRunner(runner=runner, clock=lambda: clock[0])
+    members = [BatchJob(job_id=f"job-{index}", request=REQUEST) for index in (1, 2)]
+    with pytest.raises(ApiUnavailable):
+        batch.start("batch-task-1", members)
+    # When the dispatcher drives one member after its lease, and the batch task then retries
+    clock[0] += 121
+    runner.advance("job-1")
+    batch.start("batch-task-1", members)
+    # Then no run was created twice: one batch post, no single create, and each job has its own run
+    assert (api.batches, api.calls.count("create"), len(api.runs)) == (1, 0, 2)
+    first, second = store.load("job-1"), store.load("job-2")
+    assert first is not None and first.run_id is not None
+    assert second is not None and second.extend_batch_id == "batch_1"
