@@ -16,7 +16,8 @@ from starlette.routing import Route
 from extendq.emulator.endpoints import json_response
 from extendq.emulator.errors import ApiProblem, bad_request, not_found
 from extendq.emulator.files import check_presigned
-from extendq.emulator.profiles import DEFAULT_REVIEWER, ProfileError, parse_profile
+from extendq.emulator.profiles import DEFAULT_REVIEWER, ProfileError, parse_outage, parse_profile
+from extendq.emulator.runs import is_committed
 from extendq.emulator.serialize import admin_body, run_json
 from extendq.emulator.state import Emulator
 from extendq.emulator.store import InvalidTransition
@@ -40,6 +41,7 @@ async def stats(request: Request) -> Response:
     emulator = _emulator(request)
     at = emulator.clock()
     by_status = Counter(emulator.runs.state(run).status for run in emulator.runs)
+    uncommitted = sum(1 for run in emulator.runs if not is_committed(run, at))
     log = emulator.log
     return json_response(
         {
@@ -47,9 +49,11 @@ async def stats(request: Request) -> Response:
             "requests_total": log.total,
             "runs_by_status": dict(by_status),
             "runs_total": len(emulator.runs),
+            "runs_uncommitted": uncommitted,
             "rate_limited": log.rate_limited,
             "dropped": log.dropped,
             "lost": log.lost,
+            "faults": dict(log.faults),
             "files_total": len(emulator.files),
             "webhook_deliveries": len(emulator.webhooks.deliveries),
             "at": at,
@@ -113,6 +117,23 @@ async def put_profile(request: Request) -> Response:
         raise bad_request(str(exc)) from None
     emulator.apply_profile(profile)
     return json_response(profile.to_dict())
+
+
+async def outages(request: Request) -> Response:
+    """GET /_emulator/outages -> [{"route", "status", "until", "untilIso"}] of the routes in an outage now."""
+    emulator = _emulator(request)
+    return json_response([window.to_dict() for window in emulator.outages.active(emulator.clock())])
+
+
+async def start_outage(request: Request) -> Response:
+    """POST /_emulator/outage {"route", "status"? (503), "for_s"} -> the window; `for_s: 0` ends the route's outage."""
+    emulator = _emulator(request)
+    try:
+        outage = parse_outage(parse_json(await request.body()))
+    except ProfileError as exc:
+        raise bad_request(str(exc)) from None
+    window = emulator.outages.start(outage.route, outage.status, emulator.clock(), outage.for_s)
+    return json_response(window.to_dict())
 
 
 async def get_webhook(request: Request) -> Response:
@@ -183,6 +204,8 @@ ROUTES = [
     Route("/_emulator/reset", reset, methods=["POST"]),
     Route("/_emulator/profile", get_profile, methods=["GET"]),
     Route("/_emulator/profile", put_profile, methods=["PUT"]),
+    Route("/_emulator/outages", outages, methods=["GET"]),
+    Route("/_emulator/outage", start_outage, methods=["POST"]),
     Route("/_emulator/webhook", get_webhook, methods=["GET"]),
     Route("/_emulator/webhook", put_webhook, methods=["PUT"]),
     Route("/_emulator/signed/{token}", signed_payload, methods=["GET"]),

@@ -19,7 +19,7 @@ from extendq.emulator import admin, endpoints
 from extendq.emulator.errors import ApiProblem, error_response
 from extendq.emulator.gateway import ExtendGateway, RouteTable
 from extendq.emulator.profiles import Profile, load_profile
-from extendq.emulator.state import Emulator
+from extendq.emulator.state import Emulator, Sleep
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def create_app(
     api_keys: Iterable[str] = (),
     *,
     clock: Callable[[], float] = time.time,
+    sleep: Sleep = asyncio.sleep,
     public_url: str | None = None,
 ) -> Starlette:
     """The emulator app.
@@ -55,6 +56,7 @@ def create_app(
         webhook_secret: the `wss_...` signing secret; required with `webhook_url`.
         api_keys: accepted API keys; any non-empty key when empty.
         clock: unix time source (tests inject one).
+        sleep: how injected waits (delays, slow answers) wait (tests may inject one that moves their clock).
         public_url: how clients reach the emulator (for signed URLs); learnt from `Host` when None.
 
     Raises:
@@ -67,6 +69,7 @@ def create_app(
     emulator = Emulator(
         loaded,
         clock=clock,
+        sleep=sleep,
         webhook_url=webhook_url or None,
         webhook_secret=webhook_secret,
         api_keys=api_keys,

@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from extendq.emulator.errors import bad_request, not_found
+from extendq.emulator.faults import scope_fault
 from extendq.emulator.files import FileRecord, name_from_url, presigned_url, read_upload, sniff_type
 from extendq.emulator.gateway import rate_limited
-from extendq.emulator.runs import STATUSES, RunRecord
+from extendq.emulator.runs import RunRecord
 from extendq.emulator.serialize import file_body, run_json, summary_body
 from extendq.emulator.state import Emulator
 from extendq.emulator.store import InvalidTransition, RunQuery
@@ -111,8 +112,12 @@ def _file(emulator: Emulator, file_id: str) -> FileRecord:
 
 
 async def create_run(request: Request) -> Response:
-    """POST /workflow_runs -> WorkflowRun (PENDING or PROCESSING); counts one run against runs/minute."""
+    """POST /workflow_runs -> WorkflowRun (PENDING or PROCESSING); counts one run against runs/minute.
+
+    A late commit (a fault) holds the run back from the surface; an unknown status replaces its outcome.
+    """
     emulator = _emulator(request)
+    fault = scope_fault(request.scope)
     run_input = parse_create(parse_json(await request.body()))
     spec = emulator.workflow(run_input.workflow_id)
     _check_file_ids(emulator, run_input)
@@ -130,6 +135,8 @@ async def create_run(request: Request) -> Response:
         priority=run_input.priority,
         secrets=run_input.secrets,
         cancel_s=emulator.profile.cancel_s,
+        commit_s=fault.late_s or 0.0,
+        status=fault.run_status or emulator.faults.draw_run_status(run_input.workflow_id),
     )
     return json_response(run_json(run, emulator.clock()))
 
@@ -138,14 +145,17 @@ async def create_batch(request: Request) -> Response:
     """POST /workflow_runs/batch -> {"batchId"}; runs are queued and start at the profile's pace.
 
     Batch runs do not count against runs/minute: the batch endpoint is Extend's way around it.
+    A late commit holds all of them back; an unknown status is drawn (or forced) for each.
     """
     emulator = _emulator(request)
+    fault = scope_fault(request.scope)
+    commit_s = fault.late_s or 0.0
     inputs = parse_batch(parse_json(await request.body()))
     spec = emulator.workflow(inputs[0].workflow_id)
     for run_input in inputs:
         _check_file_ids(emulator, run_input)
     batch_id = new_id("batch_", 9)
-    slots = emulator.runs.batch_slots(len(inputs), emulator.profile.batch_runs_per_second)
+    slots = emulator.runs.batch_slots(len(inputs), emulator.profile.batch_runs_per_second, commit_s)
     for run_input, not_before in zip(inputs, slots, strict=True):
         files = _materialize(emulator, run_input.files)
         emulator.runs.create(
@@ -159,6 +169,8 @@ async def create_batch(request: Request) -> Response:
             priority=run_input.priority,
             secrets=run_input.secrets,
             cancel_s=emulator.profile.cancel_s,
+            commit_s=commit_s,
+            status=fault.run_status or emulator.faults.draw_run_status(run_input.workflow_id),
         )
     return json_response({"batchId": batch_id})
 
@@ -174,8 +186,9 @@ async def list_runs(request: Request) -> Response:
     emulator = _emulator(request)
     params = request.query_params
     status = params.get("status")
-    if status is not None and status not in STATUSES:
-        raise bad_request(f"'status' must be one of {', '.join(STATUSES)}")
+    known = emulator.known_statuses()
+    if status is not None and status not in known:
+        raise bad_request(f"'status' must be one of {', '.join(known)}")
     sort_by = params.get("sortBy") or "updatedAt"
     if sort_by not in ("createdAt", "updatedAt"):
         raise bad_request("'sortBy' must be createdAt or updatedAt")

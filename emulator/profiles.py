@@ -14,9 +14,26 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from extendq.emulator.statuses import check_unknown_status
+
 Outcome = Literal["PROCESSED", "FAILED", "NEEDS_REVIEW", "REJECTED", "CANCELLED"]
 Span = tuple[float, float]
 ERROR_STATUSES = (408, 429, 500, 502, 503, 504)  # what faults may answer instead of handling a request
+MAX_WAIT_S = 600.0  # longest injected wait (delay, slow answer, late commit): past the SDK's 300 s timeout
+ROUTE_KEYS = (  # the Extend surface's routes, as faults name them (emulator.app serves exactly these)
+    "POST /files/upload",
+    "GET /files",
+    "GET /files/{id}",
+    "DELETE /files/{id}",
+    "POST /workflow_runs",
+    "GET /workflow_runs",
+    "POST /workflow_runs/batch",
+    "GET /workflow_runs/{id}",
+    "POST /workflow_runs/{id}",
+    "DELETE /workflow_runs/{id}",
+    "POST /workflow_runs/{id}/cancel",
+)
+CREATE_ROUTES = ("POST /workflow_runs", "POST /workflow_runs/batch")  # where runs are created
 DEFAULT_REVIEWER = "reviewer@example.com"
 
 
@@ -86,6 +103,54 @@ class RateLimit(_Model):
     runs_per_minute: int | None = Field(default=None, ge=1)
 
 
+def check_route(route: str) -> str:
+    """`route` when it names a route of the Extend surface, e.g. `GET /workflow_runs/{id}`.
+
+    Raises:
+        ValueError: otherwise, listing the routes.
+    """
+    if route not in ROUTE_KEYS:
+        raise ValueError(f"{route!r} is not a route of the Extend surface: one of {', '.join(ROUTE_KEYS)}")
+    return route
+
+
+def _check_error_status(status: int) -> int:
+    if status not in ERROR_STATUSES:
+        raise ValueError(f"must be one of {', '.join(map(str, ERROR_STATUSES))}")
+    return status
+
+
+class Outage(_Model):
+    """One route answering `status` without handling its requests, for `for_s` seconds from when it is set."""
+
+    route: str
+    status: int = 503
+    for_s: float = Field(ge=0)
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, value: str) -> str:
+        return check_route(value)
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: int) -> int:
+        return _check_error_status(value)
+
+
+class UnknownStatus(_Model):
+    """Runs that end with a status the SDK does not know, instead of their drawn outcome."""
+
+    rate: float = Field(ge=0, le=1)
+    status: str = "ARCHIVED"
+    workflows: tuple[str, ...] | None = None  # only runs of these workflows (all when None)
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str) -> str:
+        return check_unknown_status(value)
+
+
 class Faults(_Model):
     """Injected failures on the Extend surface (never on /_emulator/)."""
 
@@ -97,6 +162,12 @@ class Faults(_Model):
     drop_rate: float = Field(default=0.0, ge=0, le=1)
     lose_rate: float = Field(default=0.0, ge=0, le=1)
     routes: tuple[str, ...] | None = None
+    late_commit_rate: float = Field(default=0.0, ge=0, le=1)
+    late_commit_s: float = Field(default=3.0, ge=0, le=MAX_WAIT_S)
+    slow_routes: dict[str, float] = Field(default_factory=dict)
+    slow_rate: float = Field(default=1.0, ge=0, le=1)
+    outages: tuple[Outage, ...] = ()
+    unknown_status: UnknownStatus | None = None
 
     @field_validator("latency_s")
     @classmethod
@@ -107,9 +178,16 @@ class Faults(_Model):
     @classmethod
     def _routes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for route in value or ():
-            method, _, path = route.partition(" ")
-            if method not in ("GET", "POST", "PUT", "DELETE") or not path.startswith("/"):
-                raise ValueError(f"{route!r} is not a route like 'GET /workflow_runs/{{id}}'")
+            check_route(route)
+        return value
+
+    @field_validator("slow_routes")
+    @classmethod
+    def _slow_routes(cls, value: dict[str, float]) -> dict[str, float]:
+        for route, seconds in value.items():
+            check_route(route)
+            if not 0 < seconds <= MAX_WAIT_S:
+                raise ValueError(f"{route}: seconds must be within (0, {MAX_WAIT_S:g}]")
         return value
 
     @field_validator("error_statuses")
@@ -217,8 +295,23 @@ def parse_profile(data: Any) -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ProfileError(f"invalid profile: {problems}") from exc
+        raise ProfileError(f"invalid profile: {_problems(exc)}") from exc
+
+
+def parse_outage(data: Any) -> Outage:
+    """Validate one outage window (`{"route", "status"?, "for_s"}`), as the admin API receives it.
+
+    Raises:
+        ProfileError: with the offending keys.
+    """
+    try:
+        return Outage.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"invalid outage: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 def _with_base(data: dict[str, Any]) -> dict[str, Any]:

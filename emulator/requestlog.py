@@ -18,6 +18,7 @@ class RequestLog:
         self.rate_limited = 0
         self.dropped = 0
         self.lost = 0
+        self.faults: dict[str, int] = {}
 
     def record(
         self,
@@ -29,9 +30,11 @@ class RequestLog:
         retry_after: int | None,
         *,
         lost: bool = False,
+        faults: tuple[str, ...] = (),
     ) -> None:
         """Log one request arrived at `at`; `status` None means no answer reached the client: the
-        connection was dropped before handling, or (`lost`) after handling."""
+        connection was dropped before handling, or (`lost`) after handling. `faults` names the late
+        commit, slow answer or outage that shaped the answer."""
         self.entries.append(
             {
                 "method": method,
@@ -41,8 +44,11 @@ class RequestLog:
                 "at": at,
                 "retryAfter": retry_after,
                 "lost": lost,
+                "faults": faults,
             }
         )
+        for fault in faults:
+            self.faults[fault] = self.faults.get(fault, 0) + 1
         per_route = self.counts.setdefault(f"{method} {route}", {})
         key = str(status) if status is not None else "lost" if lost else "dropped"
         per_route[key] = per_route.get(key, 0) + 1
@@ -69,3 +75,4 @@ class RequestLog:
         self.rate_limited = 0
         self.dropped = 0
         self.lost = 0
+        self.faults.clear()

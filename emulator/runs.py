@@ -1,9 +1,9 @@
 """A workflow run's record and its status, derived from timestamps rather than advanced by timers.
 
-A run stores when it was created, when it starts and when it ends (drawn at creation), plus
-the moments of a cancel or a review. `state_at(run, t)` derives the status at any time `t`;
-nothing in the emulator moves a run along, so reads stay cheap and an injected clock is enough
-to test every transition.
+A run stores when it was created, when it shows on the Extend surface (its commit), when it starts
+and when it ends (drawn at creation), plus the moments of a cancel or a review. `state_at(run, t)`
+derives the status at any time `t`; nothing in the emulator moves a run along, so reads stay cheap
+and an injected clock is enough to test every transition.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ from typing import Any
 from extendq.emulator.extraction import Extraction
 from extendq.emulator.files import FileRecord
 from extendq.emulator.profiles import WorkflowSpec
+from extendq.emulator.statuses import (
+    CANCELLED,
+    CANCELLING,
+    EVENT_TYPES,
+    PENDING,
+    PROCESSED,
+    PROCESSING,
+    REJECTED,
+)
 
-PENDING, PROCESSING, CANCELLING = "PENDING", "PROCESSING", "CANCELLING"
-PROCESSED, FAILED, NEEDS_REVIEW = "PROCESSED", "FAILED", "NEEDS_REVIEW"
-REJECTED, CANCELLED = "REJECTED", "CANCELLED"
-STATUSES = (PENDING, PROCESSING, NEEDS_REVIEW, REJECTED, PROCESSED, FAILED, CANCELLED, CANCELLING)
 CANCELLABLE = frozenset({PENDING, PROCESSING})
-EVENT_TYPES = {
-    PROCESSED: "workflow_run.completed",
-    FAILED: "workflow_run.failed",
-    NEEDS_REVIEW: "workflow_run.needs_review",
-    REJECTED: "workflow_run.rejected",
-    CANCELLED: "workflow_run.cancelled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +50,7 @@ class RunRecord:
     batch_id: str | None
     priority: int | None
     created_at: float
+    committed_at: float  # when it shows on the Extend surface: created_at, or later after a late commit
     start_at: float
     end_at: float
     outcome: str
@@ -104,6 +103,11 @@ def state_at(run: RunRecord, at: float) -> RunState:
         status = PROCESSED if review.approved else REJECTED
         return RunState(status, review.at, run.start_at, run.end_at, review)
     return RunState(run.outcome, run.end_at, run.start_at, run.end_at, None)
+
+
+def is_committed(run: RunRecord, at: float) -> bool:
+    """True once the run shows on the Extend surface (by id, in listings, in webhooks)."""
+    return at >= run.committed_at
 
 
 def is_terminal(status: str) -> bool:

@@ -10,7 +10,8 @@ from typing import Any
 
 from extendq.emulator.extraction import SCHEMA
 from extendq.emulator.files import FileRecord
-from extendq.emulator.runs import CANCELLED, CANCELLING, FAILED, PENDING, PROCESSING, RunRecord, RunState, state_at
+from extendq.emulator.runs import RunRecord, RunState, state_at
+from extendq.emulator.statuses import CANCELLED, CANCELLING, FAILED, PENDING, PROCESSING
 from extendq.emulator.wire import DASHBOARD, dumps, iso, iso_or_none
 
 # Workflows of a profile are presented as created once, at a fixed moment.
@@ -56,9 +57,14 @@ def summary_body(run: RunRecord, state: RunState) -> dict[str, Any]:
 
 
 def admin_body(run: RunRecord, at: float, *, with_secrets: bool = False) -> dict[str, Any]:
-    """The full run plus `createdAt`/`updatedAt` (and `secrets` when asked), for the admin API."""
+    """The full run plus `createdAt`/`updatedAt`/`committedAt` (and `secrets` when asked), for the admin API."""
     state = state_at(run, at)
-    body = {**run_body(run, state), "createdAt": iso(run.created_at), "updatedAt": iso(state.updated_at)}
+    body = {
+        **run_body(run, state),
+        "createdAt": iso(run.created_at),
+        "updatedAt": iso(state.updated_at),
+        "committedAt": iso(run.committed_at),
+    }
     if with_secrets:
         body["secrets"] = run.secrets
     return body

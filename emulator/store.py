@@ -1,7 +1,8 @@
 """In-memory runs: creation (drawing the timeline and outcome), cancel, review, update, delete, listing.
 
 The store never sleeps or schedules: it records timestamps and tells an observer (the webhook
-dispatcher) when a run will next reach a terminal status.
+dispatcher) when a run will next reach a terminal status. A run committed late is held but not
+shown (by id or in listings) until its commit.
 """
 
 from __future__ import annotations
@@ -15,18 +16,8 @@ from typing import Any
 from extendq.emulator.extraction import Extraction, extract_fields
 from extendq.emulator.files import FileRecord
 from extendq.emulator.profiles import WorkflowSpec
-from extendq.emulator.runs import (
-    CANCELLABLE,
-    CANCELLED,
-    FAILED,
-    NEEDS_REVIEW,
-    PROCESSED,
-    REJECTED,
-    Review,
-    RunRecord,
-    RunState,
-    state_at,
-)
+from extendq.emulator.runs import CANCELLABLE, Review, RunRecord, RunState, is_committed, state_at
+from extendq.emulator.statuses import CANCELLED, FAILED, NEEDS_REVIEW, PROCESSED, REJECTED
 from extendq.emulator.wire import new_id
 
 Clock = Callable[[], float]
@@ -77,6 +68,7 @@ class RunStore:
         self.on_due = on_due
         self._runs: dict[str, RunRecord] = {}
         self._batch_cursor = 0.0
+        self.unknown_statuses: set[str] = set()  # the unknown statuses runs were given
 
     def create(
         self,
@@ -91,16 +83,25 @@ class RunStore:
         priority: int | None = None,
         secrets: dict[str, Any] | None = None,
         cancel_s: float = 0.0,
+        commit_s: float = 0.0,
+        status: str | None = None,
     ) -> RunRecord:
         """Create a run whose timeline and outcome are drawn now.
 
         `cancel_s` is how long a run drawn to end CANCELLED spends in CANCELLING before its end.
+        `commit_s` delays the run's commit (a late commit): the run is created now but shows, and
+        is queued, only from its commit. `status` replaces its outcome (an unknown status; the draws are
+        made all the same, so seeded sequences do not change).
         """
         at = self.clock()
-        start = max(at + self.rng.uniform(*spec.queue_s), not_before or at)
+        committed = at + commit_s
+        start = max(committed + self.rng.uniform(*spec.queue_s), not_before or committed)
         end = start + self.rng.uniform(*spec.duration_s)
         found = extract_fields("\n".join(f.text for f in files))
         outcome, reason, message = decide_outcome(spec, found, self.rng)
+        if status is not None:
+            outcome, reason, message = status, None, None
+            self.unknown_statuses.add(status)
         run = RunRecord(
             id=new_id("workflow_run_"),
             workflow_id=workflow_id,
@@ -111,6 +112,7 @@ class RunStore:
             batch_id=batch_id,
             priority=priority,
             created_at=at,
+            committed_at=committed,
             start_at=start,
             end_at=end,
             outcome=outcome,
@@ -126,15 +128,16 @@ class RunStore:
         self._due(run.id, end)
         return run
 
-    def batch_slots(self, count: int, per_second: float) -> list[float]:
-        """Start times for `count` queued batch runs, paced behind earlier batches."""
-        base = max(self.clock(), self._batch_cursor)
+    def batch_slots(self, count: int, per_second: float, commit_s: float = 0.0) -> list[float]:
+        """Start times for `count` queued batch runs committed `commit_s` from now, paced behind earlier batches."""
+        base = max(self.clock() + commit_s, self._batch_cursor)
         self._batch_cursor = base + count / per_second
         return [base + i / per_second for i in range(count)]
 
     def get(self, run_id: str) -> RunRecord | None:
-        """The run, or None when unknown."""
-        return self._runs.get(run_id)
+        """The run, or None when unknown or not committed yet."""
+        run = self._runs.get(run_id)
+        return run if run is not None and is_committed(run, self.clock()) else None
 
     def state(self, run: RunRecord) -> RunState:
         """The run's state now."""
@@ -180,7 +183,7 @@ class RunStore:
         at = self.clock()
         rows = []
         for run in self._runs.values():
-            if not _prefilter(run, query):
+            if not (is_committed(run, at) and _prefilter(run, query)):
                 continue
             state = state_at(run, at)
             if query.status is None or state.status == query.status:
@@ -206,6 +209,7 @@ class RunStore:
         """Forget every run and the batch queue."""
         self._runs.clear()
         self._batch_cursor = 0.0
+        self.unknown_statuses.clear()
 
     def _due(self, run_id: str, at: float) -> None:
         if self.on_due is not None:

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 
 from extendq.emulator.profiles import WebhookPolicy
-from extendq.emulator.runs import EVENT_TYPES, RunRecord, state_at
+from extendq.emulator.runs import RunRecord, state_at
 from extendq.emulator.serialize import run_body
+from extendq.emulator.statuses import EVENT_TYPES
 from extendq.emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
 
 MAX_RECORDS = 100_000

@@ -1,12 +1,12 @@
 """Fixtures of the emulator suite: one served emulator per session (reset per test), a webhook
-receiver, SDK clients, and an in-process app with an injected clock."""
+receiver, SDK clients, and an in-process app with an injected clock (and sleep)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from extend_ai import AsyncExtend, Extend, PollingOptions
 
 from extendq.emulator.app import create_app
+from extendq.emulator.profiles import parse_profile
 from tests.support.emulator import EmulatorProcess
 
 SECRET = "wss_test_signing_secret"
@@ -163,6 +164,58 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+class FakeSleep:
+    """An injected `sleep` for in-process apps: notes each wait and moves the clock on instead of waiting."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+
+
+@dataclass
+class InProcess:
+    """The official async SDK on an in-process app driven by a FakeClock and a FakeSleep; `http`
+    reaches the same app with the API headers (the admin API included)."""
+
+    client: AsyncExtend
+    http: httpx.AsyncClient
+    clock: FakeClock
+    sleep: FakeSleep
+
+    async def admin_runs(self) -> list[dict[str, Any]]:
+        """Every run the app holds, committed or not (`GET /_emulator/runs`)."""
+        return list((await self.http.get("/_emulator/runs")).json()["data"])
+
+    async def stats(self) -> dict[str, Any]:
+        """`GET /_emulator/stats`."""
+        return dict((await self.http.get("/_emulator/stats")).json())
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """`GET /_emulator/requests`."""
+        return list((await self.http.get("/_emulator/requests")).json())
+
+
+@pytest.fixture
+def in_process(clock: FakeClock) -> Callable[..., AbstractAsyncContextManager[InProcess]]:
+    """Returns an async context manager: the SDK on `create_app(profile, clock=clock, sleep=FakeSleep(clock))`;
+    `profile` may be a dict (`{"base": "fast", ...}`)."""
+
+    @asynccontextmanager
+    async def make(profile: Any = "fast", **kwargs: Any) -> AsyncIterator[InProcess]:
+        sleep = FakeSleep(clock)
+        loaded = parse_profile(profile) if isinstance(profile, dict) else profile
+        app = create_app(loaded, clock=clock, sleep=sleep, **kwargs)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://emu", headers=API_HEADERS) as http:
+            yield InProcess(AsyncExtend(token="test-key", base_url="http://emu", httpx_client=http), http, clock, sleep)
+
+    return make
 
 
 @pytest.fixture

@@ -234,6 +234,44 @@ def test_scenario_tokens_parse() -> None:
         parse_scenario("lose,500")
 
 
+def test_new_scenario_tokens_parse() -> None:
+    assert parse_scenario("slow=40") == Fault(slow_s=40)
+    assert parse_scenario("late=3, lose, slow=1") == Fault(late_s=3, lose=True, slow_s=1)
+    assert parse_scenario("Status=archived,delay=300") == Fault(run_status="ARCHIVED", delay_s=300)
+    assert parse_scenario("outage=150") == Fault(outage_s=150)
+    assert parse_scenario("outage=150,502") == Fault(outage_s=150, status=502)
+    assert parse_scenario("late=0").tags == ("late",) and parse_scenario("slow=0") == Fault()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ("delay=601", "within 0..600"),
+        ("slow=abc", "bad number"),
+        ("late=3,429", "cannot be combined"),
+        ("status=ARCHIVED,drop", "cannot be combined"),
+        ("outage=10,lose", "cannot be combined"),
+        ("outage=10,drop", "cannot be combined with drop"),
+        ("status=PENDING", "documented status"),
+        ("speed=3", "unknown scenario"),
+    ],
+)
+def test_bad_new_scenario_tokens_are_refused(scenario: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(scenario)
+
+
+def test_late_commits_are_drawn_on_creates_only_and_slow_answers_on_their_routes() -> None:
+    faults = Faults(late_commit_rate=1.0, late_commit_s=7, slow_routes={"GET /files": 9}, error_rate=0.5)
+    injector = FaultInjector(faults, random.Random(0))
+    drawn = [injector.draw(route) for route in ("POST /workflow_runs", "POST /workflow_runs/batch", "GET /files") * 50]
+    creates = [f for i, f in enumerate(drawn) if i % 3 != 2 and f.handled]
+    files = [f for i, f in enumerate(drawn) if i % 3 == 2]
+    assert creates and {(f.late_s, f.slow_s) for f in creates} == {(7, 0)}
+    assert {f.slow_s for f in files if f.handled} == {9} and {f.slow_s for f in files if not f.handled} == {0}
+    assert all(f.late_s is None for f in files)
+
+
 def _shares(faults: Faults, draws: int = 20_000) -> Counter[str]:
     injector = FaultInjector(faults, random.Random(0))
     counts: Counter[str] = Counter()

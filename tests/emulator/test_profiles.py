@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from extendq.emulator.profiles import BUILTIN, ProfileError, load_profile, parse_profile
+from extendq.emulator.admin import ROUTES as ADMIN_ROUTES
+from extendq.emulator.app import EXTEND_ROUTES
+from extendq.emulator.profiles import (
+    BUILTIN,
+    CREATE_ROUTES,
+    ROUTE_KEYS,
+    Faults,
+    ProfileError,
+    load_profile,
+    parse_profile,
+)
 
 DEFAULT_WORKFLOWS = {
     "workflow_invoice",
@@ -85,6 +95,19 @@ def test_a_refusing_workflow_needs_no_timeline_or_outcomes() -> None:
     assert parse_profile(profile.to_dict()) == profile
 
 
+def test_the_fault_route_names_are_the_routes_the_app_serves() -> None:
+    served = {f"{method} {route.path}" for route in EXTEND_ROUTES for method in route.methods or () if method != "HEAD"}
+    assert served == set(ROUTE_KEYS) and set(CREATE_ROUTES) <= served
+
+
+def test_new_fault_keys_default_to_off() -> None:
+    faults = load_profile("default").faults
+    assert (faults.late_commit_rate, faults.late_commit_s, faults.slow_routes, faults.slow_rate) == (0.0, 3.0, {}, 1.0)
+    assert (faults.outages, faults.unknown_status) == ((), None)
+    unknown = parse_profile({"base": "fast", "faults": {"unknown_status": {"rate": 0.1}}}).faults.unknown_status
+    assert unknown is not None and (unknown.status, unknown.workflows) == ("ARCHIVED", None)
+
+
 def test_fault_keys_default_to_no_429_and_no_lost_response() -> None:
     faults = load_profile("default").faults
     assert (faults.rate_limited_rate, faults.retry_after_s, faults.lose_rate) == (0.0, 1, 0.0)
@@ -141,6 +164,18 @@ def test_a_json_file_loads(tmp_path: Path) -> None:
         ({"base": "fast", "faults": {"retry_after_s": 1.5}}, "faults.retry_after_s"),
         ({"base": "fast", "faults": {"retry_after_s": "2"}}, "faults.retry_after_s"),
         ({"base": "fast", "faults": {"lose_rate": -0.1}}, "faults.lose_rate"),
+        ({"base": "fast", "faults": {"routes": ["POST /batch_workflow_runs"]}}, "faults.routes"),
+        ({"base": "fast", "faults": {"late_commit_rate": 1.1}}, "faults.late_commit_rate"),
+        ({"base": "fast", "faults": {"late_commit_s": 601}}, "faults.late_commit_s"),
+        ({"base": "fast", "faults": {"slow_routes": {"GET /nope": 5}}}, "faults.slow_routes"),
+        ({"base": "fast", "faults": {"slow_routes": {"GET /files": 0}}}, "faults.slow_routes"),
+        ({"base": "fast", "faults": {"slow_rate": -1}}, "faults.slow_rate"),
+        ({"base": "fast", "faults": {"outages": [{"route": "POST /batch", "for_s": 1}]}}, "faults.outages.0.route"),
+        ({"base": "fast", "faults": {"outages": [{"route": "GET /files", "status": 404, "for_s": 1}]}}, "0.status"),
+        ({"base": "fast", "faults": {"outages": [{"route": "GET /files"}]}}, "faults.outages.0.for_s"),
+        ({"base": "fast", "faults": {"unknown_status": {"rate": 0.1, "status": "FAILED"}}}, "unknown_status.status"),
+        ({"base": "fast", "faults": {"unknown_status": {"rate": 0.1, "status": "done"}}}, "unknown_status.status"),
+        ({"base": "fast", "faults": {"unknown_status": {"status": "ARCHIVED"}}}, "faults.unknown_status.rate"),
         (
             {"workflows": {"w": {"name": "W", "duration_s": [1, 2], "outcomes": {"ESCALATED": 1}}}},
             "workflows.w.outcomes",
@@ -166,6 +201,18 @@ def test_invalid_profiles_name_the_offending_key(data: object, message: str) -> 
         parse_profile(data)
 
 
+def test_every_fault_key_scenario_token_and_admin_route_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    missing = [f"faults.{key}" for key in Faults.model_fields if f"`{key}`" not in doc]
+    tokens = ("`delay=<s>`", "`slow=<s>`", "`late=<s>`", "`status=<STATUS>`", "`outage=<s>`")
+    missing += [token for token in tokens if token not in doc]
+    for route in ADMIN_ROUTES:
+        for method in sorted(set(route.methods or ()) - {"HEAD"}):
+            if f"{method} {route.path}" not in doc:
+                missing.append(f"{method} {route.path}")
+    assert missing == []
+
+
 def test_unknown_profile_name_lists_the_builtins() -> None:
     with pytest.raises(ProfileError, match="default, fast, payg"):
         load_profile("no-such-profile")
@@ -180,6 +227,12 @@ def test_the_documented_example_profile_validates(tmp_path: Path) -> None:
     assert profile.workflows["workflow_contracts"].version == "3" and "workflow_invoice" in profile.workflows
     assert profile.faults.drop_rate == 0.01 and profile.rate_limit is not None
     assert (profile.faults.rate_limited_rate, profile.faults.retry_after_s, profile.faults.lose_rate) == (0.02, 2, 0.01)
+    faults = profile.faults
+    assert (faults.late_commit_rate, faults.late_commit_s, faults.slow_rate) == (0.01, 3, 0.5)
+    assert faults.slow_routes == {"POST /workflow_runs/{id}/cancel": 40}
+    assert [(o.route, o.status, o.for_s) for o in faults.outages] == [("POST /workflow_runs/batch", 503, 150)]
+    assert faults.unknown_status is not None
+    assert (faults.unknown_status.status, faults.unknown_status.workflows) == ("ARCHIVED", ("workflow_contracts",))
     assert set(profile.workflows["workflow_contracts"].outcomes) == {
         "PROCESSED",
         "FAILED",

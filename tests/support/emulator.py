@@ -176,6 +176,14 @@ class EmulatorProcess:
         """Replace the profile (validated by the emulator; `{"base": "fast", ...}` overrides a built-in)."""
         return dict(self._call("PUT", "/profile", json=dict(profile)))
 
+    def outages(self) -> list[dict[str, Any]]:
+        """The routes in an outage now: `[{route, status, until, untilIso}]`."""
+        return list(self._call("GET", "/outages"))
+
+    def start_outage(self, route: str, for_s: float, status: int = 503) -> dict[str, Any]:
+        """Make `route` (e.g. `POST /workflow_runs/batch`) answer `status` for `for_s` seconds from now (0 ends it)."""
+        return dict(self._call("POST", "/outage", json={"route": route, "status": status, "for_s": for_s}))
+
     def set_webhook(self, url: str | None, secret: str | None = None) -> None:
         """Send webhooks to `url` signed with `secret` from now on (None stops them)."""
         self._call("PUT", "/webhook", json={"url": url, "secret": secret})
