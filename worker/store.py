@@ -220,6 +220,11 @@ class RedisJobStore:
         flags = pipe.execute()
         return [bool(done) or not bool(exists) for done, exists in zip(flags[::2], flags[1::2], strict=True)]
 
+    def unfinished(self, job_ids: list[str]) -> list[str]:
+        """Those of these jobs that are known and not finished, in order."""
+        flags = self.finished_flags(job_ids) if job_ids else []
+        return [job_id for job_id, done in zip(job_ids, flags, strict=True) if not done]
+
     @property
     def result_ttl_s(self) -> int:
         """How long finished jobs and their results are kept."""

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -27,6 +27,7 @@ from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.sweep")
+Reach = Literal["complete", "cut_short", "too_far"]
 _SKEW_S = 3.0  # Extend's clock may be behind ours: look this much further back than the last sweep began
 
 
@@ -71,6 +72,9 @@ class SweepConfig:
     page_size: int = 100
     max_page_size: int = 1000
     max_pages: int = 50
+    # The most of the pool's requests a second that sweeps may spend, as a share: a sweep lists at most
+    # `max_share * requests/s * interval_s` pages (at least one); with no request limit, `max_pages`.
+    max_share: float = 0.25
     # How far ahead a page may reserve its token: as far as jobs do, so a busy pool never starves the sweeps.
     max_wait_s: float = 60.0
 
@@ -96,10 +100,12 @@ class Sweeper:
             return 0
         keys = self.store.keys
         started = self.clock()
-        ended, complete = self._ended_since(self._window_start(started) - _SKEW_S)
+        ended, reach = self._ended_since(self._window_start(started) - _SKEW_S)
         made_due = self._make_due(ended, started)
+        if reach == "too_far":
+            made_due += self._give_way(started)
         pipe = self.client.pipeline()
-        if complete:  # a sweep cut short (no token) leaves the mark, so the next one looks as far back
+        if reach != "cut_short":  # a sweep cut short (no token) leaves the mark, so the next one looks as far back
             pipe.set(keys.sweep("mark"), repr(started))
         pipe.set(keys.sweep("active"), "1", px=int(self.config.interval_s * 3000))
         pipe.execute()
@@ -137,9 +143,8 @@ class Sweeper:
         if not stretched:
             return
         now = self.clock()
-        for job_id, done in zip(stretched, self.store.finished_flags(stretched), strict=True):
-            if not done:
-                self.store.schedule(job_id, now + random.random())
+        for job_id in self.store.unfinished(stretched):
+            self.store.schedule(job_id, now + random.random())
         self.store.unstretch(stretched)
         log.info("sweeps stopped: %d jobs back to regular checks", len(stretched))
 
@@ -152,25 +157,44 @@ class Sweeper:
             return True
         return False
 
-    def _ended_since(self, since: float) -> tuple[list[dict[str, Any]], bool]:
-        """Summaries of runs that ended since `since`, and whether the listing got back that far."""
+    def _ended_since(self, since: float) -> tuple[list[dict[str, Any]], Reach]:
+        """Summaries of runs that ended since `since`, and how far the listing got: back to `since`
+        ("complete"), stopped for want of a token ("cut_short"), or out of pages before it ("too_far")."""
         ended: list[dict[str, Any]] = []
         token: str | None = None
         size = min(max(self.config.page_size, self.store.in_flight()), self.config.max_page_size)
-        for _ in range(self.config.max_pages):
+        for _ in range(self._page_budget()):
             if not self._paced():
-                return ended, False
+                return ended, "cut_short"
             page = self._page(token, size)
             summaries: list[dict[str, Any]] = page.get("data") or []
             for summary in summaries:
                 if api_time(summary.get("updatedAt")) < since:
-                    return ended, True
+                    return ended, "complete"
                 if is_terminal(summary.get("status")):
                     ended.append(summary)
             token = page.get("nextPageToken")
             if not token:
-                return ended, True
-        return ended, False
+                return ended, "complete"
+        return ended, "too_far"
+
+    def _page_budget(self) -> int:
+        """Pages one sweep may list: `max_pages`, and no more than its share of the pool's request rate."""
+        rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
+        if not rps:
+            return self.config.max_pages
+        share = int(self.config.max_share * rps * self.config.interval_s)
+        return max(1, min(self.config.max_pages, share))
+
+    def _give_way(self, now: float) -> int:
+        """The window is out of a sweep's reach (a long outage or pause): the jobs whose checks were stretched
+        for sweeps get checks of their own now, which cover the gap, and the next sweep starts a new window."""
+        stretched = self.store.stretched()
+        unfinished = self.store.unfinished(stretched)
+        self.store.make_due(unfinished, now)
+        self.store.unstretch(stretched)
+        log.warning("a sweep could not reach its window: %d jobs get checks of their own", len(unfinished))
+        return len(unfinished)
 
     def _paced(self) -> bool:
         """Wait for a page's token, reserved in line with the jobs'; False: none within reach, or stopping."""
@@ -203,7 +227,7 @@ class Sweeper:
         run_ids = [str(summary["id"]) for summary in ended]
         owners = self.store.owners(run_ids)
         jobs = [job for job in owners if job is not None]
-        unfinished = [job for job, done in zip(jobs, self.store.finished_flags(jobs), strict=True) if not done]
+        unfinished = self.store.unfinished(jobs)
         self.store.make_due(unfinished, now)
         self.store.unstretch(jobs)
         adopted = self._adopt_batch_runs([s for s, owner in zip(ended, owners, strict=True) if owner is None])

@@ -166,3 +166,34 @@ def test_a_429_on_a_sweep_pauses_the_whole_pool(redis_client: redis.Redis) -> No
         sweeps.sweep_once()
     grant = limiter.reserve(Bucket.REQUESTS)
     assert grant.reserved and 1.9 < grant.wait_s <= 2.0
+
+
+class EndlessListing(ListingApi):
+    """Every page holds a run updated after any window: the listing never gets back to its mark."""
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        self.lists += 1
+        self.page_sizes.append(params["maxPageSize"])
+        return {"data": [ended(f"workflow_run_other_{self.lists}", 5000.0)], "nextPageToken": "more"}
+
+
+def test_a_window_out_of_reach_gives_way_to_checks_of_their_own(redis_client: redis.Redis) -> None:
+    # Given a pool held to 10 requests/s whose sweep window lies further back than any sweep can page
+    # (a long outage on a busy account), and job-1's check stretched to its safety net at 1290
+    clock = Clock(1000.0)
+    store = store_with_a_run(redis_client, now=990.0)
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=10))
+    api = EndlessListing()
+    sweeps = sweeper(store, api, clock, limiter=limiter)
+    sweeps.sleep = lambda seconds: False  # the token waits pass at once
+    # When a sweep runs, and the next one after it
+    sweeps.sweep_once()
+    first = api.lists
+    clock.now = 1002.0
+    sweeps.sweep_once()
+    # Then each listed its share of the requests (0.25 x 10/s x 2 s = 5 pages), not 50 pages every time;
+    # job-1 was handed a check of its own at once, and the window moved on to the latest sweep
+    assert (first, api.lists) == (5, 10)
+    assert store.due_at("job-1") == 1000.0
+    assert store.stretched() == []
+    assert redis_client.get(KEYS.sweep("mark")) == repr(1002.0)
