@@ -127,6 +127,33 @@ def test_bad_signatures_are_refused_without_state_change(
     assert queued(queue_redis) == []
 
 
+def _raw_headers(body: bytes, **replaced: bytes) -> list[tuple[bytes, bytes]]:
+    """Signed headers as raw bytes, with some values replaced by bytes no str header could carry."""
+    headers = {name.encode(): value.encode() for name, value in sign(body).items()}
+    return list({**headers, **{name.replace("_", "-").encode(): value for name, value in replaced.items()}}.items())
+
+
+@pytest.mark.parametrize(
+    ("case", "replaced"),
+    [
+        ("non-ASCII signature (UTF-8)", {"x_extend_request_signature": "é".encode() * 32}),
+        ("non-ASCII signature (Latin-1)", {"x_extend_request_signature": "é".encode("latin-1") * 64}),
+        ("signature bytes that are no text", {"x_extend_request_signature": b"\xff\xfe" * 32}),
+        ("non-ASCII timestamp", {"x_extend_request_timestamp": "١٧٠٠٠٠٠٠٠٠".encode()}),
+        ("timestamp bytes that are no text", {"x_extend_request_timestamp": b"\xff\xfe"}),
+    ],
+)
+def test_malformed_signature_headers_are_refused_401_without_state_change(
+    case: str, replaced: dict[str, bytes], client: httpx.Client, queue_redis: redis.Redis
+) -> None:
+    before = state(queue_redis)
+    body = event_body(f"event_{len(case)}")
+    response = client.post("/webhooks/extend", content=body, headers=_raw_headers(body, **replaced))
+    assert (response.status_code, response.text) == (401, '{"error":"invalid, stale or missing signature"}'), case
+    assert state(queue_redis) == before
+    assert queued(queue_redis) == []
+
+
 def test_signed_non_json_is_400(client: httpx.Client, queue_redis: redis.Redis) -> None:
     body = b"this is not json"
     assert client.post("/webhooks/extend", content=body, headers=sign(body)).status_code == 400
