@@ -369,13 +369,15 @@ class RedisJobStore:
         """Every watched counter."""
         return {str(k): int(v) for k, v in self._redis.hgetall(self._keys.counters).items()}
 
-    def first_sighting(self, event_id: str, *, ttl_s: int) -> bool:
-        """True the first time an event id is seen within `ttl_s`; False for a re-delivery."""
-        return bool(self._redis.set(self._keys.event_seen(event_id), "1", nx=True, ex=ttl_s))
+    def event_seen(self, event_id: str) -> bool:
+        """Whether an event id was handed on already (within the de-duplication TTL): a re-delivery."""
+        return bool(self._redis.exists(self._keys.event_seen(event_id)))
 
-    def forget_sighting(self, event_id: str) -> None:
-        """Undo `first_sighting` (the event could not be handed on, so its re-delivery must be taken)."""
-        self._redis.delete(self._keys.event_seen(event_id))
+    def note_event_seen(self, event_id: str, *, ttl_s: int) -> None:
+        """Remember for `ttl_s` that an event id was handed on; called once the event is durably queued, so a
+        hand-off lost before that (a broker error, a crash) leaves nothing that would swallow its re-delivery.
+        """
+        self._redis.set(self._keys.event_seen(event_id), "1", ex=ttl_s)
 
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""
