@@ -136,7 +136,11 @@ class BatchRunner:
                 raise RetryableError("waiting for the shared rate limit", grant.wait_s)
         workflow = records[0].request.workflow.model_dump(exclude_none=True)
         inputs = [self._input(record) for record in records]
-        store.client.hset(store.keys.batch(batch_id), mapping={"post": repr(self.clock())})
+        # Expiring from the start: a post that fails for good (the task gives up) leaves nothing behind for ever.
+        pipe = store.client.pipeline(transaction=True)
+        pipe.hset(store.keys.batch(batch_id), mapping={"post": repr(self.clock())})
+        pipe.expire(store.keys.batch(batch_id), store.result_ttl_s)
+        pipe.execute()
         priority = records[0].request.priority
         return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
 

@@ -163,6 +163,7 @@ class RedisJobStore:
         ]
         head: list[Any] = [record.job_id, due_at, self._events_maxlen, lock.token if lock else "", len(fields)]
         head += [result.value, result.ttl_s] if result else ["", 0]
+        head.append(self._ttl)
         self._note_run(keys=keys, args=[*head, *_flatten(fields), *_flatten(event or {})])
         if lock is not None:
             lock.released = True
@@ -238,6 +239,7 @@ class RedisJobStore:
         pipe.zadd(self._keys.due, {job_id: due_at})
         if stretched:
             pipe.zadd(self._keys.sweep("stretched"), {job_id: due_at})
+            pipe.expire(self._keys.sweep("stretched"), self._ttl)
         if not posted:
             pipe.hdel(self._keys.job(job_id), _F_POSTING)
         pipe.execute()
@@ -343,6 +345,7 @@ class RedisJobStore:
             self._keys.lock(record.job_id) if record.lock else "",
             result.key if result else "",
             self._keys.usage_pending if usage else "",
+            self._keys.sweep("stretched"),
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""

@@ -41,7 +41,7 @@ FINISH = (
     WRITE_RESULT
     + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
---       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
+--       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set.
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
 -- Returns false when the job had already finished, else its aliases (task ids sharing its result).
@@ -56,6 +56,7 @@ local piece = 1
 while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
+redis.call('ZREM', KEYS[13], ARGV[1])
 local event = {}
 for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
@@ -76,23 +77,26 @@ NOTE_RUN = (
     + """
 -- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
 -- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
---       the n pairs, then event field/value pairs (none: no event).
+--       stretched set ttl, the n pairs, then event field/value pairs (none: no event).
 local n = tonumber(ARGV[5])
 write_result(KEYS[7], ARGV[6], ARGV[7])
 local fields = {}
-for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
+for i = 9, 8 + 2 * n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 if KEYS[5] ~= '' then
   redis.call('HDEL', KEYS[1], 'post')
   redis.call('SET', KEYS[5], ARGV[1])
 end
-if #ARGV > 7 + 2 * n then
+if #ARGV > 8 + 2 * n then
   local event = {}
-  for i = 8 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
+  for i = 9 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(event))
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+end
 if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
 return 1
 """
