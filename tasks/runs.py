@@ -18,7 +18,7 @@ from extendq.tasks.callbacks import start_relay
 from extendq.tasks.celery import get_app
 from extendq.tasks.observe import serve_metrics
 from extendq.worker.dispatcher import Dispatcher
-from extendq.worker.events import EventApplier, Outcome
+from extendq.worker.events import EventApplier, Outcome, busy_delay_s
 from extendq.worker.extend import resolve_signed_payload
 from extendq.worker.recover import DataLossWatch, Recovery, watch_forever
 from extendq.worker.sweep import run_forever
@@ -74,13 +74,14 @@ def cancel(job_id: str) -> bool:
     return True
 
 
-@shared_task(name="extendq.webhook_event", bind=True, max_retries=200)
+@shared_task(name="extendq.webhook_event", bind=True, max_retries=None)
 def webhook_event(self: Any, event: dict[str, Any]) -> str:
     """Apply a verified Extend webhook event to its job (the receiver sends this)."""
     outcome = EventApplier(runner=get_runner()).apply(resolve_signed_payload(event))
     if outcome is Outcome.BUSY:
-        # A check holds the job for one HTTP call: look again in a moment, never wait in the slot.
-        raise self.retry(countdown=0.05)
+        # A step holds the job: look again shortly, never wait in the slot, and never give up (the receiver
+        # answered 200, so Extend will not deliver the event again).
+        raise self.retry(countdown=busy_delay_s(self.request.retries))
     return outcome.value
 
 

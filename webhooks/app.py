@@ -1,8 +1,9 @@
 """The webhook receiver: `POST /webhooks/extend`, an ASGI app to serve alone or mount into your own.
 
-An event is answered 200 only once it is durable: the re-delivery guard is set in Redis and the event sits
-in the broker as an `extendq.webhook_event` task. If handing it on fails, the guard is undone and 503 asks
-Extend to deliver it again. Refused deliveries (401, 400, 413) change nothing.
+An event is answered 200 only once it is durable: it sits in the broker as an `extendq.webhook_event` task,
+and only then is its id remembered in Redis, so that re-deliveries are answered `duplicate`. If handing it on
+fails (or the receiver dies first), nothing is remembered: 503 (or no answer) makes Extend deliver it again,
+and that delivery is taken. Refused deliveries (401, 400, 413) change nothing.
 """
 
 from __future__ import annotations
@@ -73,14 +74,16 @@ class Receiver:
 
     def _hand_on(self, event: dict[str, Any]) -> str:
         event_id = str(event["eventId"])
-        if not self._store.first_sighting(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s):
+        if self._store.event_seen(event_id):
             self._store.count("webhook_redelivered")
             return "duplicate"
         try:
             self._celery.send_task(EVENT_TASK, args=[event], queue=EVENTS_QUEUE)
         except Exception as exc:  # the broker is down: let Extend deliver it again later
-            self._store.forget_sighting(event_id)
             raise Refusal(503, f"cannot queue the event: {type(exc).__name__}") from exc
+        # Remembered only now that it is queued. Two deliveries of one event racing each other may both be
+        # queued: the worker applies a terminal event once (the job finishes once), so that costs one no-op.
+        self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
         return "accepted"
 
 

@@ -18,6 +18,11 @@ class Refusal(Exception):
     reason: str
 
 
+_TIMESTAMP = "x-extend-request-timestamp"
+_SIGNATURE = "x-extend-request-signature"
+_BAD_SIGNATURE = "invalid, stale or missing signature"
+
+
 def verified_event(
     body: bytes, headers: Mapping[str, str], *, secrets: Sequence[str], max_age_s: int
 ) -> dict[str, Any]:
@@ -28,9 +33,9 @@ def verified_event(
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Refusal(400, "body is not UTF-8") from None
-    plain_headers = dict(headers)
+    plain_headers = _signature_headers(headers)
     if not any(Webhooks().verify(text, plain_headers, secret, max_age_seconds=max_age_s) for secret in secrets):
-        raise Refusal(401, "invalid, stale or missing signature")
+        raise Refusal(401, _BAD_SIGNATURE)
     try:
         event = json.loads(text)
     except json.JSONDecodeError:
@@ -38,3 +43,16 @@ def verified_event(
     if not isinstance(event, dict) or not isinstance(event.get("eventId"), str) or not event["eventId"]:
         raise Refusal(400, "body is not an Extend event (no eventId)")
     return event
+
+
+def _signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The two signature headers, refused (401) unless both are plain ASCII and the timestamp is digits.
+
+    The SDK's check compares with `hmac.compare_digest`, which raises on non-ASCII text, and reads the
+    timestamp with `int()`, which takes other scripts' digits: a malformed header must be a refusal, not a 500.
+    """
+    named = {name.lower(): value for name, value in headers.items()}
+    timestamp, signature = named.get(_TIMESTAMP, ""), named.get(_SIGNATURE, "")
+    if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii() and signature):
+        raise Refusal(401, _BAD_SIGNATURE)
+    return {_TIMESTAMP: timestamp, _SIGNATURE: signature}

@@ -172,8 +172,10 @@ class BatchRunner:
         # Written ahead of the post, on the batch and on each member: should its answer be lost, a member's own
         # step then looks for its run (and waits out the landing window) before it ever posts alone.
         posted_at = self.clock()
-        pipe = store.client.pipeline(transaction=False)
+        # The batch's record expires from the start: a post that fails for good leaves nothing behind for ever.
+        pipe = store.client.pipeline(transaction=True)
         pipe.hset(store.keys.batch(batch_id), mapping={"post": repr(posted_at)})
+        pipe.expire(store.keys.batch(batch_id), store.result_ttl_s)
         for record in records:
             pipe.hset(store.keys.job(record.job_id), "post", repr(posted_at))
         pipe.execute()

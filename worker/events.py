@@ -17,6 +17,19 @@ from extendq.worker.models import JOB_ID_KEY, JobState, is_terminal
 from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.events")
+# A BUSY event is tried again soon, then less often, up to this: never a tight loop, and never a long wait
+# held in a worker's memory as a countdown message.
+BUSY_FIRST_S = 0.05
+BUSY_MAX_S = 2.0
+
+
+def busy_delay_s(retries: int) -> float:
+    """Seconds before trying a BUSY event again after `retries` tries: 0.05 s, doubling, capped at 2 s.
+
+    There is no last try: the lock always frees (a step holds it for one HTTP call, and a lock whose holder
+    died expires after the lock TTL), so an accepted event is applied, never dropped for being busy.
+    """
+    return min(BUSY_FIRST_S * 2.0 ** min(max(retries, 0), 16), BUSY_MAX_S)
 
 
 class Outcome(StrEnum):
@@ -40,7 +53,7 @@ class EventApplier:
     def apply(self, event: dict[str, Any]) -> Outcome:
         """Apply one verified event (payload already fetched when it came as a signed URL).
 
-        `BUSY` means a check holds the job right now: the caller tries again a moment later.
+        `BUSY` means a check holds the job right now: the caller tries again after `busy_delay_s`.
         """
         event_type = str(event.get("eventType", ""))
         payload = event.get("payload")

@@ -64,11 +64,13 @@ class Keys:
         return f"{self.prefix}limit:{scope}:{name}"
 
     def sweep(self, name: str) -> str:
-        """String: list-sweep state: `leader` (lease), `mark` (when the last sweep began), `active` (flag)."""
+        """List-sweep state: strings `leader` (lease), `mark` (when the last sweep began), `active` (flag), and the
+        sorted set `stretched` (job id -> its stretched check; a job leaves it when it finishes, and the set
+        expires a result TTL after its last write)."""
         return f"{self.prefix}sweep:{name}"
 
     def batch(self, batch_id: str) -> str:
-        """Hash: one of our batches (its Extend batch id `xb`, when its post began `post`)."""
+        """Hash: one of our batches (its Extend batch id `xb`, when its post began `post`); expires with results."""
         return f"{self.prefix}batch:{batch_id}"
 
     def extend_batch(self, extend_batch_id: str) -> str:

@@ -176,6 +176,7 @@ class RedisJobStore:
         ]
         head: list[Any] = [record.job_id, due_at, self._events_maxlen, lock.token if lock else "", len(fields)]
         head += [result.value, result.ttl_s] if result else ["", 0]
+        head.append(self._ttl)
         written = self._note_run(keys=keys, args=[*head, *_flatten(fields), *_flatten(event or {})])
         if lock is not None:
             lock.released = True
@@ -252,7 +253,7 @@ class RedisJobStore:
         scheduled again (its entry goes instead), whoever asks.
         """
         keys = [self._keys.job(job_id), self._keys.due, self._keys.sweep("stretched") if stretched else ""]
-        self._schedule(keys=keys, args=[job_id, due_at, "" if posted else "1"])
+        self._schedule(keys=keys, args=[job_id, due_at, "" if posted else "1", self._ttl])
 
     def make_due(self, job_ids: list[str], due_at: float) -> None:
         """Bring these unfinished jobs' next steps forward to `due_at`, in one command; jobs no longer scheduled
@@ -376,6 +377,7 @@ class RedisJobStore:
             self._keys.lock(record.job_id) if record.lock else "",
             result.key if result else "",
             self._keys.usage_pending if usage else "",
+            self._keys.sweep("stretched"),
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""
@@ -402,13 +404,15 @@ class RedisJobStore:
         """Every watched counter."""
         return {str(k): int(v) for k, v in self._redis.hgetall(self._keys.counters).items()}
 
-    def first_sighting(self, event_id: str, *, ttl_s: int) -> bool:
-        """True the first time an event id is seen within `ttl_s`; False for a re-delivery."""
-        return bool(self._redis.set(self._keys.event_seen(event_id), "1", nx=True, ex=ttl_s))
+    def event_seen(self, event_id: str) -> bool:
+        """Whether an event id was handed on already (within the de-duplication TTL): a re-delivery."""
+        return bool(self._redis.exists(self._keys.event_seen(event_id)))
 
-    def forget_sighting(self, event_id: str) -> None:
-        """Undo `first_sighting` (the event could not be handed on, so its re-delivery must be taken)."""
-        self._redis.delete(self._keys.event_seen(event_id))
+    def note_event_seen(self, event_id: str, *, ttl_s: int) -> None:
+        """Remember for `ttl_s` that an event id was handed on; called once the event is durably queued, so a
+        hand-off lost before that (a broker error, a crash) leaves nothing that would swallow its re-delivery.
+        """
+        self._redis.set(self._keys.event_seen(event_id), "1", ex=ttl_s)
 
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""

@@ -41,7 +41,7 @@ FINISH = (
     WRITE_RESULT
     + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
---       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or '').
+--       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set.
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
 -- Returns false when the job had already finished, or when the step's lock is no longer its own (it outlived
@@ -60,6 +60,7 @@ local piece = 1
 while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
+redis.call('ZREM', KEYS[13], ARGV[1])
 local event = {}
 for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
@@ -80,7 +81,7 @@ NOTE_RUN = (
     + """
 -- KEYS: job hash, due set, events stream, stretched set (or ''), run index (or ''), lock (or ''), result (or '').
 -- ARGV: job id, due, events maxlen, lock token, number of hash field/value pairs (n), result value, result ttl,
---       the n pairs, then event field/value pairs (none: no event).
+--       stretched set ttl, the n pairs, then event field/value pairs (none: no event).
 -- Returns 0, writing nothing, when the step's lock is no longer its own or the job finished meanwhile: a step
 -- that outlived its lock never un-finishes a job, nor overwrites what the lock's new holder wrote.
 if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[4] then return 0 end
@@ -91,19 +92,22 @@ end
 local n = tonumber(ARGV[5])
 write_result(KEYS[7], ARGV[6], ARGV[7])
 local fields = {}
-for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
+for i = 9, 8 + 2 * n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 if KEYS[5] ~= '' then
   redis.call('HDEL', KEYS[1], 'post')
   redis.call('SET', KEYS[5], ARGV[1])
 end
-if #ARGV > 7 + 2 * n then
+if #ARGV > 8 + 2 * n then
   local event = {}
-  for i = 8 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
+  for i = 9 + 2 * n, #ARGV do event[#event + 1] = ARGV[i] end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(event))
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if KEYS[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+end
 if KEYS[6] ~= '' then redis.call('DEL', KEYS[6]) end
 return 1
 """
@@ -125,7 +129,7 @@ return 1
 """
 
 SCHEDULE = """
--- KEYS: job hash, due set, stretched set (or ''). ARGV: job id, due, 1 to clear the posting mark.
+-- KEYS: job hash, due set, stretched set (or ''). ARGV: job id, due, 1 to clear the posting mark, stretched ttl.
 -- A finished job is never scheduled again: its entry is removed instead, and 0 returned.
 if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -133,7 +137,10 @@ if redis.call('HEXISTS', KEYS[1], 'fin') == 1 then
   return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end
+if KEYS[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], 'post') end
 return 1
 """

@@ -172,6 +172,11 @@ ATTACKS = [
     Attack("future timestamp (61 s ahead)", _post(GOOD, lambda b: sign(b, ts=NOW() + 61)), 401),
     Attack("timestamp in milliseconds", _post(GOOD, lambda b: sign(b, ts=NOW() * 1000)), 401),
     Attack("timestamp not a number", _post(GOOD, lambda b: {**sign(b), "x-extend-request-timestamp": "soon"}), 401),
+    Attack(
+        "signature in non-ASCII bytes",
+        _post(GOOD, lambda b: {**sign(b), "x-extend-request-signature": "é".encode() * 32}),  # type: ignore[dict-item]
+        401,
+    ),
     Attack("signed body that is not JSON", _post(b"<xml>not json</xml>", sign), 400),
     Attack("signed empty body", _post(b"", sign), 400),
     Attack("signed body that is not UTF-8", _post(b'{"eventId": "\xff\xfe"}', sign), 400),

@@ -40,6 +40,14 @@ def test_bad_value_names_the_variable() -> None:
         Settings.from_env({"EXTENDQ_REGION": "mars"})
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "-300"])
+def test_webhook_max_age_must_be_positive_so_the_freshness_check_stays_on(value: str) -> None:
+    # The SDK reads a max age of 0 as "no timestamp check": a replayed delivery of any age would verify.
+    with pytest.raises(ConfigError, match="EXTENDQ_WEBHOOK_MAX_AGE_S"):
+        Settings.from_env({"EXTENDQ_WEBHOOK_MAX_AGE_S": value})
+    assert Settings.from_env({"EXTENDQ_WEBHOOK_MAX_AGE_S": "1"}).webhook_max_age_s == 1
+
+
 def test_env_example_and_readme_list_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     readme = (ROOT / "README.md").read_text()

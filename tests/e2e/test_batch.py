@@ -11,9 +11,11 @@ import redis
 from celery import Celery
 
 from extendq.config.settings import Settings
-from extendq.errors import InvalidJobRequest
+from extendq.errors import InvalidJobRequest, RunRejected
+from extendq.tasks.base import build_runner
 from extendq.tasks.bulk import submit_many
 from extendq.tasks.celery import create_app
+from extendq.worker.batch import BatchRunner, members_from
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
@@ -60,3 +62,29 @@ def test_more_than_a_thousand_files_are_split(module_redis_url: str) -> None:
 def test_bad_file_refuses_the_whole_submission(producer: Celery, clean: redis.Redis) -> None:
     with pytest.raises(InvalidJobRequest):
         submit_many(workflow="workflow_processed", files=[{"text": "ok"}, {"url": "nope"}], app=producer)
+
+
+@pytest.mark.parametrize(("workflow", "refused"), [("workflow_processed", False), ("workflow_nobody_has", True)])
+def test_a_batch_record_expires_with_the_results_whether_or_not_its_post_went_through(
+    workflow: str,
+    refused: bool,
+    e2e_settings: Settings,
+    producer: Celery,
+    emulator: EmulatorProcess,
+    clean: redis.Redis,
+) -> None:
+    # Given a batch of two files (for a workflow Extend has, or one it refuses)
+    runner = build_runner(e2e_settings, producer)
+    members = members_from(
+        [{"job_id": f"{workflow}-{i}", "request": {"workflow": workflow, "file": {"text": f"t{i}"}}} for i in range(2)]
+    )
+    # When it is posted
+    try:
+        BatchRunner(runner=runner).start(f"batch-{workflow}", members)
+    except RunRejected:
+        assert refused
+    # Then the record of the batch (its post time, and its Extend id when it got one) expires with the results
+    key = runner.store.keys.batch(f"batch-{workflow}")
+    assert ("post" in clean.hgetall(key), "xb" in clean.hgetall(key)) == (True, not refused)
+    assert 0 < clean.ttl(key) <= e2e_settings.result_ttl_s
+    runner.api.close()

@@ -14,10 +14,13 @@ import redis
 from celery import Celery
 
 from extendq.config.settings import Settings
+from extendq.tasks.base import build_runner
 from extendq.tasks.celery import create_app
 from extendq.tasks.producer import build_request, enqueue
+from extendq.worker.models import JobRequest
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
+from tests.e2e.test_pipeline import wait_for
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
@@ -87,3 +90,30 @@ def test_sweeps_replace_checks_when_many_runs_are_in_flight(pool: Pool, emulator
     assert sweeps >= 1
     assert fetches <= 60 * 1.25, fetches
     assert time.monotonic() - started < 60
+
+
+def test_the_set_of_stretched_checks_expires_and_a_finished_job_leaves_it(
+    e2e_settings: Settings, module_redis_url: str, module_redis: redis.Redis, emulator: EmulatorProcess
+) -> None:
+    # Given a runner while list sweeps run (its checks stretch to the safety net), on a database no worker serves
+    emulator.set_profile(PROFILE)
+    settings = e2e_settings.model_copy(update={"redis_url": module_redis_url, "sweep": "on"})
+    runner = build_runner(settings, create_app(settings))
+    stretched = runner.store.keys.sweep("stretched")
+    request = JobRequest.parse({"workflow": "workflow_slow", "file": {"text": "Total: 1.00"}})
+    # When two jobs are submitted, their checks stretched
+    for job_id in ("stretched-1", "stretched-2"):
+        runner.start(job_id, request)
+    # Then the set of stretched checks expires with the results, unless written again
+    assert sorted(module_redis.zrange(stretched, 0, -1)) == ["stretched-1", "stretched-2"]
+    assert 0 < module_redis.ttl(stretched) <= settings.result_ttl_s
+    # When one job's check finds its run ended (no sweep saw it)
+    record = runner.store.load("stretched-1")
+    assert record is not None and record.run_id is not None
+    wait_for(lambda: any(r["id"] == record.run_id and r["status"] == "PROCESSED" for r in emulator.runs()), 15)
+    runner.advance("stretched-1")
+    # Then the finished job leaves the set, and the one in flight stays
+    finished = runner.store.load("stretched-1")
+    assert finished is not None and finished.finished
+    assert module_redis.zrange(stretched, 0, -1) == ["stretched-2"]
+    runner.api.close()

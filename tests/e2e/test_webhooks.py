@@ -15,6 +15,7 @@ from extendq.config.settings import Settings
 from extendq.tasks.celery import create_app as create_celery
 from extendq.tasks.producer import build_request, enqueue
 from extendq.webhooks import create_app as create_receiver
+from extendq.worker.store import open_store
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.e2e.test_pipeline import wait_for
@@ -24,6 +25,8 @@ from tests.support.worker import WorkerProcess, claim_database, release_database
 
 pytestmark = pytest.mark.e2e
 SECRET = "wss_e2e_webhook_secret"
+# Longer than the event task's old retry budget (200 retries 0.05 s apart, 10-15 s), after which it gave up.
+BUSY_HOLD_S = 25
 
 
 class Stack:
@@ -42,6 +45,15 @@ class Stack:
 
     def counters(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.redis.hgetall("extendq:counters").items()}
+
+
+def counted(stack: Stack, name: str, *, timeout_s: float) -> int:
+    """The counter `name` once it is above 0; fails with every counter when it stays at 0 past `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not (count := stack.counters().get(name, 0)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count, f"{name} not counted within {timeout_s} s; counters: {stack.counters()}"
+    return count
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +100,30 @@ def test_webhook_finishes_the_job_with_no_check(workflow: str, status: str, hook
     assert run["status"] == status and run["metadata"]["extendq:job_id"] == job.id
     assert hooked.emulator.stats()["requests_total"] == 1
     assert wait_for(lambda: hooked.counters().get("webhook_applied", 0) == 1, timeout_s=5)
+
+
+@pytest.mark.timeout(180)
+def test_event_for_a_job_busy_past_the_old_retry_budget_is_applied_once_the_lock_frees(hooked: Stack) -> None:
+    # Given a job whose run is on Extend, its first check a minute away
+    job = hooked.submit(workflow="workflow_slow")
+    store = open_store(hooked.settings)
+    wait_for(lambda: (record := store.load(job.id)) is not None and record.run_id is not None, timeout_s=15)
+    # When its lock is held (as a long step holds it) while the run ends and its webhook is taken, and longer
+    with store.lock(job.id, ttl_s=BUSY_HOLD_S * 4) as held:
+        assert held
+        taken = wait_for(lambda: [d for d in hooked.emulator.webhooks() if d["statusCode"] == 200], timeout_s=15)
+        time.sleep(BUSY_HOLD_S)
+        busy = (job.state, hooked.counters().get("webhook_applied", 0))
+    # Then nothing was applied while the job was busy, and the event is applied once the lock frees
+    assert busy == ("RUNNING", 0)
+    applied = counted(hooked, "webhook_applied", timeout_s=30)
+    run = job.get(timeout=10)
+    # ... from the webhook's run, once, with no check made
+    assert (applied, run["status"], [d["eventType"] for d in taken]) == (1, "PROCESSED", ["workflow_run.completed"])
+    assert hooked.emulator.stats()["requests_total"] == 1
+    terminal = [f for _, f in hooked.redis.xrange("extendq:events") if f["state"] == "SUCCESS"]
+    assert [f["job_id"] for f in terminal] == [job.id]
+    store.client.close()
 
 
 def test_signed_url_payload_is_fetched_and_applied(hooked: Stack) -> None:
