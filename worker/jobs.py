@@ -393,6 +393,9 @@ class JobRunner:
         targets = [record.job_id, *self._aliases(record)]
         # Without aliases the result is written by the finishing script itself; else published first, to all.
         result = self._encoded(record.job_id, run, JobState.SUCCESS.value) if len(targets) == 1 else None
+        if result is None and not self.store.holds(record):
+            self._outlived(record, created=False, now=now)
+            return
         if result is None:
             for job_id in targets:
                 self.publisher.success(job_id, run)
@@ -418,6 +421,9 @@ class JobRunner:
 
     def _fail(self, record: JobRecord, error: ExtendqError, now: float) -> None:
         targets = [record.job_id, *self._aliases(record)]
+        if not self.store.holds(record):
+            self._outlived(record, created=False, now=now)
+            return
         for job_id in targets:
             self.publisher.failure(job_id, error)
         kind = getattr(error, "kind", "invalid_request")

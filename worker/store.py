@@ -221,6 +221,17 @@ class RedisJobStore:
         flags = pipe.execute()
         return [bool(done) or not bool(exists) for done, exists in zip(flags[::2], flags[1::2], strict=True)]
 
+    def holds(self, record: JobRecord) -> bool:
+        """Whether the step that read `record` still holds the job's lock and the job has not finished (before a
+        write outside the store's own fenced scripts: a result published to another Redis)."""
+        if record.lock is None:
+            return True
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._keys.lock(record.job_id))
+        pipe.hexists(self._keys.job(record.job_id), _F_FINISHED)
+        token, finished = pipe.execute()
+        return token in (record.lock.token, record.lock.token.encode()) and not finished
+
     def unfinished(self, job_ids: list[str]) -> list[str]:
         """Those of these jobs that are known and not finished, in order."""
         flags = self.finished_flags(job_ids) if job_ids else []

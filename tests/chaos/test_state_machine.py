@@ -4,8 +4,9 @@ Only Extend is faked, in memory (`FakeExtend`, an `ExtendApi`). Hypothesis draws
 starts and redelivered starts, followers with the same job key, checks with and without a (stale) lease, the
 dispatcher claiming due jobs, webhook events (terminal or not, step events, replays out of order), cancels,
 the run ending with any terminal status (and a review moving NEEDS_REVIEW on), transient API errors (5xx,
-lost answers, refused connections, 429 with Retry-After) and time passing. After every step, and once every
-job has been driven to its end:
+lost answers, refused connections, 429 with Retry-After), creates Extend commits seconds after the gateway
+answered 504 (late), steps that outlive their lock while another step takes the job, and time passing.
+After every step, and once every job has been driven to its end:
 
 - a job's state only moves forward: QUEUED -> SUBMITTING -> RUNNING -> SUCCESS | FAILURE;
 - each job gets exactly one terminal result (counted at the publisher), and nothing after it;
@@ -44,7 +45,8 @@ PREFIX = "extendq-chaos-sm:"  # a prefix no worker's dispatcher reads, so nothin
 JOBS = ("job-a", "job-b")
 TERMINAL = ("PROCESSED", "FAILED", "NEEDS_REVIEW", "CANCELLED", "REJECTED")
 RANK = {JobState.QUEUED: 0, JobState.SUBMITTING: 1, JobState.RUNNING: 2, JobState.SUCCESS: 3, JobState.FAILURE: 3}
-FAULTS = ("unavailable", "lost", "refused", "rate_limited", "retryable")
+FAULTS = ("unavailable", "lost", "refused", "rate_limited", "retryable", "late")
+LATE_S = 3.0  # a late create's run appears this long after the gateway gave up
 FAULT_LISTS = st.lists(st.sampled_from(FAULTS), max_size=2)
 EVENT_TYPES = {
     "PROCESSED": "workflow_run.completed",
@@ -70,7 +72,9 @@ class FakeExtend:
 
     Faults: "unavailable" (a 5xx: not handled, may have landed), "refused" (connection refused: never reached
     Extend), "rate_limited" (429 with Retry-After: not handled), "retryable" (any transient error: not handled),
-    "lost" (handled, then the answer is lost: a create creates its run).
+    "lost" (handled, then the answer is lost: a create creates its run), "late" (a create answered 504 whose run
+    Extend commits `LATE_S` later: until then no lookup or webhook sees it).
+    `meanwhile`, when set, runs once as the next call starts: another step taking the job while this one waits.
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -79,6 +83,8 @@ class FakeExtend:
         self.created_at: dict[str, float] = {}
         self.faults: list[str] = []
         self.calls = 0
+        self.visible_at: dict[str, float] = {}
+        self.meanwhile: Callable[[], None] | None = None
 
     # ---- ExtendApi -------------------------------------------------------------------------------------
 
@@ -87,8 +93,11 @@ class FakeExtend:
         run_id = f"workflow_run_{len(self.runs) + 1}"
         run: Run = {"object": "workflow_run", "id": run_id, "status": "PENDING", "metadata": dict(body["metadata"])}
         self.runs[run_id], self.created_at[run_id] = run, self.clock()
+        self.visible_at[run_id] = self.clock() + (LATE_S if fault == "late" else 0.0)
         if fault == "lost":
             raise ApiUnavailable("the connection closed before the answer")
+        if fault == "late":
+            raise ApiUnavailable("the gateway answered 504")
         return copy.deepcopy(run)
 
     def get_run(self, run_id: str) -> Run:
@@ -103,7 +112,7 @@ class FakeExtend:
         if run["status"] in TERMINAL_RUN_STATUSES:
             raise RunRejected(f"run {run_id} has already ended (400)", run_id, 400)
         run["status"] = "CANCELLED"
-        if fault == "lost":
+        if fault in ("lost", "late"):
             raise ApiUnavailable("the connection closed before the answer")
         return copy.deepcopy(run)
 
@@ -113,7 +122,8 @@ class FakeExtend:
         if pace is not None:
             pace()  # one page: every run fits
         self._fault()
-        newest_first = sorted(self.runs, key=lambda run_id: -self.created_at[run_id])
+        visible = [run_id for run_id in self.runs if self.visible_at[run_id] <= self.clock()]
+        newest_first = sorted(visible, key=lambda run_id: -self.created_at[run_id])
         return iter([{"id": run_id} for run_id in newest_first if self.created_at[run_id] >= since])
 
     def create_batch(self, body: dict[str, Any]) -> str:
@@ -133,6 +143,10 @@ class FakeExtend:
     def runs_of(self, job_id: str) -> list[Run]:
         return [run for run in self.runs.values() if run["metadata"].get(JOB_ID_KEY) == job_id]
 
+    def visible_runs_of(self, job_id: str) -> list[Run]:
+        """The job's runs Extend shows (and sends events for) now: a late create's run only once committed."""
+        return [run for run in self.runs_of(job_id) if self.visible_at[str(run["id"])] <= self.clock()]
+
     def move(self, job_id: str, status: str) -> None:
         """The job's runs move on: running to `status`, or a NEEDS_REVIEW run reviewed to PROCESSED/REJECTED."""
         for run in self.runs_of(job_id):
@@ -150,10 +164,13 @@ class FakeExtend:
     def _fault(self, *, effect: bool = False) -> str | None:
         """The fault this call meets: raised here, or "lost" returned to a call with an effect to raise after it."""
         self.calls += 1
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
         if not self.faults:
             return None
         fault = self.faults.pop(0)
-        if fault == "lost" and not effect:
+        if fault in ("lost", "late") and not effect:
             raise ApiUnavailable("the connection closed before the answer")
         if fault == "unavailable":
             raise ApiUnavailable("Extend answered 503")
@@ -283,7 +300,7 @@ class JobHistories(RuleBasedStateMachine):
     @rule(job=st.sampled_from(JOBS), step=st.booleans())
     def webhook(self, job: str, step: bool) -> None:
         """Extend reports the run as it is now (a run event, or a step event)."""
-        for run in self.api.runs_of(job):
+        for run in self.api.visible_runs_of(job):
             status = str(run["status"])
             kind = "workflow_run.step_run.processed" if step else EVENT_TYPES.get(status, "workflow_run.processing")
             delivery = {"eventId": f"event_{len(self.delivered)}", "eventType": kind, "payload": copy.deepcopy(run)}
@@ -295,6 +312,20 @@ class JobHistories(RuleBasedStateMachine):
         """An event delivered before arrives again (late, out of order)."""
         if self.delivered:
             self.applier.apply(copy.deepcopy(self.delivered[index % len(self.delivered)]))
+
+    @rule(job=st.sampled_from(JOBS), faults=FAULT_LISTS)
+    def slow_step(self, job: str, faults: list[str]) -> None:
+        """A step outlives its lock: while its first API call is in flight the lock expires, and another step
+        takes the job and goes as far as it can; then the slow step's call answers and it writes its outcome."""
+
+        def meanwhile() -> None:
+            self.client.delete(self.store.keys.lock(job))
+            self.runner.advance(job)
+
+        self.api.meanwhile = meanwhile
+        self.api.faults[:0] = faults
+        self.runner.advance(job)
+        self.api.meanwhile = None
 
     @rule(job=st.sampled_from(JOBS))
     def cancel(self, job: str) -> None:
