@@ -9,19 +9,21 @@ tells whose run it is.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from extendq.errors import ExtendqError, InvalidJobRequest, RetryableError
+from extendq.errors import ExtendqError, InvalidJobRequest, RetryableError, Throttled
 from extendq.worker.extend import Run
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JOB_ID_KEY, JobRequest, JobState, is_terminal
 from extendq.worker.ratelimit import Bucket
 from extendq.worker.records import JobRecord
 from extendq.worker.secrets import unseal
+from extendq.worker.spending import still_held
 
 log = logging.getLogger("extendq.batch")
 MAX_BATCH = 1000
@@ -107,20 +109,26 @@ class BatchRunner:
             self.runner.finish_with_run(record, run, now, via="batch")
         return True
 
-    def check_member(self, record: JobRecord) -> None:
-        """A batch job's safety check: list its batch and fetch every ended run nobody has claimed yet."""
+    def check_member(self, record: JobRecord, pace: Callable[[], None]) -> None:
+        """A batch job's safety check: list its batch and fetch every ended run nobody has claimed yet.
+
+        The first page goes on the token the job's step took; `pace` takes one before every further request
+        (it raises `Throttled` when none is free: the check comes back when its token is due).
+        """
         if record.extend_batch_id is None:
             return
         pages = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
         summaries: list[dict[str, Any]] = list(pages.get("data") or [])
         token = pages.get("nextPageToken")
         while token:
+            pace()
             page = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
             summaries += page.get("data") or []
             token = page.get("nextPageToken")
         ended = [str(s["id"]) for s in summaries if is_terminal(s.get("status"))]
         owners = self.runner.store.owners(ended)
         for run_id in (run_id for run_id, owner in zip(ended, owners, strict=True) if owner is None):
+            pace()
             self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
 
     def _record(self, batch_id: str, members: list[BatchJob]) -> list[str]:
@@ -163,10 +171,7 @@ class BatchRunner:
 
     def _post(self, batch_id: str, records: list[JobRecord]) -> str:
         store = self.runner.store
-        if self.runner.limiter is not None:
-            grant = self.runner.limiter.reserve(Bucket.REQUESTS)
-            if not grant.now:
-                raise RetryableError("waiting for the shared rate limit", grant.wait_s)
+        self._pace(batch_id)
         workflow = records[0].request.workflow.model_dump(exclude_none=True)
         inputs = [self._input(record) for record in records]
         # Written ahead of the post, on the batch and on each member: should its answer be lost, a member's own
@@ -181,6 +186,31 @@ class BatchRunner:
         pipe.execute()
         priority = records[0].request.priority
         return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
+
+    def _pace(self, batch_id: str) -> None:
+        """Take a request token from the shared limit before a call of the batch task, or raise `RetryableError`
+        with the wait. A token reserved for later is kept on the batch's record: the task's retry spends it at
+        its slot instead of throwing it away and reserving another."""
+        limiter = self.runner.limiter
+        if limiter is None:
+            return
+        store, now = self.runner.store, self.clock()
+        key = store.keys.batch(batch_id)
+        held = {Bucket.REQUESTS.value: float(slot)} if (slot := store.client.hget(key, "tok")) is not None else {}
+        if held:
+            try:
+                spent = still_held(held, Bucket.REQUESTS, now)
+            except Throttled as exc:
+                raise RetryableError("waiting for the reserved rate-limit token", exc.retry_after_s) from None
+            store.client.hdel(key, "tok")
+            if spent:
+                return
+        grant = limiter.reserve(Bucket.REQUESTS)
+        if grant.now:
+            return
+        if grant.reserved:
+            store.client.hset(key, "tok", repr(now + grant.wait_s))
+        raise RetryableError("waiting for the shared rate limit", grant.wait_s)
 
     def _input(self, record: JobRecord) -> dict[str, Any]:
         request = record.request
@@ -201,11 +231,13 @@ class BatchRunner:
             return None
         since = float(state["post"]) - _LANDED_SLACK_S
         seen: set[str] = set()
-        for summary in self.runner.api.recent_runs(workflow_id, since):
+        pace = functools.partial(self._pace, batch_id)
+        for summary in self.runner.api.recent_runs(workflow_id, since, pace):
             extend_batch = summary.get("batchId")
             if not extend_batch or extend_batch in seen:
                 continue
             seen.add(str(extend_batch))
+            pace()
             run = self.runner.api.get_run(str(summary["id"]))
             if (run.get("metadata") or {}).get(JOB_ID_KEY) in members:
                 log.warning("batch %s adopts Extend batch %s created by an earlier attempt", batch_id, extend_batch)

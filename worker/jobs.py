@@ -64,7 +64,8 @@ class JobRunner:
     secrets_key: str | None = None
     files_root: Path | None = None
     limiter: RateLimiter | None = None
-    batch_checker: Callable[[JobRecord], None] | None = None
+    # Lists a batch member's batch; the callable it is given takes a token before each further request.
+    batch_checker: Callable[[JobRecord, Callable[[], None]], None] | None = None
     sweep_check_interval_s: float | None = None
     sweep_min_in_flight: int = 0
     # While sweeping, safety-net checks are spread so the pool makes at most this many a second in all.
@@ -237,7 +238,7 @@ class JobRunner:
         # The job's run came from a batch and is not known yet: list the batch (safety net of the sweeps).
         self._spend(record, now, Bucket.REQUESTS)
         if self.batch_checker is not None:
-            self.batch_checker(record)
+            self.batch_checker(record, lambda: self._spend(record, self.clock(), Bucket.REQUESTS))
         latest = self.store.load(record.job_id)
         if latest is not None and not latest.finished and latest.run_id is None:
             delay, stretched = self._check_delay_s(now - (record.submitted_at or now))

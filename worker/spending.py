@@ -38,7 +38,7 @@ def spend(
     # and a create held up by it would find its request token gone stale meanwhile.
     limited = [bucket for bucket in buckets if limiter.limited(bucket)]
     for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
-        if bucket.value in held and _still_held(held, bucket, now):
+        if bucket.value in held and still_held(held, bucket, now):
             continue
         grant = limiter.reserve(bucket)
         # The wait counts from the reservation (Redis time), not from the step's start a moment earlier:
@@ -60,7 +60,7 @@ def spend(
         hold(store, record, {})
 
 
-def _still_held(held: dict[str, float], bucket: Bucket, now: float) -> bool:
+def still_held(held: dict[str, float], bucket: Bucket, now: float) -> bool:
     """Whether the token held for `bucket` is spent now; `Throttled` when it is not due yet, False (and dropped)
     when it is too late for its slot."""
     # Never early: a token spent before its slot bunches with the calls of the slot before it.

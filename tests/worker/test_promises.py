@@ -14,11 +14,12 @@ import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from extendq.errors import ApiUnavailable, RetryBudgetExhausted
+from extendq.errors import ApiUnavailable, RetryableError, RetryBudgetExhausted
 from extendq.worker.batch import BatchJob, BatchRunner
 from extendq.worker.jobs import JobRunner
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest, JobState
+from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
 from extendq.worker.reconcile import Reconciler
 from extendq.worker.schedule import RetryPolicy
 from extendq.worker.store import RedisJobStore
@@ -238,3 +239,47 @@ def test_a_batch_member_is_never_posted_again_alone_while_its_batch_may_have_lan
     first, second = store.load("job-1"), store.load("job-2")
     assert first is not None and first.run_id is not None
     assert second is not None and second.extend_batch_id == "batch_1"
+
+
+class PagedBatch(FakeApi):
+    """A fake Extend whose listing of a batch's runs is three pages of runs still going."""
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        self.calls.append("list")
+        page = int(params.get("nextPageToken") or 0)
+        running = [{"id": f"workflow_run_{page}", "status": "PROCESSING"}]
+        return {"data": running, "nextPageToken": str(page + 1) if page < 2 else None}
+
+
+def test_a_batch_members_safety_check_takes_a_token_for_every_page(redis_client: redis.Redis) -> None:
+    # Given a member of an Extend batch whose listing is three pages, on a pool held to 10 requests/s
+    store, api = _store(redis_client), PagedBatch()
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=10))
+    runner = _runner(store, api, limiter=limiter)
+    runner.batch_checker = BatchRunner(runner=runner).check_member
+    store.create("job-1", REQUEST, now=time.time(), lease_s=1, secrets=None)
+    store.update("job-1", extend_batch_id="batch_1", state=JobState.RUNNING.value, submitted_at=time.time())
+    # When its safety check runs
+    runner.advance("job-1")
+    # Then the first page went on the step's token and the second waits for one of its own
+    assert api.calls == ["list"]
+    record = store.load("job-1")
+    assert record is not None and set(record.held_tokens) == {"requests"}
+
+
+def test_a_batch_post_waiting_for_its_token_keeps_it_for_its_retry(redis_client: redis.Redis) -> None:
+    # Given a pool held to 1 request/s whose current token another call just took
+    store, api = _store(redis_client), LostBatchAnswers()
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=1))
+    limiter.reserve(Bucket.REQUESTS)
+    batch = BatchRunner(runner=_runner(store, api, limiter=limiter))
+    members = [BatchJob(job_id="job-1", request=REQUEST)]
+    # When the batch task tries to post, and its retry comes before the token it reserved is due
+    with pytest.raises(RetryableError) as first:
+        batch.start("batch-task-1", members)
+    with pytest.raises(RetryableError) as second:
+        batch.start("batch-task-1", members)
+    # Then the retry waits for the same token, not for another one reserved after it; nothing was posted yet
+    assert first.value.retry_after_s is not None and second.value.retry_after_s is not None
+    assert second.value.retry_after_s <= first.value.retry_after_s
+    assert api.batches == 0
