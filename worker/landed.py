@@ -1,13 +1,21 @@
-"""Finding the run a create made before its answer was lost, so that the job adopts it rather than posting again."""
+"""Finding the run a create made before its answer was lost, so that the job adopts it rather than posting again.
+
+The lookup lists the workflow's runs created since the create went out (newest first) and fetches those no
+other job owns, to match their metadata. It may take several requests, each with a token of the shared limit;
+when none is free it stops, keeps where it got to on the job's record, and the next step goes on from there
+instead of starting over (under a saturated limit, starting over made no progress at all).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from extendq.errors import RetryableError
-from extendq.worker.extend import ExtendApi, Run
+from extendq.errors import RetryableError, RunRejected
+from extendq.worker.extend import ExtendApi, Run, api_time
 from extendq.worker.models import JOB_ID_KEY
 from extendq.worker.ratelimit import Bucket
 from extendq.worker.records import JobRecord
@@ -15,7 +23,7 @@ from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.jobs")
 _LANDED_SLACK_S = 30.0
-_OWNER_BATCH = 50
+_PAGE_SIZE = 1000  # the list endpoint's documented maximum
 
 
 def landed_run(
@@ -38,6 +46,23 @@ def landed_run(
         raise
 
 
+@dataclass
+class _Progress:
+    """How far a lookup got: the next page to list (None: the first), the runs still to fetch, the end reached."""
+
+    next_page: str | None = None
+    pending: list[str] | None = None
+    ended: bool = False
+
+    @classmethod
+    def of(cls, record: JobRecord) -> _Progress:
+        saved = json.loads(record.lookup) if record.lookup else {}
+        return cls(next_page=saved.get("n"), pending=list(saved.get("p") or []), ended=bool(saved.get("e")))
+
+    def encoded(self) -> str:
+        return json.dumps({"n": self.next_page, "p": self.pending or [], "e": self.ended}, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class _Lookup:
     record: JobRecord
@@ -47,28 +72,61 @@ class _Lookup:
     clock: Callable[[], float]
 
     def find(self) -> Run | None:
-        # Runs other jobs already own are skipped without a request; the few others are fetched and matched.
-        since = (self.record.posting_since or 0) - _LANDED_SLACK_S
-        batch: list[str] = []
-        for summary in self.api.recent_runs(self.record.request.workflow.id, since, self._pace):
-            batch.append(str(summary["id"]))
-            if len(batch) >= _OWNER_BATCH:
-                if (run := self._match_unowned(batch)) is not None:
-                    return run
-                batch = []
-        return self._match_unowned(batch)
+        progress = _Progress.of(self.record)
+        try:
+            run = self._resume(progress)
+        except RetryableError:
+            self._keep(progress.encoded())
+            raise
+        self._keep(None)
+        return run
 
-    def _pace(self) -> None:  # before each request: every page of the listing is a request of its own
+    def _resume(self, progress: _Progress) -> Run | None:
+        pending = progress.pending = progress.pending or []
+        while True:
+            while pending:
+                if (run := self._fetch(pending[0])) is not None:
+                    return run
+                pending.pop(0)
+            if progress.ended:
+                return None
+            self._list(progress)
+
+    def _list(self, progress: _Progress) -> None:
+        """One page of the workflow's recent runs: those no other job owns join the runs to fetch."""
+        self._pace()
+        page: dict[str, Any] = self.api.list_runs(
+            workflowId=self.record.request.workflow.id,
+            sortBy="createdAt",
+            sortDir="desc",
+            maxPageSize=_PAGE_SIZE,
+            nextPageToken=progress.next_page,
+        )
+        since = (self.record.posting_since or 0) - _LANDED_SLACK_S
+        summaries = page.get("data") or []
+        recent = [str(s["id"]) for s in summaries if api_time(s.get("createdAt")) >= since]
+        owners = self.store.owners(recent)
+        assert progress.pending is not None
+        progress.pending += [run_id for run_id, owner in zip(recent, owners, strict=True) if owner is None]
+        progress.next_page = page.get("nextPageToken")
+        progress.ended = not progress.next_page or len(recent) < len(summaries)
+
+    def _fetch(self, run_id: str) -> Run | None:
+        """The run, when it is this job's."""
+        self._pace()
+        try:
+            run = self.api.get_run(run_id)
+        except RunRejected:
+            return None  # gone since it was listed
+        if (run.get("metadata") or {}).get(JOB_ID_KEY) != self.record.job_id:
+            return None
+        log.warning("job %s adopts run %s created by an earlier attempt", self.record.job_id, run_id)
+        return run
+
+    def _pace(self) -> None:  # before each request: every page and every fetch takes a token of its own
         self.spend(self.record, self.clock(), Bucket.REQUESTS)
 
-    def _match_unowned(self, run_ids: list[str]) -> Run | None:
-        job_id = self.record.job_id
-        for run_id, owner in zip(run_ids, self.store.owners(run_ids), strict=True):
-            if owner is not None:
-                continue
-            self._pace()
-            run = self.api.get_run(run_id)
-            if (run.get("metadata") or {}).get(JOB_ID_KEY) == job_id:
-                log.warning("job %s adopts run %s created by an earlier attempt", job_id, run_id)
-                return run
-        return None
+    def _keep(self, progress: str | None) -> None:
+        if progress != self.record.lookup:
+            self.record.lookup = progress
+            self.store.update(self.record.job_id, lookup=progress)

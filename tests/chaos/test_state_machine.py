@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import hypothesis
@@ -122,9 +123,7 @@ class FakeExtend:
         if pace is not None:
             pace()  # one page: every run fits
         self._fault()
-        visible = [run_id for run_id in self.runs if self.visible_at[run_id] <= self.clock()]
-        newest_first = sorted(visible, key=lambda run_id: -self.created_at[run_id])
-        return iter([{"id": run_id} for run_id in newest_first if self.created_at[run_id] >= since])
+        return iter([{"id": run_id} for run_id in self._newest_visible() if self.created_at[run_id] >= since])
 
     def create_batch(self, body: dict[str, Any]) -> str:
         raise AssertionError("no batches in these histories")
@@ -133,7 +132,21 @@ class FakeExtend:
         raise AssertionError("no local files in these histories")
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
-        raise AssertionError("no list sweeps in these histories")
+        """The workflow's runs Extend shows now, newest first, on one page (the lookup after a lost create)."""
+        assert params.get("sortBy") == "createdAt", "no list sweeps in these histories"
+        self._fault()
+        return {
+            "data": [{"id": run_id, **self._created(run_id)} for run_id in self._newest_visible()],
+            "nextPageToken": None,
+        }
+
+    def _newest_visible(self) -> list[str]:
+        visible = [run_id for run_id in self.runs if self.visible_at[run_id] <= self.clock()]
+        return sorted(visible, key=lambda run_id: -self.created_at[run_id])
+
+    def _created(self, run_id: str) -> dict[str, str]:
+        at = datetime.fromtimestamp(self.created_at[run_id], tz=UTC)
+        return {"createdAt": at.isoformat().replace("+00:00", "Z")}
 
     def close(self) -> None:
         pass

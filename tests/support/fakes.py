@@ -47,7 +47,10 @@ class FakeApi:
         raise NotImplementedError
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """Every run, newest first, on one page (the lookup after a lost create reads it)."""
+        self.calls.append("list")
+        summaries = [{"id": run["id"], "status": run["status"]} for run in reversed(self.runs.values())]
+        return {"data": summaries, "nextPageToken": None}
 
     def recent_runs(
         self, workflow_id: str, since: float, pace: Callable[[], None] | None = None

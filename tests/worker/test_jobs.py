@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -25,14 +24,10 @@ class ListingApi(FakeApi):
         super().__init__()
         self.pages = pages
 
-    def recent_runs(
-        self, workflow_id: str, since: float, pace: Callable[[], None] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        for _ in range(self.pages):
-            if pace is not None:
-                pace()
-            self.calls.append("list")
-        return iter(())
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        self.calls.append("list")
+        page = int(params.get("nextPageToken") or 0) + 1
+        return {"data": [], "nextPageToken": str(page) if page < self.pages else None}
 
 
 def runner_with_a_job(client: redis.Redis, api: FakeApi) -> JobRunner:
@@ -103,3 +98,17 @@ def test_a_create_during_a_pause_waits_for_its_request_token_only(redis_client: 
     assert record is not None and set(record.held_tokens) == {"requests"}
     advance_when_due(runner)
     assert api.calls == ["create"]
+
+
+def test_a_lookup_under_a_busy_limit_goes_on_where_it_stopped(redis_client: redis.Redis) -> None:
+    # Given a lost create whose lookup is three pages long, on a pool where each step gets one token
+    api = ListingApi(pages=3)
+    runner = runner_after_a_lost_create(redis_client, api)
+    runner.advance("job-1")
+    # When the job steps each time its next token is due
+    for _ in range(8):
+        if "create" in api.calls:
+            break
+        advance_when_due(runner)
+    # Then each page was listed once, in order, and the create followed: no lookup starting over for ever
+    assert api.calls == ["list", "list", "list", "create"]
