@@ -194,12 +194,12 @@ class BatchRunner:
         limiter = self.runner.limiter
         if limiter is None:
             return
-        store, now = self.runner.store, self.clock()
+        store = self.runner.store
         key = store.keys.batch(batch_id)
         held = {Bucket.REQUESTS.value: float(slot)} if (slot := store.client.hget(key, "tok")) is not None else {}
         if held:
-            try:
-                spent = still_held(held, Bucket.REQUESTS, now)
+            try:  # slots are on the Redis server's clock: the retry may run on another host
+                spent = still_held(held, Bucket.REQUESTS, limiter.server_time())
             except Throttled as exc:
                 raise RetryableError("waiting for the reserved rate-limit token", exc.retry_after_s) from None
             store.client.hdel(key, "tok")
@@ -208,8 +208,8 @@ class BatchRunner:
         grant = limiter.reserve(Bucket.REQUESTS)
         if grant.now:
             return
-        if grant.reserved:
-            store.client.hset(key, "tok", repr(now + grant.wait_s))
+        if grant.reserved and grant.slot is not None:
+            store.client.hset(key, "tok", repr(grant.slot))
         raise RetryableError("waiting for the shared rate limit", grant.wait_s)
 
     def _input(self, record: JobRecord) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from extendq.worker.keys import Keys
 _ACQUIRE = """
 -- KEYS: pause key, then one TAT key per bucket. ARGV: max_reserve_s, then (interval_s, burst) per bucket.
 -- Reserves the earliest moment every bucket (and the pause) allows, when it is at most max_reserve_s away:
--- returns {1, wait_s}; the caller calls after wait_s (0: now). Further away: {0, wait_s}, nothing reserved.
+-- returns {1, wait_s, slot}; the caller calls after wait_s (0: now), at `slot` on the server's clock. Further
+-- away: {0, wait_s, slot}, nothing reserved.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
@@ -31,13 +32,13 @@ for i = 2, #KEYS do
   tats[i] = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
   at = math.max(at, tats[i] - interval * (burst - 1))
 end
-if at - now > tonumber(ARGV[1]) then return {0, tostring(at - now)} end
+if at - now > tonumber(ARGV[1]) then return {0, tostring(at - now), tostring(at)} end
 for i = 2, #KEYS do
   local interval = tonumber(ARGV[2 * i - 2])
   local tat = math.max(tats[i], at) + interval
   redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil((tat - now + 1) * 1000))
 end
-return {1, tostring(at - now)}
+return {1, tostring(at - now), tostring(at)}
 """
 
 _PAUSE = """
@@ -89,6 +90,8 @@ class Grant:
 
     reserved: bool
     wait_s: float
+    # When the call may go, on the Redis server's clock: the one clock every host of the pool shares.
+    slot: float | None = None
 
     @property
     def now(self) -> bool:
@@ -101,6 +104,7 @@ class RateLimiter:
 
     def __init__(self, client: redis.Redis, *, keys: Keys, limits: Limits, scope: str = "default") -> None:
         self._limits = limits
+        self._client = client
         self._pause_key = keys.limit(scope, "pause")
         self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
         self._acquire = client.register_script(_ACQUIRE)
@@ -125,11 +129,16 @@ class RateLimiter:
         args: list[float | int] = [max_wait_s]
         for _, interval in chosen:
             args += [interval, self._limits.burst]
-        reserved, wait = self._acquire(keys=keys, args=args)
-        grant = Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0))
+        reserved, wait, slot = self._acquire(keys=keys, args=args)
+        grant = Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0), slot=float(slot))
         if grant.reserved:
             metrics.rate_limit_wait("+".join(bucket.value for bucket in buckets), grant.wait_s)
         return grant
+
+    def server_time(self) -> float:
+        """Now, on the Redis server's clock (the one reserved slots are judged by, whichever host asks)."""
+        seconds, micros = self._client.time()
+        return float(seconds) + float(micros) / 1_000_000
 
     def limited(self, bucket: Bucket) -> bool:
         """Whether a call spends from `bucket`: the requests bucket always (it carries the pauses), the others when
@@ -148,7 +157,7 @@ class RateLimiter:
         now = time.monotonic()
         read_until, ends = self._pause_read
         if now >= read_until:
-            _, wait = self._acquire(keys=[self._pause_key], args=[max_wait_s])
+            _, wait, _ = self._acquire(keys=[self._pause_key], args=[max_wait_s])
             ends = now + max(float(wait), 0.0)
             self._pause_read = (now + _PAUSE_READ_EVERY_S, ends)
         wait_s = max(ends - now, 0.0)

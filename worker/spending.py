@@ -34,38 +34,47 @@ def spend(
     if not limiter.limits.active:
         buckets = buckets[:1]  # no budgets: one look at a 429's pause is enough
     held = dict(record.held_tokens)
+    # Reserved slots are on the Redis server's clock, and judged by it: the next step may run on another host.
+    server_now = limiter.server_time() if held else 0.0
     # A bucket without a limit holds no token: its reservation would only repeat the requests bucket's pause,
     # and a create held up by it would find its request token gone stale meanwhile.
     limited = [bucket for bucket in buckets if limiter.limited(bucket)]
     for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
-        if bucket.value in held and still_held(held, bucket, now):
+        if bucket.value in held and _spent(held, bucket, server_now, clock):
             continue
         grant = limiter.reserve(bucket)
-        # The wait counts from the reservation (Redis time), not from the step's start a moment earlier:
-        # counted from `now`, the call would go out before its slot.
-        slot = clock() + grant.wait_s
+        held[bucket.value] = grant.slot if grant.slot is not None else clock() + grant.wait_s
         if grant.now:
-            held[bucket.value] = slot
             continue
-        if grant.reserved:
-            held[bucket.value] = slot
+        if not grant.reserved:
+            del held[bucket.value]
         hold(store, record, held)
+        # The wait counts from the reservation, not from the step's start a moment earlier: counted from `now`,
+        # the call would go out before its slot. The due time is on this host's clock, as the schedule is.
+        due = clock() + grant.wait_s
         raise Throttled(
-            f"waiting {grant.wait_s:.2f}s for the shared rate limit",
-            slot - now,
-            reserved=grant.reserved,
-            due_at=slot,
+            f"waiting {grant.wait_s:.2f}s for the shared rate limit", due - now, reserved=grant.reserved, due_at=due
         )
     if record.held_tokens:
         hold(store, record, {})
 
 
+def _spent(held: dict[str, float], bucket: Bucket, server_now: float, clock: Callable[[], float]) -> bool:
+    """`still_held` on the server's clock; a `Throttled` it raises is due on this host's clock."""
+    try:
+        return still_held(held, bucket, server_now)
+    except Throttled as exc:
+        wait = exc.retry_after_s or 0.0
+        raise Throttled(str(exc), wait, due_at=clock() + wait) from None
+
+
 def still_held(held: dict[str, float], bucket: Bucket, now: float) -> bool:
     """Whether the token held for `bucket` is spent now; `Throttled` when it is not due yet, False (and dropped)
-    when it is too late for its slot."""
+    when it is too late for its slot. `now` is on the clock the slot was taken on."""
     # Never early: a token spent before its slot bunches with the calls of the slot before it.
     if now < held[bucket.value]:
-        raise Throttled("a reserved token is not due yet", held[bucket.value] - now, due_at=held[bucket.value])
+        wait = held[bucket.value] - now
+        raise Throttled("a reserved token is not due yet", wait, due_at=now + wait)
     if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
         return True
     # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the

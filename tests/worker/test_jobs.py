@@ -10,7 +10,7 @@ import redis
 from extendq.worker.jobs import JobRunner
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest, JobState
-from extendq.worker.ratelimit import Limits, RateLimiter
+from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
 from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
 
@@ -112,3 +112,23 @@ def test_a_lookup_under_a_busy_limit_goes_on_where_it_stopped(redis_client: redi
         advance_when_due(runner)
     # Then each page was listed once, in order, and the create followed: no lookup starting over for ever
     assert api.calls == ["list", "list", "list", "create"]
+
+
+def test_a_reserved_token_is_spent_at_its_slot_whichever_host_runs_the_step(redis_client: redis.Redis) -> None:
+    # Given a create waiting for its token, reserved by a step on this host (another call took the current one)
+    api = FakeApi()
+    runner = runner_with_a_job(redis_client, api)
+    assert runner.limiter is not None
+    runner.limiter.reserve(Bucket.REQUESTS)
+    runner.advance("job-1")
+    assert api.calls == []
+    # When its next step runs at the slot, on a host whose clock is half a second ahead
+    due = runner.store.due_at("job-1")
+    assert due is not None
+    time.sleep(max(due - time.time(), 0))
+    ahead = JobRunner(
+        api=api, store=runner.store, publisher=Results(), limiter=runner.limiter, clock=lambda: time.time() + 0.5
+    )
+    ahead.advance("job-1")
+    # Then the token was spent there, judged on the Redis server's clock: the create went out
+    assert api.calls == ["create"]
