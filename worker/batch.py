@@ -104,7 +104,11 @@ class BatchRunner:
         now = self.clock()
         if record.run_id is None:
             record.run_id, record.submitted_at = str(run["id"]), record.submitted_at or now
-            store.record_run(job_id, record.run_id, submitted_at=record.submitted_at)
+            if not store.record_run(job_id, record.run_id, submitted_at=record.submitted_at):
+                return False
+        if record.run_id != str(run["id"]):
+            log.warning("job %s: run %s is not its run %s; left alone", job_id, run["id"], record.run_id)
+            return False
         if is_terminal(run.get("status")):
             self.runner.finish_with_run(record, run, now, via="batch")
         return True

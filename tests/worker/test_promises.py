@@ -279,3 +279,18 @@ def test_a_batch_post_waiting_for_its_token_keeps_it_for_its_retry(redis_client:
     assert first.value.retry_after_s is not None and second.value.retry_after_s is not None
     assert second.value.retry_after_s <= first.value.retry_after_s
     assert api.batches == 0
+
+
+def test_a_batch_run_never_finishes_a_job_that_has_another_run(redis_client: redis.Redis) -> None:
+    # Given a job with a run of its own
+    store = _store(redis_client)
+    runner = _runner(store, FakeApi("PROCESSING"))
+    runner.start("job-1", REQUEST)
+    assert store.load("job-1").run_id == "workflow_run_default_1"  # type: ignore[union-attr]
+    # When an ended batch run that names the job in its metadata turns up (a duplicate made elsewhere)
+    stray = {"id": "workflow_run_99", "status": "PROCESSED", "metadata": {"extendq:job_id": "job-1"}}
+    handled = BatchRunner(runner=runner).finish_member(stray)
+    # Then the job is left to its own run: not finished with the stray one
+    record = store.load("job-1")
+    assert handled is False
+    assert record is not None and not record.finished and record.run_id == "workflow_run_default_1"
