@@ -158,7 +158,8 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
     )
-    runner.batch_checker = BatchRunner(runner=runner).check_member
+    batches = BatchRunner(runner=runner)
+    runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member
     runner.tenants = tenant_accounts(settings, store)
     return runner
 

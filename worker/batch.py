@@ -119,8 +119,28 @@ class BatchRunner:
         The first page goes on the token the job's step took; `pace` takes one before every further request
         (it raises `Throttled` when none is free: the check comes back when its token is due).
         """
+        for run_id in self._unowned_runs(record, pace, ended_only=True):
+            pace()
+            self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
+
+    def find_member(self, record: JobRecord, pace: Callable[[], None]) -> None:
+        """A member being cancelled, or past its deadline, before its run is known: fetch its batch's unowned runs
+        until its own turns up, so that the run itself is cancelled (each run fetched is recorded for its job).
+        Every request takes a token with `pace`."""
+        for run_id in self._unowned_runs(record, pace, ended_only=False):
+            pace()
+            run = self.runner.api.get_run(run_id)
+            self.finish_member(run, holding=record.job_id)
+            if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
+                return
+
+    def _unowned_runs(self, record: JobRecord, pace: Callable[[], None], *, ended_only: bool) -> list[str]:
+        """The member's batch's runs no job has claimed yet (only those that ended, with `ended_only`).
+
+        The first page goes on the token the caller took; `pace` takes one before each further page.
+        """
         if record.extend_batch_id is None:
-            return
+            return []
         pages = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
         summaries: list[dict[str, Any]] = list(pages.get("data") or [])
         token = pages.get("nextPageToken")
@@ -129,11 +149,8 @@ class BatchRunner:
             page = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
             summaries += page.get("data") or []
             token = page.get("nextPageToken")
-        ended = [str(s["id"]) for s in summaries if is_terminal(s.get("status"))]
-        owners = self.runner.store.owners(ended)
-        for run_id in (run_id for run_id, owner in zip(ended, owners, strict=True) if owner is None):
-            pace()
-            self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
+        run_ids = [str(s["id"]) for s in summaries if not ended_only or is_terminal(s.get("status"))]
+        return [run_id for run_id, owner in zip(run_ids, self.runner.store.owners(run_ids), strict=True) if not owner]
 
     def _record(self, batch_id: str, members: list[BatchJob]) -> list[str]:
         """Record the members as jobs of this batch task; the ids of those it may post (each is locked next)."""

@@ -66,6 +66,8 @@ class JobRunner:
     limiter: RateLimiter | None = None
     # Lists a batch member's batch; the callable it is given takes a token before each further request.
     batch_checker: Callable[[JobRecord, Callable[[], None]], None] | None = None
+    # Finds a batch member's run in its batch (when the job is cancelled or out of time before it is known).
+    batch_finder: Callable[[JobRecord, Callable[[], None]], None] | None = None
     sweep_check_interval_s: float | None = None
     sweep_min_in_flight: int = 0
     # While sweeping, safety-net checks are spread so the pool makes at most this many a second in all.
@@ -187,8 +189,8 @@ class JobRunner:
 
     def _act(self, record: JobRecord, now: float) -> None:
         ending = record.cancel_requested or (record.deadline_at is not None and now >= record.deadline_at)
-        if ending and record.run_id is None and record.posting_since is not None:
-            self._adopt_before_ending(record, now)
+        if ending and record.run_id is None and self._found_before_ending(record, now):
+            return
         if record.cancel_requested and record.run_id is None:
             raise JobCancelled("the job was cancelled before its run was submitted")
         if record.deadline_at is not None and now >= record.deadline_at:
@@ -264,6 +266,28 @@ class JobRunner:
         record.batch_task = None
         self.store.update(record.job_id, batch_task=None)
         log.info("job %s: its batch was not posted in time; it goes on alone", record.job_id)
+        return False
+
+    def _found_before_ending(self, record: JobRecord, now: float) -> bool:
+        """A job cancelled or out of time before its run is known: a run that exists is found first, so that it is
+        cancelled rather than left going unseen (True: that run had ended, and so has the job)."""
+        if record.posting_since is not None:
+            self._adopt_before_ending(record, now)
+            return False
+        return record.extend_batch_id is not None and self._ended_in_batch(record, now)
+
+    def _ended_in_batch(self, record: JobRecord, now: float) -> bool:
+        """A batch member cancelled or out of time before its run is known: find the run in the batch, so that
+        the run itself is cancelled, not left going with nobody waiting (True: its run had ended, and so has
+        the job)."""
+        if self.batch_finder is None:
+            return False
+        self._spend(record, now, Bucket.REQUESTS)
+        self.batch_finder(record, lambda: self._spend(record, self.clock(), Bucket.REQUESTS))
+        latest = self.store.load(record.job_id)
+        if latest is None or latest.finished:
+            return True
+        record.run_id, record.submitted_at = latest.run_id, latest.submitted_at
         return False
 
     def _adopt_before_ending(self, record: JobRecord, now: float) -> None:

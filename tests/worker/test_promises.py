@@ -294,3 +294,40 @@ def test_a_batch_run_never_finishes_a_job_that_has_another_run(redis_client: red
     record = store.load("job-1")
     assert handled is False
     assert record is not None and not record.finished and record.run_id == "workflow_run_default_1"
+
+
+class OneBatch(FakeApi):
+    """A fake Extend holding one batch (batch_1) whose runs are still going."""
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        self.calls.append("list")
+        runs = [run for run in self.runs.values() if run.get("batchId") == params.get("batchId")]
+        return {"data": [{"id": run["id"], "status": run["status"]} for run in runs], "nextPageToken": None}
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        self.calls.append("get")
+        return dict(self.runs[run_id])
+
+
+@pytest.mark.parametrize("end", ["cancel", "deadline"])
+def test_a_batch_member_ended_before_its_run_is_known_cancels_that_run(redis_client: redis.Redis, end: str) -> None:
+    # Given a member of batch_1 (with a deadline of 60 s) whose run is going on Extend, not yet known to the job
+    clock = [1_900_000_000.0]
+    store, api = _store(redis_client), OneBatch("PROCESSING")
+    runner = _runner(store, api, clock=lambda: clock[0])
+    runner.batch_finder = BatchRunner(runner=runner, clock=lambda: clock[0]).find_member
+    request = JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}, "deadline_s": 60})
+    store.create("job-1", request, now=clock[0], lease_s=1, secrets=None)
+    store.update("job-1", extend_batch_id="batch_1", state=JobState.RUNNING.value, submitted_at=clock[0])
+    metadata = {"extendq:job_id": "job-1"}
+    api.runs["workflow_run_7"] = {"id": "workflow_run_7", "status": "PROCESSING", "metadata": metadata}
+    api.runs["workflow_run_7"]["batchId"] = "batch_1"
+    # When it is cancelled, or its deadline passes, and its step runs
+    if end == "cancel":
+        runner.request_cancel("job-1")
+    else:
+        clock[0] += 61
+    runner.advance("job-1")
+    # Then its run was found in the batch and cancelled on Extend, not left going with nobody waiting for it
+    assert api.runs["workflow_run_7"]["status"] == "CANCELLED"
+    assert store.load("job-1").run_id == "workflow_run_7"  # type: ignore[union-attr]
