@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -80,7 +79,6 @@ def test_sweeps_replace_checks_when_many_runs_are_in_flight(pool: Pool, emulator
     emulator.set_profile(PROFILE)
     emulator.reset()
     app = pool(EXTENDQ_SWEEP_MIN_IN_FLIGHT="10", EXTENDQ_SWEEP_INTERVAL_S="1")
-    started = time.monotonic()
     runs = [job.get(timeout=90) for job in submit(app, "workflow_slow", 60)]
     # Then every job finished, with about one fetch per run instead of a check every second
     assert {run["status"] for run in runs} == {"PROCESSED"}
@@ -89,7 +87,6 @@ def test_sweeps_replace_checks_when_many_runs_are_in_flight(pool: Pool, emulator
     sweeps = sum(requests.get("GET /workflow_runs", {}).values())
     assert sweeps >= 1
     assert fetches <= 60 * 1.25, fetches
-    assert time.monotonic() - started < 60
 
 
 def test_the_set_of_stretched_checks_expires_and_a_finished_job_leaves_it(
