@@ -18,7 +18,7 @@ from extendq.worker.models import JobRequest
 from extendq.worker.store import RedisJobStore
 from tests.support.fakes import FakeApi, Results
 
-KEYS = Keys("extendq:")
+KEYS = Keys("extendq-callbacks-test:")  # not the pool's prefix: a session worker's relay would take the entries
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from extendq.worker.models import JobRequest, JobState
 from extendq.worker.records import JobRecord
 from extendq.worker.store import RedisJobStore
 
-KEYS = Keys("extendq:")
+KEYS = Keys("extendq-metrics-test:")  # not the pool's prefix: a session worker's dispatcher would claim these entries
 
 
 def samples(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
