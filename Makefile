@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
-BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py,$(sort $(wildcard bench/*.py)))
+BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py bench/chaos_faults.py,$(sort $(wildcard bench/*.py)))
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 

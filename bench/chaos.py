@@ -1,6 +1,8 @@
 """Benchmark: what extendq does on its worst day, as figures (the chaos tests run the same at a smaller size).
 
-    .venv/bin/python bench/chaos.py [--jobs 500] [--storm-jobs 1000] [--only crashes,redis,storm]
+    .venv/bin/python bench/chaos.py [--only crashes,redis,storm,late,batch-outage,slow-steps] [--jobs 500]
+        [--storm-jobs 1000] [--late-jobs 300] [--late-commit-s 5] [--batch-files 2000] [--outage-s 150]
+        [--slow-jobs 300] [--slow-s 4] [--wait-s 600]
 
 - crashes: jobs with 1-10 s runs while a worker is SIGKILLed (whole process group) every few seconds and
   restarted, and another gets SIGTERM mid-run; against the same jobs undisturbed.
@@ -8,39 +10,49 @@
   persistence, where the data (queue, job records, results) is gone and only what Extend holds remains.
 - storm: the emulator answers 30 % 5xx/408, 10 % 429 with Retry-After, 0-2 s latency and 5 % dropped
   connections; the pool is held to the emulator's rate limit.
-Each prints jobs finished and lost, Extend runs per job key, API calls per job and the time it took.
+- late: 30 % of the creates answer 504 while Extend commits their run `--late-commit-s` later; the landing window
+  is set above that.
+- batch-outage: `--batch-files` files through `submit_many` while the batch endpoint answers 503 for `--outage-s`
+  seconds from the hand-over, on the workers' default lease, landing window and request timeout.
+- slow-steps: 30 % of the creates and fetches answer `--slow-s` late, longer than the job lock (2 s, set with
+  EXTENDQ_JOB_LOCK_S) and the claim lease (3 s), so a slow step's job is taken up again while it waits.
+Each prints jobs finished and lost, duplicate runs (Extend runs per job beyond the first), requests the emulator
+refused for its own rate limit (above limit; "-" when it had none), API calls per job and the time it took, then a
+PASS/FAIL line per promise. The fault scenarios (bench/chaos_faults.py) also check that each job's terminal result
+was published exactly once. Every wait is bounded: jobs not finished in time are counted lost.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import API_KEY  # noqa: E402
-from extendq.cli.redis_server import RedisServer  # noqa: E402
-from extendq.config.settings import Settings  # noqa: E402
-from extendq.tasks.celery import create_app  # noqa: E402
-from extendq.tasks.producer import build_request, enqueue  # noqa: E402
-from extendq.worker.store import open_store  # noqa: E402
+from bench.chaos_faults import batch_outage, late, slow_steps  # noqa: E402
+from bench.common import (  # noqa: E402
+    HEADER,
+    Figures,
+    Pool,
+    chaos_profile,
+    job_seconds,
+    judge,
+    measure,
+    over_limit,
+    private_redis,
+    runs_per_job,
+    wait_results,
+)
 from tests.support.emulator import EmulatorProcess  # noqa: E402
-from tests.support.worker import WorkerProcess  # noqa: E402
 
-WORKFLOW = "workflow_chaos"
+SCENARIOS = ("crashes", "redis", "storm", "late", "batch-outage", "slow-steps")
+
 STORM_FAULTS = {
     "error_rate": 0.3,
     "rate_limited_rate": 0.1,
@@ -50,137 +62,12 @@ STORM_FAULTS = {
 }
 
 
-@dataclass
-class Figures:
-    """What one scenario measured."""
-
-    name: str
-    jobs: int
-    finished: int = 0
-    lost: int = 0
-    duplicate_runs: int = 0
-    api_calls_per_job: float = 0.0
-    seconds: float = 0.0
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def line(self) -> str:
-        extra = "  ".join(f"{k}={v}" for k, v in self.notes.items())
-        return (
-            f"{self.name:<24}{self.jobs:>6}{self.finished:>9}{self.lost:>6}{self.duplicate_runs:>11}"
-            f"{self.api_calls_per_job:>11.2f}{self.seconds:>9.1f}  {extra}"
-        )
-
-
-HEADER = f"{'scenario':<24}{'jobs':>6}{'finished':>9}{'lost':>6}{'dup. runs':>11}{'calls/job':>11}{'seconds':>9}"
-
-
-def profile(duration: tuple[float, float], **extra: Any) -> dict[str, Any]:
-    spec = {"name": "Chaos", "duration_s": list(duration), "outcomes": {"PROCESSED": 1}}
-    return {"workflows": {WORKFLOW: spec}, "rate_limit": None, "seed": 11, **extra}
-
-
-class Pool:
-    """Worker processes on one Redis, each restartable, with a producer that records jobs before sending."""
-
-    def __init__(self, redis_url: str, emulator_url: str, logs: Path, **settings: str) -> None:
-        self.env = {
-            "EXTENDQ_REDIS_URL": redis_url,
-            "EXTENDQ_BASE_URL": emulator_url,
-            "EXTEND_API_KEY": API_KEY,
-            "EXTENDQ_CLAIM_LEASE_S": "10",
-            "EXTENDQ_REQUEST_TIMEOUT_S": "5",
-            "EXTENDQ_LANDING_WINDOW_S": "8",
-            **settings,
-        }
-        self.settings = Settings.from_env(self.env)
-        self.logs = logs
-        self.workers: list[WorkerProcess] = []
-        self.started = 0
-
-    def start(self, count: int = 1, concurrency: int = 2) -> None:
-        for _ in range(count):
-            self.started += 1
-            log = self.logs / f"worker-{self.started}.log"
-            self.workers.append(WorkerProcess(self.env, log_path=log, concurrency=concurrency).start())
-
-    def submit(self, count: int, prefix: str) -> list[str]:
-        app, store = create_app(self.settings), open_store(self.settings)
-        requests = [
-            build_request(workflow=WORKFLOW, file={"text": f"Total: {i}.00"}, job_key=f"{prefix}-{i}")
-            for i in range(count)
-        ]
-        return [enqueue(app, request, store=store, lease_s=10).id for request in requests]
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.kill()
-        self.workers.clear()
-
-
-def wait_results(redis_url: str, job_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-    """Terminal results by job id, polled from the result backend (robust to Redis restarts)."""
-    done: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client = redis.Redis.from_url(redis_url)
-            pending = [job_id for job_id in job_ids if job_id not in done]
-            for job_id, raw in zip(pending, client.mget([f"celery-task-meta-{j}" for j in pending]), strict=True):
-                meta = json.loads(raw) if raw else {}
-                if meta.get("status") in {"SUCCESS", "FAILURE"}:
-                    done[job_id] = meta
-            client.close()
-        except redis.RedisError:
-            pass  # the server is restarting
-        if len(done) == len(job_ids) or time.monotonic() >= deadline:
-            return done
-        time.sleep(0.5)
-
-
-def runs_by_key(emulator: EmulatorProcess, prefix: str) -> Counter[str]:
-    return Counter(
-        key for run in emulator.runs() if str(key := run["metadata"].get("extendq:job_key", "")).startswith(prefix)
-    )
-
-
-def measure(
-    name: str,
-    emulator: EmulatorProcess,
-    redis_url: str,
-    job_ids: list[str],
-    prefix: str,
-    started: float,
-    timeout_s: float,
-) -> Figures:
-    results = wait_results(redis_url, job_ids, timeout_s)
-    per_key = runs_by_key(emulator, prefix)
-    finished = sum(1 for meta in results.values() if meta.get("status") == "SUCCESS")
-    return Figures(
-        name=name,
-        jobs=len(job_ids),
-        finished=finished,
-        lost=len(job_ids) - len(results),
-        duplicate_runs=sum(count - 1 for count in per_key.values() if count > 1),
-        api_calls_per_job=emulator.stats()["requests_total"] / max(len(job_ids), 1),
-        seconds=time.monotonic() - started,
-    )
-
-
-@contextmanager
-def private_redis(appendonly: bool) -> Iterator[RedisServer]:
-    server = RedisServer(appendonly=appendonly).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def crashes(
     emulator: EmulatorProcess, jobs: int, logs: Path, disturb: bool, duration: tuple[float, float] = (1.0, 10.0)
 ) -> Figures:
     """Jobs of 1-10 s runs on two workers; when `disturb`, SIGKILL one every second (and SIGTERM one) until 90 % are
     done."""
-    emulator.set_profile(profile(duration))
+    emulator.set_profile(chaos_profile(duration))
     emulator.reset()
     with private_redis(appendonly=False) as server:
         pool = Pool(server.url, emulator.url, logs)
@@ -195,13 +82,12 @@ def crashes(
             emulator,
             server.url,
             job_ids,
-            prefix,
             started,
             timeout_s=300,
         )
-        figures.notes = notes
+        figures.notes.update(notes)
         pool.stop()
-    return figures
+    return judge(figures)
 
 
 def _disturb(pool: Pool, notes: dict[str, int], until: Callable[[], bool]) -> None:
@@ -232,7 +118,7 @@ def redis_restart(emulator: EmulatorProcess, jobs: int, logs: Path, appendonly: 
     Without the AOF the workers notice that the restart lost the data and adopt the runs Extend holds: the notes
     count jobs whose results were published again under their ids, and jobs that had no run (not recoverable).
     """
-    emulator.set_profile(profile((2.0, 6.0)))
+    emulator.set_profile(chaos_profile((2.0, 6.0)))
     emulator.reset()
     with private_redis(appendonly=appendonly) as server:
         pool = Pool(server.url, emulator.url, logs, EXTENDQ_SWEEP="off")
@@ -245,14 +131,22 @@ def redis_restart(emulator: EmulatorProcess, jobs: int, logs: Path, appendonly: 
             time.sleep(1.0)
             wait_results(server.url, [j for j in job_ids if j in _jobs_with_runs(emulator, prefix)], timeout_s=60)
         name = f"redis restart {'(AOF)' if appendonly else '(no AOF)'}"
-        figures = measure(name, emulator, server.url, job_ids, prefix, started, timeout_s=60 if appendonly else 0)
-        figures.notes = {"runs on Extend": sum(runs_by_key(emulator, prefix).values())}
+        figures = measure(name, emulator, server.url, job_ids, started, timeout_s=60 if appendonly else 0)
+        figures.notes["runs on Extend"] = sum(runs_per_job(emulator, job_ids).values())
         if not appendonly:
             with_runs = _jobs_with_runs(emulator, prefix)
             results = wait_results(server.url, job_ids, 0)
             figures.notes["recovered"] = sum(1 for j in with_runs if results.get(j, {}).get("status") == "SUCCESS")
             figures.notes["not recoverable"] = sum(1 for j in job_ids if j not in with_runs)
         pool.stop()
+    return judge(figures) if appendonly else _judge_without_aof(figures)
+
+
+def _judge_without_aof(figures: Figures) -> Figures:
+    """Without persistence, jobs that had no run are lost by design: every other job must come back, with one run."""
+    missing = figures.notes["not recoverable"]
+    figures.targets[f"{figures.duplicate_runs} duplicate runs (target 0)"] = figures.duplicate_runs == 0
+    figures.targets[f"{figures.lost} jobs lost (target: the {missing} that had no run)"] = figures.lost == missing
     return figures
 
 
@@ -275,7 +169,7 @@ def storm(
     Jobs not finished within `timeout_s` are counted lost; the worker logs are in `logs` (named in the notes).
     """
     limit = {"requests_per_second": rps}
-    emulator.set_profile(profile((1.0, 3.0), faults=faults or STORM_FAULTS, rate_limit=limit))
+    emulator.set_profile(chaos_profile((1.0, 3.0), faults=faults or STORM_FAULTS, rate_limit=limit))
     emulator.reset()
     with private_redis(appendonly=False) as server:
         pool = Pool(
@@ -289,61 +183,85 @@ def storm(
         pool.start(2, concurrency=8)  # requests take up to 2 s each: more slots keep the limit busy
         started, submitted, prefix = time.monotonic(), time.time(), "storm"
         job_ids = pool.submit(jobs, prefix)
-        figures = measure("API storm", emulator, server.url, job_ids, prefix, started, timeout_s=timeout_s)
+        figures = measure("API storm", emulator, server.url, job_ids, started, timeout_s=timeout_s, rps=rps)
         log = emulator.requests()
-        figures.notes = {
-            "over the limit": over_limit([e["at"] for e in log], rps),
-            "429s": sum(1 for e in log if e["status"] == 429),
-            "job s p50/p90/max": job_seconds(wait_results(server.url, job_ids, 0), since=submitted),
-            "worker logs": str(logs),
-        }
+        figures.notes.update(
+            {
+                "arrivals over the limit": over_limit([e["at"] for e in log], rps),
+                "429s": sum(1 for e in log if e["status"] == 429),
+                "job s p50/p90/max": job_seconds(wait_results(server.url, job_ids, 0), since=submitted),
+                "worker logs": str(logs),
+            }
+        )
         pool.stop()
-    return figures
+    return judge(figures)
 
 
-def job_seconds(results: dict[str, dict[str, Any]], since: float) -> str:
-    """Seconds from submission to each job's result, as the median, the 90th percentile and the longest."""
-    done = sorted(datetime.fromisoformat(meta["date_done"]).timestamp() - since for meta in results.values())
-    if not done:
-        return "-"
-    return "/".join(f"{done[min(int(len(done) * q), len(done) - 1)]:.0f}" for q in (0.5, 0.9, 1.0))
+def run(name: str, emulator: EmulatorProcess, args: argparse.Namespace, logs: Path) -> list[Figures]:
+    """The figures of one scenario (two rows for crashes and redis)."""
+    if name == "crashes":
+        return [crashes(emulator, args.jobs, logs, disturb=False), crashes(emulator, args.jobs, logs, True)]
+    if name == "redis":
+        return [
+            redis_restart(emulator, args.jobs // 5, logs, True),
+            redis_restart(emulator, args.jobs // 5, logs, False),
+        ]
+    if name == "storm":
+        return [storm(emulator, args.storm_jobs, logs)]
+    if name == "late":
+        return [late(emulator, args.late_jobs, logs, late_s=args.late_commit_s, timeout_s=args.wait_s)]
+    if name == "batch-outage":
+        bound = args.outage_s + args.wait_s
+        return [batch_outage(emulator, args.batch_files, logs, outage_s=args.outage_s, timeout_s=bound)]
+    return [slow_steps(emulator, args.slow_jobs, logs, slow_s=args.slow_s, timeout_s=args.wait_s)]
 
 
-def over_limit(times: list[float], limit: int) -> int:
-    """Requests that arrived while `limit` others had already arrived in the last second."""
-    ordered, over, start = sorted(times), 0, 0
-    for index, at in enumerate(ordered):
-        while ordered[start] <= at - 1.0:
-            start += 1
-        over += index - start + 1 > limit
-    return over
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    parser.add_argument("--jobs", type=int, default=500, help="crashes (and a fifth of it: redis)")
+    parser.add_argument("--storm-jobs", type=int, default=1000)
+    parser.add_argument("--late-jobs", type=int, default=300)
+    parser.add_argument("--late-commit-s", type=float, default=5.0)
+    parser.add_argument("--batch-files", type=int, default=2000)
+    parser.add_argument("--outage-s", type=float, default=150.0)
+    parser.add_argument("--slow-jobs", type=int, default=300)
+    parser.add_argument("--slow-s", type=float, default=4.0, help="below the pool's request timeout (5 s)")
+    parser.add_argument(
+        "--wait-s", type=float, default=600.0, help="late, slow-steps: longest wait for the results (batch: + outage)"
+    )
+    args = parser.parse_args()
+    unknown = set(args.only.split(",")) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--storm-jobs", type=int, default=1000)
-    parser.add_argument("--only", default="crashes,redis,storm")
-    args = parser.parse_args()
+    args = parse_args()
+    # `timeout` and `kill` send SIGTERM: leave through the `finally` blocks, which stop the workers and the emulator.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logs = Path(tempfile.mkdtemp(prefix="extendq-chaos-"))
     chosen = set(args.only.split(","))
     rows: list[Figures] = []
-    with EmulatorProcess(profile=profile((1.0, 2.0))) as emulator:
-        if "crashes" in chosen:
-            rows += [crashes(emulator, args.jobs, logs, disturb=False), crashes(emulator, args.jobs, logs, True)]
-        if "redis" in chosen:
-            rows += [
-                redis_restart(emulator, args.jobs // 5, logs, True),
-                redis_restart(emulator, args.jobs // 5, logs, False),
-            ]
-        if "storm" in chosen:
-            rows.append(storm(emulator, args.storm_jobs, logs))
-    print(HEADER)
+    print(HEADER, flush=True)
+    with EmulatorProcess(profile=chaos_profile((1.0, 2.0))) as emulator:
+        for name in (name for name in SCENARIOS if name in chosen):
+            try:
+                done = run(name, emulator, args, logs)
+            except Exception as exc:  # a scenario that cannot go on is reported; the others still run
+                print(f"scenario {name} stopped: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            for row in done:  # each row as soon as it is measured: a run stopped later keeps what it printed
+                print(row.line(), flush=True)
+            rows += done
     for row in rows:
-        print(row.line())
-    print("without the AOF a restarted Redis has no queue, job records or results; the workers notice it and adopt")
-    print("the runs on Extend by the job id in their metadata, so those jobs get their results again (recovered);")
-    print("jobs that had no run yet lived only in Redis and are lost (not recoverable): enqueue them again.")
+        for verdict in row.verdicts():
+            print(verdict)
+    if "redis" in chosen:
+        print("without the AOF a restarted Redis has no queue, job records or results; the workers notice it and")
+        print("adopt the runs on Extend by the job id in their metadata, so those jobs get their results again")
+        print("(recovered); jobs that had no run yet lived only in Redis and are lost (not recoverable).")
 
 
 if __name__ == "__main__":

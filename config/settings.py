@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # After a create whose answer was lost (timeout, 5xx, dropped connection), how long the run may still appear
     # on Extend: the job posts again only once a lookup made after this long found no run. Above the timeout.
     landing_window_s: float = Field(default=120.0, gt=0)
+    # How long a step holds its job's lock (None: three request timeouts). A step that outlives it writes nothing.
+    job_lock_s: float | None = Field(default=None, gt=0)
     visibility_timeout_s: int = Field(default=900, gt=0)
 
     log_format: str = Field(default="text", pattern="^(text|json)$")

@@ -248,9 +248,9 @@ class JobRunner:
 
     def _waits_for_its_batch(self, record: JobRecord, now: float) -> bool:
         """A member whose batch task has not marked it posted: it joins the Extend batch the task created, waits
-        while the task may still post it, or else goes on alone (True: it waits). The task reads the member
-        under its lock, so a member is never posted both in its batch and alone; one whose batch post may have
-        landed looks for its run first (`_submit`, with the landing window).
+        two leases for the task (which retries through an outage), or else goes on alone (True: it waits). The
+        task reads the member under its lock, so a member is never posted both in its batch and alone; one whose
+        batch post may have landed looks for its run first (`_submit`, with the landing window).
         """
         assert record.batch_task is not None
         extend_batch = self.store.extend_batch_of(record.batch_task)
@@ -260,7 +260,7 @@ class JobRunner:
                 record.job_id, extend_batch_id=extend_batch, state=JobState.RUNNING.value, posting_since=None
             )
             return False
-        if record.posting_since is None and now < record.enqueued_at + 2 * self.lease_s:
+        if now < record.enqueued_at + 2 * self.lease_s:  # the batch task retries meanwhile (an outage, say)
             self.store.schedule(record.job_id, now + self.lease_s)
             return True
         record.batch_task = None
