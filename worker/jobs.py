@@ -300,7 +300,14 @@ class JobRunner:
 
     def _landed_run(self, record: JobRecord) -> Run | None:
         """The run an earlier POST may have created before its answer was lost, found before posting again."""
-        return landed_run(record, api=self.api_for(record), store=self.store, spend=self._spend, clock=self.clock)
+        return landed_run(
+            record,
+            api=self.api_for(record),
+            store=self.store,
+            spend=self._spend,
+            clock=self.clock,
+            conclusive_from=(record.posting_since or 0.0) + self.landing_window_s,
+        )
 
     def _check(self, record: JobRecord, now: float) -> None:
         assert record.run_id is not None

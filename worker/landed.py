@@ -33,13 +33,16 @@ def landed_run(
     store: RedisJobStore,
     spend: Callable[[JobRecord, float, Bucket], None],
     clock: Callable[[], float],
+    conclusive_from: float = 0.0,
 ) -> Run | None:
     """The run an earlier POST may have created before its answer was lost, found before posting again.
 
     Each request of the lookup first takes a token with `spend` (the runner's, so `Throttled` when none is free).
+    `conclusive_from`: when the run can no longer appear (the create's landing window ends). A lookup resumed
+    after that moment but begun before it starts over once: what it listed then may miss a run committed since.
     """
     try:
-        return _Lookup(record, api, store, spend, clock).find()
+        return _Lookup(record, api, store, spend, clock, conclusive_from).find()
     except RetryableError as exc:
         # The lookup failed, not the create: the earlier POST may still have landed, keep looking later.
         exc.may_have_landed = True
@@ -48,8 +51,10 @@ def landed_run(
 
 @dataclass
 class _Progress:
-    """How far a lookup got: the next page to list (None: the first), the runs still to fetch, the end reached."""
+    """How far a lookup got: when it began listing, the next page to list (None: the first), the runs still to
+    fetch, the end reached."""
 
+    began: float | None = None
     next_page: str | None = None
     pending: list[str] | None = None
     ended: bool = False
@@ -57,10 +62,12 @@ class _Progress:
     @classmethod
     def of(cls, record: JobRecord) -> _Progress:
         saved = json.loads(record.lookup) if record.lookup else {}
-        return cls(next_page=saved.get("n"), pending=list(saved.get("p") or []), ended=bool(saved.get("e")))
+        pending = list(saved.get("p") or [])
+        return cls(began=saved.get("t"), next_page=saved.get("n"), pending=pending, ended=bool(saved.get("e")))
 
     def encoded(self) -> str:
-        return json.dumps({"n": self.next_page, "p": self.pending or [], "e": self.ended}, separators=(",", ":"))
+        saved = {"t": self.began, "n": self.next_page, "p": self.pending or [], "e": self.ended}
+        return json.dumps(saved, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,12 @@ class _Lookup:
     store: RedisJobStore
     spend: Callable[[JobRecord, float, Bucket], None]
     clock: Callable[[], float]
+    conclusive_from: float
 
     def find(self) -> Run | None:
         progress = _Progress.of(self.record)
+        if progress.began is not None and progress.began < self.conclusive_from <= self.clock():
+            progress = _Progress()  # begun while the run could still appear: look again, once, from the top
         try:
             run = self._resume(progress)
         except RetryableError:
@@ -95,6 +105,8 @@ class _Lookup:
     def _list(self, progress: _Progress) -> None:
         """One page of the workflow's recent runs: those no other job owns join the runs to fetch."""
         self._pace()
+        if progress.began is None:
+            progress.began = self.clock()
         page: dict[str, Any] = self.api.list_runs(
             workflowId=self.record.request.workflow.id,
             sortBy="createdAt",

@@ -332,3 +332,38 @@ def test_a_batch_member_ended_before_its_run_is_known_cancels_that_run(redis_cli
     # Then its run was found in the batch and cancelled on Extend, not left going with nobody waiting for it
     assert api.runs["workflow_run_7"]["status"] == "CANCELLED"
     assert store.load("job-1").run_id == "workflow_run_7"  # type: ignore[union-attr]
+
+
+class LateCommitBehindAFlakyFetch(LateCommit):
+    """`LateCommit`, with another job's run listed too, whose first fetch fails (a lookup cut short)."""
+
+    def __init__(self, clock: list[float], late_s: float) -> None:
+        super().__init__(clock, late_s)
+        self.runs["workflow_run_other"] = {"id": "workflow_run_other", "status": "PROCESSING", "metadata": {}}
+        self.visible_at["workflow_run_other"] = 0.0
+        self.failed_once = False
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        if not self.failed_once:
+            self.failed_once = True
+            raise ApiUnavailable("503 from the gateway")
+        return super().get_run(run_id)
+
+
+def test_a_lookup_begun_before_the_run_could_land_is_not_conclusive_after(redis_client: redis.Redis) -> None:
+    # Given a create that timed out while Extend commits its run 3 s later, and a lookup 1 s later that listed
+    # before the commit and was cut short by a failed fetch
+    clock = [1_900_000_000.0]
+    api = LateCommitBehindAFlakyFetch(clock, late_s=3.0)
+    store = _store(redis_client)
+    runner = _runner(store, api, clock=lambda: clock[0], landing_window_s=60)
+    runner.start("job-1", REQUEST)
+    clock[0] += 1
+    runner.advance("job-1")
+    # When the job steps again once its landing window has passed
+    clock[0] += 60
+    runner.advance("job-1")
+    # Then the lookup listed again (the run is there now) and adopted it: no second create
+    assert api.calls.count("create") == 1
+    record = store.load("job-1")
+    assert record is not None and record.run_id is not None and record.run_id != "workflow_run_other"
