@@ -78,9 +78,12 @@ class BatchRunner:
         """Fetch an ended run of one of our batches and finish the job it belongs to; False if not ours."""
         if self.runner.store.owners([run_id])[0] is not None:
             return False  # adopted already (sweeps overlap a little)
-        if self.runner.limiter is not None and not self.runner.limiter.reserve(Bucket.REQUESTS, max_wait_s=0).now:
-            raise RetryableError("no rate-limit token to fetch a batch run now", 1.0)
+        # A token reserved for later is kept for the task's retry: under a busy limit, asking for one free now
+        # failed every time, the task gave up, and the run waited for its job's safety-net check.
+        holder = self.runner.store.keys.adoption(run_id)
+        self._pace_on(holder)
         run = self.runner.api.get_run(run_id)
+        self.runner.store.client.delete(holder)
         return self.finish_member(run)
 
     def finish_member(self, run: Run, *, holding: str | None = None) -> bool:
@@ -192,7 +195,7 @@ class BatchRunner:
 
     def _post(self, batch_id: str, records: list[JobRecord]) -> str:
         store = self.runner.store
-        self._pace(batch_id)
+        self._pace_on(store.keys.batch(batch_id))
         workflow = records[0].request.workflow.model_dump(exclude_none=True)
         inputs = [self._input(record) for record in records]
         # Written ahead of the post, on the batch and on each member: should its answer be lost, a member's own
@@ -208,15 +211,14 @@ class BatchRunner:
         priority = records[0].request.priority
         return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
 
-    def _pace(self, batch_id: str) -> None:
-        """Take a request token from the shared limit before a call of the batch task, or raise `RetryableError`
-        with the wait. A token reserved for later is kept on the batch's record: the task's retry spends it at
-        its slot instead of throwing it away and reserving another."""
+    def _pace_on(self, key: str) -> None:
+        """Take a request token from the shared limit before a call of a batch task, or raise `RetryableError`
+        with the wait. A token reserved for later is kept in the hash `key` (the batch's record, or the run's
+        adoption): the task's retry spends it at its slot instead of throwing it away and reserving another."""
         limiter = self.runner.limiter
         if limiter is None:
             return
         store = self.runner.store
-        key = store.keys.batch(batch_id)
         held = {Bucket.REQUESTS.value: float(slot)} if (slot := store.client.hget(key, "tok")) is not None else {}
         if held:
             try:  # slots are on the Redis server's clock: the retry may run on another host
@@ -230,7 +232,10 @@ class BatchRunner:
         if grant.now:
             return
         if grant.reserved and grant.slot is not None:
-            store.client.hset(key, "tok", repr(grant.slot))
+            pipe = store.client.pipeline(transaction=True)
+            pipe.hset(key, "tok", repr(grant.slot))
+            pipe.expire(key, store.result_ttl_s)
+            pipe.execute()
         raise RetryableError("waiting for the shared rate limit", grant.wait_s)
 
     def _input(self, record: JobRecord) -> dict[str, Any]:
@@ -252,7 +257,7 @@ class BatchRunner:
             return None
         since = float(state["post"]) - _LANDED_SLACK_S
         seen: set[str] = set()
-        pace = functools.partial(self._pace, batch_id)
+        pace = functools.partial(self._pace_on, self.runner.store.keys.batch(batch_id))
         for summary in self.runner.api.recent_runs(workflow_id, since, pace):
             extend_batch = summary.get("batchId")
             if not extend_batch or extend_batch in seen:

@@ -73,6 +73,10 @@ class Keys:
         """Hash: one of our batches (its Extend batch id `xb`, when its post began `post`); expires with results."""
         return f"{self.prefix}batch:{batch_id}"
 
+    def adoption(self, run_id: str) -> str:
+        """Hash: the rate-limit token an adoption of a batch run holds for its retry (`tok`); short-lived."""
+        return f"{self.prefix}adopt:{run_id}"
+
     def extend_batch(self, extend_batch_id: str) -> str:
         """String: our batch id for an Extend `batchId` (the sweeper asks whether a run's batch is ours)."""
         return f"{self.prefix}xbatch:{extend_batch_id}"

@@ -367,3 +367,27 @@ def test_a_lookup_begun_before_the_run_could_land_is_not_conclusive_after(redis_
     assert api.calls.count("create") == 1
     record = store.load("job-1")
     assert record is not None and record.run_id is not None and record.run_id != "workflow_run_other"
+
+
+def test_adopting_a_batch_run_under_a_busy_limit_keeps_its_token_for_the_retry(redis_client: redis.Redis) -> None:
+    # Given an ended run of one of our batches, on a pool whose tokens other calls keep taking (2 requests/s)
+    store, api = _store(redis_client), FakeApi("PROCESSED")
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=2))
+    batch = BatchRunner(runner=_runner(store, api, limiter=limiter))
+    store.create("job-1", REQUEST, now=time.time(), lease_s=60, secrets=None)
+    api.runs["workflow_run_5"] = {
+        "id": "workflow_run_5",
+        "status": "PROCESSED",
+        "metadata": {"extendq:job_id": "job-1"},
+    }
+    limiter.reserve(Bucket.REQUESTS)
+    # When the adoption finds no token free, another call takes the next free one, and the retry comes at its slot
+    with pytest.raises(RetryableError) as first:
+        batch.adopt("workflow_run_5")
+    limiter.reserve(Bucket.REQUESTS)
+    time.sleep(first.value.retry_after_s or 0.0)
+    adopted = batch.adopt("workflow_run_5")
+    # Then the retry spent the token reserved for it, and the job ended with its run
+    assert adopted is True
+    record = store.load("job-1")
+    assert record is not None and record.finished and record.run_id == "workflow_run_5"
