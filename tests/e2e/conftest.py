@@ -13,9 +13,9 @@ from celery import Celery
 
 from extendq.config.settings import Settings
 from extendq.tasks.celery import create_app
-from tests.conftest import clean_keys
+from tests.conftest import _OWNER, clean_keys
 from tests.support.emulator import EmulatorProcess
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, claim_database, release_database
 
 API_KEY = "sk_test_SENTINEL_API_KEY_7f3a9c"
 # Fixed, so every module (and every process) of the test run shares it.
@@ -34,6 +34,15 @@ PROFILE: dict[str, Any] = {
     "batch_runs_per_second": 100,
     "seed": 7,
 }
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """The end-to-end tests' own Redis database. Their session worker dispatches due entries and relays callbacks
+    under the pool's key prefix until the run ends: on the unit tests' database it took theirs."""
+    db = claim_database(f"{redis_server_url}/0", owner=f"{_OWNER}-e2e")
+    yield f"{redis_server_url}/{db}"
+    release_database(f"{redis_server_url}/0", db)
 
 
 @pytest.fixture(scope="session")
