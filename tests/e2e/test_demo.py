@@ -76,10 +76,13 @@ def test_demo_runs_every_sample_and_leaves_no_process(redis_server_url: str) -> 
     assert_no_children_left(done.stdout)
 
 
-def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str) -> None:
-    # Given a demo whose children are up and whose jobs are in flight
+def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str, tmp_path: Path) -> None:
+    # Given a demo whose children are up and whose jobs are in flight (every answer 3 s late: still in flight when
+    # the interrupt comes, however busy the machine)
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"base": "default", "faults": {"latency_s": [3.0, 3.0]}}))
     demo = subprocess.Popen(
-        [sys.executable, "-m", "extendq", "demo"],
+        [sys.executable, "-m", "extendq", "demo", "--profile", str(slow)],
         cwd=ROOT,
         env=demo_env(redis_server_url),
         stdout=subprocess.PIPE,
