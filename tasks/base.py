@@ -15,6 +15,7 @@ from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import load_tenants
 from extendq.errors import ConfigError, ExtendqError
 from extendq.tasks.celery import get_app
+from extendq.tasks.producer import secrets_key_of
 from extendq.worker.batch import BatchRunner
 from extendq.worker.extend import ApiConfig, ExtendApi, build_api
 from extendq.worker.jobs import JobRunner
@@ -150,7 +151,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         retry=RetryPolicy(
             budget=settings.retry_budget, backoff_s=settings.retry_backoff_s, backoff_max_s=settings.retry_backoff_max_s
         ),
-        secrets_key=settings.secrets_key.get_secret_value() if settings.secrets_key else None,
+        secrets_key=secrets_key_of(settings),
         files_root=Path(settings.files_root) if settings.files_root else None,
         default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
