@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -272,6 +272,12 @@ class RedisJobStore:
         """
         if job_ids:
             self._redis.zadd(self._keys.due, dict.fromkeys(job_ids, due_at), xx=True)
+
+    def bring_forward(self, due: Mapping[str, float]) -> None:
+        """Bring each of these jobs' next step forward to its time, never later than it was; jobs no longer
+        scheduled (finished meanwhile) are left alone."""
+        if due:
+            self._redis.zadd(self._keys.due, dict(due), xx=True, lt=True)
 
     def unstretch(self, job_ids: list[str]) -> None:
         """Forget that these jobs' checks were stretched for sweeps."""

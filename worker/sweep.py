@@ -77,6 +77,13 @@ class SweepConfig:
     max_share: float = 0.25
     # How far ahead a page may reserve its token: as far as jobs do, so a busy pool never starves the sweeps.
     max_wait_s: float = 60.0
+    # With webhooks on, a run that ended is checked only this long after its end: its webhook is on its way
+    # and finishes the job with no request. 0 (polling): checked at once.
+    webhook_grace_s: float = 0.0
+    # Sweeps stopped: the jobs whose checks were stretched for them are checked within this (spread at random),
+    # or sooner when they were due sooner. With webhooks on, the webhook check interval: checks only catch
+    # missed deliveries.
+    hand_back_within_s: float = 1.0
 
 
 @dataclass(kw_only=True)
@@ -142,9 +149,8 @@ class Sweeper:
         stretched = self.store.stretched()
         if not stretched:
             return
-        now = self.clock()
-        for job_id in self.store.unfinished(stretched):
-            self.store.schedule(job_id, now + random.random())
+        now, within = self.clock(), self.config.hand_back_within_s
+        self.store.bring_forward({job: now + random.random() * within for job in self.store.unfinished(stretched)})
         self.store.unstretch(stretched)
         log.info("sweeps stopped: %d jobs back to regular checks", len(stretched))
 
@@ -227,11 +233,17 @@ class Sweeper:
         run_ids = [str(summary["id"]) for summary in ended]
         owners = self.store.owners(run_ids)
         jobs = [job for job in owners if job is not None]
-        unfinished = self.store.unfinished(jobs)
-        self.store.make_due(unfinished, now)
+        unfinished = set(self.store.unfinished(jobs))
+        grace = self.config.webhook_grace_s
+        due = {
+            job: max(now, api_time(summary.get("updatedAt")) + grace)
+            for summary, job in zip(ended, owners, strict=True)
+            if job in unfinished
+        }
+        self.store.bring_forward(due)
         self.store.unstretch(jobs)
         adopted = self._adopt_batch_runs([s for s, owner in zip(ended, owners, strict=True) if owner is None])
-        return len(unfinished) + adopted
+        return len(due) + adopted
 
     def _adopt_batch_runs(self, unknown: list[dict[str, Any]]) -> int:
         """Runs of our batches have no owner until fetched once: hand them to the adopting task."""

@@ -103,6 +103,36 @@ def test_a_first_sweep_that_fails_keeps_its_window_for_the_next(redis_client: re
     assert store.due_at("job-1") == 1030.0
 
 
+def test_with_webhooks_a_sweep_leaves_an_ended_run_to_its_webhook_for_the_grace(redis_client: redis.Redis) -> None:
+    # Given webhooks on with a 15 s grace, and a run that ended at 1010, found by a sweep at 1012
+    store = store_with_a_run(redis_client, now=990.0)
+    api = ListingApi([ended("workflow_run_1", 1010.0)])
+    config = SweepConfig(mode="on", interval_s=2.0, webhook_grace_s=15.0)
+    made_due = Sweeper(api=api, store=store, client=store.client, config=config, clock=Clock(1012.0)).sweep_once()
+    # Then its job is checked 15 s after the run's end (not now, not at its safety-net check at 1290)
+    assert (made_due, store.due_at("job-1")) == (1, 1025.0)
+    # And a job already due sooner keeps its earlier time
+    store.schedule("job-1", 1011.0)
+    api.answers.append([ended("workflow_run_1", 1010.0)])
+    Sweeper(api=api, store=store, client=store.client, config=config, clock=Clock(1014.0)).sweep_once()
+    assert store.due_at("job-1") == 1011.0
+
+
+@pytest.mark.parametrize("within_s", [1.0, 60.0])
+def test_sweeps_stopping_hand_stretched_jobs_back_within_their_regular_cadence(
+    redis_client: redis.Redis, within_s: float
+) -> None:
+    # Given a job whose check was stretched to 1290 for sweeps
+    store = store_with_a_run(redis_client, now=990.0)
+    # When sweeps stop at 1000 (fewer jobs in flight than the threshold)
+    config = SweepConfig(mode="auto", min_in_flight=5, hand_back_within_s=within_s)
+    Sweeper(api=ListingApi(), store=store, client=redis_client, config=config, clock=Clock(1000.0)).sweep_once()
+    # Then it is checked within the hand-back time (1 s polling, the webhook check interval with webhooks)
+    due = store.due_at("job-1")
+    assert due is not None and 1000.0 <= due <= 1000.0 + within_s
+    assert store.stretched() == []
+
+
 def test_sweeps_stopping_close_their_window(redis_client: redis.Redis) -> None:
     clock = Clock(1000.0)
     store = store_with_a_run(redis_client, now=990.0)
