@@ -28,7 +28,8 @@ from tests.e2e.test_demo import demo_env
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
-pytestmark = pytest.mark.e2e
+# Building the wheel and a venv with its dependencies is minutes on a loaded machine, all in the first test's setup.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 _NOT_SOURCES = shutil.ignore_patterns(

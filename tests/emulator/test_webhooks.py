@@ -30,6 +30,9 @@ SLOW = {
 }
 
 
+SIGNED_TTL_S = 4.0
+
+
 def _event(delivery: Delivery) -> dict[str, Any]:
     return dict(json.loads(delivery.body))
 
@@ -189,13 +192,14 @@ def test_large_payloads_arrive_as_a_signed_url(
 async def test_signed_urls_expire(
     client: Extend, emulator: EmulatorProcess, receiver: WebhookReceiver, async_client: Callable[[], Any]
 ) -> None:
-    emulator.set_profile({"base": "fast", "webhooks": {"url_threshold_bytes": 0, "signed_url_ttl_s": 0.5}})
+    # Long enough for the first fetch on a loaded machine; the second comes after it, whenever the first came
+    emulator.set_profile({"base": "fast", "webhooks": {"url_threshold_bytes": 0, "signed_url_ttl_s": SIGNED_TTL_S}})
     client.workflow_runs.create(workflow={"id": "workflow_failed"}, file={"text": "x"})
     (delivery,) = receiver.wait_for(1)
     async with async_client() as async_sdk:
         event: Any = async_sdk.webhooks.verify_and_parse(delivery.body, delivery.headers, SECRET, allow_signed_url=True)
         assert (await async_sdk.webhooks.fetch_signed_payload(event)).payload.status == "FAILED"
-        time.sleep(0.6)
+        time.sleep(SIGNED_TTL_S + 0.1)
         with pytest.raises(WebhookPayloadFetchError):
             await async_sdk.webhooks.fetch_signed_payload(event)
 
