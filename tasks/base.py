@@ -26,6 +26,7 @@ from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.store import RedisJobStore, open_store
 from extendq.worker.sweep import SweepConfig, Sweeper
 from extendq.worker.tenants import TenantAccounts
+from extendq.worker.unforeseen import Redactor, known_secrets
 
 _runner: JobRunner | None = None
 # A progress result, written (and published) unless the stored result is terminal already.
@@ -158,6 +159,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         lock_ttl_s=settings.job_lock_s if settings.job_lock_s is not None else settings.request_timeout_s * 3,
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
+        redact=Redactor(known_secrets(settings)),
     )
     batches = BatchRunner(runner=runner)
     runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member
