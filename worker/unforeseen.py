@@ -60,7 +60,8 @@ class Redactor:
 def internal_failure(exc: Exception, *, job_id: str, run_id: str | None, redact: Redactor) -> Internal:
     """The job's `Internal` failure for `exc` (its class name and message, at most 500 chars), logged at ERROR with
     its traceback; secrets are cut out of both."""
-    log.error("job %s: unforeseen error in a step\n%s", job_id, redact("".join(traceback.format_exception(exc))))
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    log.error("job %s: unforeseen error in a step\n%s", job_id, redact(trace))
     name = type(exc).__name__
     detail = redact(str(exc))
     if len(detail) > _MAX_MESSAGE:
