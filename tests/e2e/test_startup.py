@@ -40,7 +40,8 @@ from tests.support.asgi import free_port, served
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
-pytestmark = pytest.mark.e2e
+# Each test starts worker processes (some two): on a loaded machine that takes longer than the default 60 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # A refused worker is given this long to exit: far above what it needs, for a loaded machine.
 EXIT_DEADLINE_S = 120
@@ -108,6 +109,22 @@ def test_a_worker_without_an_api_key_takes_no_job_and_a_good_worker_then_runs_it
     assert run["status"] == "PROCESSED"
     record = open_store(Settings.from_env(env)).load(job.id)
     assert record is not None and record.finished and record.state is JobState.SUCCESS
+
+
+def test_a_worker_without_a_key_runs_jobs_on_an_emulator(env: dict[str, str], producer: Celery, tmp_path: Path) -> None:
+    # Given an emulator that takes any key, and a worker with no key pointed at it
+    with EmulatorProcess(profile=PROFILE) as open_emulator:
+        worker = WorkerProcess({**env, "EXTENDQ_BASE_URL": open_emulator.url}, log_path=tmp_path / "worker.log")
+        for variable in ("EXTEND_API_KEY", "EXTENDQ_API_KEY"):
+            worker.env.pop(variable, None)
+        with worker:
+            # When a job is queued
+            run = enqueue(producer, build_request(workflow="workflow_processed", file={"text": "Total: 1.00"})).get(
+                timeout=90
+            )
+        # Then the worker ran it, and its start line said it has no key of its own
+        assert run["status"] == "PROCESSED"
+        assert "no key (the emulator's stand-in)" in worker.log_text()
 
 
 @pytest.mark.parametrize(
