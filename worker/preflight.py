@@ -86,12 +86,18 @@ def _answers(variable: str, url: str) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=_PING_TIMEOUT_S, socket_timeout=_PING_TIMEOUT_S)
     try:
         return bool(client.ping())
+    except redis.AuthenticationError as exc:  # a ConnectionError, but one that waiting cannot mend
+        raise _refused(variable, url, exc) from None
     except (redis.ConnectionError, redis.TimeoutError):
         return False
     except redis.RedisError as exc:
-        raise ConfigError(f"{variable}: Redis at {redis_where(url)} refused: {type(exc).__name__}") from None
+        raise _refused(variable, url, exc) from None
     finally:
         client.close()
+
+
+def _refused(variable: str, url: str, exc: Exception) -> ConfigError:
+    return ConfigError(f"{variable}: Redis at {redis_where(url)} refused: {type(exc).__name__}")
 
 
 def redis_urls(settings: Settings) -> dict[str, str]:

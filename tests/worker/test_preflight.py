@@ -141,3 +141,17 @@ def test_addresses_keep_host_and_port_only() -> None:
     assert origin("https://user:pw@[::1]:8443/a/b?c=d") == "https://[::1]:8443"
     assert redis_where("redis://localhost") == "localhost:6379/0"
     assert redis_where("unix:///run/redis.sock?db=3&password=pw") == "unix:/run/redis.sock/3"
+
+
+def test_a_redis_that_refuses_the_password_is_refused_at_once(redis_url: str) -> None:
+    # Given the test Redis reached as a user it does not know
+    url = redis_url.replace("redis://", "redis://nobody:wrong-pass@")
+    settings = Settings.from_env({"EXTENDQ_REDIS_URL": url, "EXTENDQ_REDIS_WAIT_S": "60"})
+    # Then the worker does not wait: it is refused, naming the variable and never the password
+    with pytest.raises(ConfigError, match="^EXTENDQ_REDIS_URL: Redis at .* refused: ") as raised:
+        wait_for_redis(settings, sleep=never_slept)
+    assert "wrong-pass" not in str(raised.value)
+
+
+def never_slept(seconds: float) -> None:
+    raise AssertionError("waited for a Redis that answered")
