@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     result_backend_url: str | None = None
     key_prefix: str = "extendq:"
+    # A starting worker waits this long for its Redis to answer, then refuses to start (Redis starting with it).
+    redis_wait_s: float = Field(default=30.0, ge=0)
 
     # Extend: the SDK's own EXTEND_API_KEY is honoured.
     api_key: SecretStr | None = Field(
@@ -203,7 +205,13 @@ def _values_from(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _describe(exc: ValidationError) -> str:
-    problems = [f"EXTENDQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()]
+    # A check of several values (a model validator) has no location: its message names the variables itself.
+    problems = [
+        f"EXTENDQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        if err["loc"]
+        else str(err["msg"]).removeprefix("Value error, ")
+        for err in exc.errors()
+    ]
     return "invalid settings: " + "; ".join(problems)
 
 

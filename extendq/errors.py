@@ -15,7 +15,8 @@ ExtendqError                     base of everything extendq raises (`WorkerError
 │   ├── InputNotFound            a local `path` input that does not exist or is not a file
 │   ├── DeadlineExceeded         the job's deadline passed; its run was cancelled
 │   ├── JobCancelled             cancelled before a run was submitted
-│   └── RetryBudgetExhausted     transient failures outlasted the retry budget
+│   ├── RetryBudgetExhausted     transient failures outlasted the retry budget
+│   └── Internal                 a step raised an error nobody foresaw (a bug, an answer it cannot read)
 └── ResultMismatch               a job's run does not have the shape asked for (`typed_run`)
     └── ExtractionMismatch       no extraction output, or it does not fit your model (`extraction`)
 ```
@@ -138,6 +139,22 @@ class RetryBudgetExhausted(JobFailed):
     kind = "retry_budget"
 
 
+class Internal(JobFailed):
+    """A step raised an error extendq did not foresee: the job ends with its type and (redacted) message.
+
+    `error_type` is the unforeseen exception's class name, e.g. `JSONDecodeError`.
+    """
+
+    kind = "internal"
+
+    def __init__(
+        self, message: str, run_id: str | None = None, status_code: int | None = None, error_type: str = ""
+    ) -> None:
+        super().__init__(message, run_id, status_code)
+        self.args = (message, run_id, status_code, error_type)
+        self.error_type = error_type
+
+
 class ResultMismatch(ExtendqError, ValueError):
     """A job's run does not have the shape asked for; `run` is the raw run as the API returned it."""
 
@@ -164,7 +181,16 @@ class ExtractionMismatch(ResultMismatch):
 
 FAILURE_KINDS: dict[str, type[JobFailed]] = {
     cls.kind: cls
-    for cls in (JobFailed, RunRejected, AuthFailed, InputNotFound, DeadlineExceeded, JobCancelled, RetryBudgetExhausted)
+    for cls in (
+        JobFailed,
+        RunRejected,
+        AuthFailed,
+        InputNotFound,
+        DeadlineExceeded,
+        JobCancelled,
+        RetryBudgetExhausted,
+        Internal,
+    )
 }
 
 
@@ -177,6 +203,7 @@ __all__ = [
     "ExtractionMismatch",
     "FAILURE_KINDS",
     "InputNotFound",
+    "Internal",
     "InvalidJobRequest",
     "JobCancelled",
     "JobFailed",

@@ -13,19 +13,21 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import load_tenants
-from extendq.errors import ConfigError, ExtendqError
-from extendq.tasks.celery import get_app
+from extendq.errors import ExtendqError
+from extendq.tasks.celery import ExtendqApp, get_app
 from extendq.tasks.producer import secrets_key_of
 from extendq.worker.batch import BatchRunner
 from extendq.worker.extend import ApiConfig, ExtendApi, build_api
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JobState
+from extendq.worker.preflight import api_key_of
 from extendq.worker.ratelimit import PLANS, Limits, RateLimiter
 from extendq.worker.records import EncodedResult
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.store import RedisJobStore, open_store
 from extendq.worker.sweep import SweepConfig, Sweeper
 from extendq.worker.tenants import TenantAccounts
+from extendq.worker.unforeseen import Redactor, known_secrets
 
 _runner: JobRunner | None = None
 # A progress result, written (and published) unless the stored result is terminal already.
@@ -126,12 +128,10 @@ def safety_checks_per_s(settings: Settings) -> float:
 
 
 def build_runner(settings: Settings, app: Celery) -> JobRunner:
-    """Everything a job needs, wired from settings."""
-    if settings.api_key is None:
-        raise ConfigError("no Extend API key: set EXTEND_API_KEY (or EXTENDQ_API_KEY)")
+    """Everything a job needs, wired from settings; `ConfigError` without an API key (but against the emulator)."""
     config = ApiConfig(
         base_url=settings.extend_base_url,
-        api_key=settings.api_key.get_secret_value(),
+        api_key=api_key_of(settings, keyless=isinstance(app, ExtendqApp) and app.keyless_emulator),
         api_version=settings.api_version,
         timeout_s=settings.request_timeout_s,
         workspace_id=settings.workspace_id,
@@ -158,6 +158,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         lock_ttl_s=settings.job_lock_s if settings.job_lock_s is not None else settings.request_timeout_s * 3,
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
+        redact=Redactor(known_secrets(settings)),
     )
     batches = BatchRunner(runner=runner)
     runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member

@@ -7,10 +7,13 @@ from typing import Any
 
 from celery import Celery
 from celery.app.log import Logging
+from celery.apps.worker import Worker
 from kombu import Exchange, Queue
 
 from extendq.config.logging import configure_logging
 from extendq.config.settings import Settings, get_settings
+from extendq.errors import ConfigError
+from extendq.tasks.startup import EXIT_CONFIG, CheckedWorker, refuse
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys
 
 __all__ = ["CHECKS_QUEUE", "QUEUE", "ExtendqApp", "celery_config", "create_app", "get_app"]
@@ -93,12 +96,22 @@ class _ConfiguredLogging(Logging):
 
 
 class ExtendqApp(Celery):
-    """A Celery app that knows the settings it was wired from (its logging and tasks read them)."""
+    """A Celery app that knows the settings it was wired from (its logging, worker and tasks read them)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__("extendq", include=_TASK_MODULES, log=_ConfiguredLogging)
         self.settings = settings
+        # Set by the worker's start checks: no API key, and the base URL is the emulator (tasks/startup.py).
+        self.keyless_emulator = False
         self.config_from_object(celery_config(settings))
+        self._worker: type[Worker] | None = None
+
+    @property
+    def Worker(self) -> type[Worker]:
+        """The worker program: Celery's, checked before it takes any message (a class of this app, not a signal)."""
+        if self._worker is None:
+            self._worker = self.subclass_with_self(CheckedWorker)
+        return self._worker
 
 
 def create_app(settings: Settings) -> ExtendqApp:
@@ -113,7 +126,11 @@ def get_app() -> ExtendqApp:
 
 
 def __getattr__(name: str) -> Any:
-    # `celery -A extendq.tasks` looks for an `app` attribute: it is made when first asked for.
+    # `celery -A extendq.tasks` looks for an `app` attribute: it is made when first asked for. Celery's command
+    # prints a traceback for any error while loading it: a bad setting is one line and exit status 2 instead.
     if name == "app":
-        return get_app()
+        try:
+            return get_app()
+        except ConfigError as exc:
+            refuse(f"extendq: {exc}", EXIT_CONFIG)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

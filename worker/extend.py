@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from extend_ai import Extend
@@ -231,6 +231,20 @@ class SdkApi:
             token = page.get("nextPageToken")
             if not token:
                 return
+
+
+def answers_as_emulator(base_url: str, *, timeout_s: float = 3.0) -> bool:
+    """Whether `base_url`'s server is extendq's emulator: its `GET /_emulator/health` answers `{"ok": true, ...}`.
+
+    Extend itself has no such route (404 or 401); nothing that does not answer counts.
+    """
+    parts = urlsplit(base_url)
+    try:
+        response = httpx.get(f"{parts.scheme}://{parts.netloc}/_emulator/health", timeout=timeout_s)
+        body = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("ok") is True
 
 
 def resolve_signed_payload(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis
+
 from extendq.errors import (
     DeadlineExceeded,
     ExtendqError,
@@ -35,6 +37,7 @@ from extendq.worker.spending import spend, wait_for_token
 from extendq.worker.store import RedisJobStore
 from extendq.worker.sweep import SweepWatch
 from extendq.worker.tenants import TenantAccounts
+from extendq.worker.unforeseen import Redactor, internal_failure
 from extendq.worker.usage import usage_note
 
 log = logging.getLogger("extendq.jobs")
@@ -86,6 +89,8 @@ class JobRunner:
     # What the host raises to stop a step that ran too long (Celery's `SoftTimeLimitExceeded`): retried, and
     # counted against the job's retry budget like any transient failure.
     overrun_errors: tuple[type[BaseException], ...] = ()
+    # Cuts the secrets the worker knows out of the message of an error nobody foresaw (worker/unforeseen.py).
+    redact: Redactor = field(default_factory=Redactor)
     _sweeps: SweepWatch = field(default_factory=SweepWatch)  # what this runner last saw of list sweeps
 
     def api_for(self, record: JobRecord) -> ExtendApi:
@@ -186,6 +191,11 @@ class JobRunner:
         except self.overrun_errors as exc:
             overran = StepOverran(f"the step was stopped at its time limit ({type(exc).__name__})")
             self._retry_later(record, overran, self.clock())
+        except redis.RedisError:
+            raise  # Redis failing: nothing can be recorded; the job's claim lapses and it comes due again
+        except Exception as exc:  # not one of ours: a bug, or an answer nobody foresaw; the job must still end
+            redact = self.redact.job(record.secrets, self.secrets_key)
+            self._fail(record, internal_failure(exc, job_id=record.job_id, run_id=record.run_id, redact=redact), now)
 
     def _act(self, record: JobRecord, now: float) -> None:
         ending = record.cancel_requested or (record.deadline_at is not None and now >= record.deadline_at)

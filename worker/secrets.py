@@ -15,6 +15,11 @@ def new_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def check_key(key: str) -> None:
+    """Raise `ConfigError` unless `key` is a valid `EXTENDQ_SECRETS_KEY`."""
+    _fernet(key)
+
+
 def seal(secrets: dict[str, Any], key: str | None) -> str:
     """Encrypt `secrets` for a task message; refuses when no key is configured."""
     if not key:

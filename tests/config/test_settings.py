@@ -40,6 +40,12 @@ def test_bad_value_names_the_variable() -> None:
         Settings.from_env({"EXTENDQ_REGION": "mars"})
 
 
+def test_a_check_of_several_values_names_them_without_a_bare_prefix() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"EXTENDQ_LANDING_WINDOW_S": "5"})
+    assert str(raised.value) == "invalid settings: EXTENDQ_LANDING_WINDOW_S must exceed EXTENDQ_REQUEST_TIMEOUT_S"
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "-300"])
 def test_webhook_max_age_must_be_positive_so_the_freshness_check_stays_on(value: str) -> None:
     # The SDK reads a max age of 0 as "no timestamp check": a replayed delivery of any age would verify.
