@@ -55,6 +55,7 @@ def serve_metrics(settings: Settings) -> None:
 
 def task_names(app: Celery) -> frozenset[str]:
     """The names of extendq's own tasks (the messages that no other worker can run)."""
+    app.loader.import_default_modules()  # the task modules (a worker has them already; a command not yet)
     return frozenset(name for name in app.tasks if name.startswith("extendq."))
 
 

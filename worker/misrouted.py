@@ -36,7 +36,7 @@ log = logging.getLogger("extendq.pool")
 
 SAMPLE = 100  # messages read per list, at most, on each look
 WATCHED_QUEUES = (CELERY_DEFAULT_QUEUE,)
-FIX = f'send them with queue="{QUEUE}" (or through extendq.submit(...)), or have an extendq worker consume the queue'
+FIX = f'send extendq tasks with queue="{QUEUE}", or use extendq.submit(...)'
 
 
 @dataclass(frozen=True)
@@ -147,11 +147,11 @@ class PoolWatch:
             last = self._logged.get(item.queue)
             if last is None or last[0] != item.messages or now - last[1] >= self.repeat_s:
                 log.warning(
-                    "%s wait in queue %r, which no extendq worker consumes: %s",
-                    item.describe(),
+                    "queue %r holds %s, but no extendq worker consumes it: %s",
                     item.queue,
+                    item.describe(),
                     FIX,
-                    extra={"event": "misrouted", "queue": item.queue, "messages": item.messages},
+                    extra={"event": "misrouted"},
                 )
                 self._logged[item.queue] = (item.messages, now)
         for queue in set(self._logged) - {item.queue for item in found}:
