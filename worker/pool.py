@@ -62,7 +62,11 @@ class WorkerRegistry:
         """Record `entry` with a fresh heartbeat, and drop the entries of workers long dead; the entry written."""
         now = self._clock()
         fresh = WorkerEntry(**{**asdict(entry), "heartbeat_at": now, "queues": tuple(entry.queues)})
-        self._client.hset(self._key, fresh.id, json.dumps(asdict(fresh)))
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(self._key, fresh.id, json.dumps(asdict(fresh)))
+        # A pool whose workers all stopped without a word leaves nothing behind for long.
+        pipe.expire(self._key, max(1, int(entry.interval_s * _DROP_INTERVALS)))
+        pipe.execute()
         stale = [e.id for e in self._entries() if now - e.heartbeat_at > e.interval_s * _DROP_INTERVALS]
         if stale:
             self._client.hdel(self._key, *stale)

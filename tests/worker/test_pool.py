@@ -37,6 +37,7 @@ def test_a_beating_worker_is_alive_with_its_fresh_heartbeat(redis_client: redis.
     clock.now += 5
     (alive,) = registry.alive()
     assert alive == written and alive.to_json(clock.now)["heartbeat_age_s"] == 5.0
+    assert 0 < redis_client.ttl(Keys().workers) <= 100  # gone ten intervals after the last beat of the pool
     assert alive.to_json(clock.now)["queues"] == ["extendq", "extendq.checks"]
 
 
