@@ -511,6 +511,23 @@ def _recovered_lines(counts: dict[str, int], since: str) -> str:
 _RECOVER_SHOWN = frozenset({"listed", "adopted", "known", "foreign"})
 
 
+# ---- info: the pool at a glance ---------------------------------------------------------------------------
+
+
+@app.command(epilog=EPILOG)
+def info(as_json: JsonOption = False) -> None:
+    """The pool at a glance: workers, queues, messages in a wrong queue, jobs in flight, due checks, rate limit."""
+    from extendq.cli.info import gather, lines
+
+    with _guard() as session:
+        session.check_redis()
+        report = gather(session.settings, session.app, session.store)
+        if as_json:
+            emit_json(report)
+        else:
+            typer.echo("\n".join(lines(report)))
+
+
 def main() -> None:
     """Entry point of the `extendq` console script."""
     app()

@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     # The webhook receiver serves GET /metrics on its own port.
     webhook_metrics: bool = True
+    # Each worker's main process records its heartbeat in Redis (`extendq info`) and looks for extendq task
+    # messages in queues no extendq worker consumes (Celery's default `celery`) this often.
+    pool_watch_interval_s: float = Field(default=15.0, gt=0)
 
 
 def _values_from(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from extendq.tasks.base import get_runner, set_runner, store_for, sweeper_for
 from extendq.tasks.bulk import send_adoptions
 from extendq.tasks.callbacks import start_relay
 from extendq.tasks.celery import get_app
-from extendq.tasks.observe import serve_metrics
+from extendq.tasks.observe import serve_metrics, watch_pool
 from extendq.worker.dispatcher import Dispatcher
 from extendq.worker.events import EventApplier, Outcome, busy_delay_s
 from extendq.worker.extend import resolve_signed_payload
@@ -103,7 +103,7 @@ def _fresh_runner(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _start_dispatcher(**_: Any) -> None:
+def _start_dispatcher(sender: Any = None, **_: Any) -> None:
     global _dispatcher
     settings = get_settings()
     _dispatcher = Dispatcher(
@@ -123,6 +123,7 @@ def _start_dispatcher(**_: Any) -> None:
     ).start()
     start_relay(settings, _stopping)
     serve_metrics(settings)
+    watch_pool(settings, sender, _stopping)
     if settings.recover_on_restart:
         watch = DataLossWatch(recovery=Recovery.for_runner(get_runner()), since_s=settings.recover_since_s)
         args = (watch, _stopping.wait)

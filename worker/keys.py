@@ -7,6 +7,15 @@ from dataclasses import dataclass
 # The broker's queues (Redis lists when the broker is Redis): new jobs, and the steps of jobs already in flight.
 QUEUE = "extendq"
 CHECKS_QUEUE = "extendq.checks"
+# Celery's default queue: where a producer's own Celery app sends a task it names without a queue.
+CELERY_DEFAULT_QUEUE = "celery"
+# kombu's Redis transport keeps each priority step of a queue in a list of its own (priority 0 is the plain name).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def queue_lists(queue: str) -> tuple[str, ...]:
+    """The broker's Redis lists that hold `queue`'s messages, one per priority step (kombu pushes on the left)."""
+    return tuple(queue + suffix for suffix in _PRIORITY_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,14 @@ class Keys:
         return f"{self.prefix}inflight"
 
     def limit(self, scope: str, name: str) -> str:
-        """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope."""
+        """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope; hash
+        `pauses`: minute (unix seconds // 60) -> 429 pauses in it, the last hour's only."""
         return f"{self.prefix}limit:{scope}:{name}"
+
+    @property
+    def workers(self) -> str:
+        """Hash: worker id (host:pid) -> JSON of a live worker (name, concurrency, queues, last heartbeat)."""
+        return f"{self.prefix}workers"
 
     def sweep(self, name: str) -> str:
         """List-sweep state: strings `leader` (lease), `mark` (when the last sweep began), `active` (flag), and the

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys
+from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys, queue_lists
 from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
@@ -50,8 +50,6 @@ _CHECK_BUCKETS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 _REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _OLDEST_PROBES = 20  # stale entries dropped per scrape, at most, while looking for the oldest job in flight
-# kombu's Redis transport keeps each priority step of a queue in a list of its own (priority 0 is the plain name).
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class _Metrics:
@@ -378,10 +376,10 @@ class PoolCollector:
             return {}
         pipe = self._broker.pipeline(transaction=False)
         for queue in self._queues:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
+            for name in queue_lists(queue):
+                pipe.llen(name)
         lengths = pipe.execute()
-        step = len(_PRIORITY_SUFFIXES)
+        step = len(queue_lists(""))
         return {queue: sum(lengths[i * step : (i + 1) * step]) for i, queue in enumerate(self._queues)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
@@ -42,12 +43,21 @@ return {1, tostring(at - now), tostring(at)}
 """
 
 _PAUSE = """
--- KEYS: pause key. ARGV: seconds. Pushes the pause end later, never earlier.
+-- KEYS: pause key, pauses hash. ARGV: seconds. Pushes the pause end later, never earlier; counts the pause in
+-- its minute (the hash keeps the last hour's minutes: `extendq info` reads them).
 local t = redis.call('TIME')
 local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ > current then
   redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+local minute = math.floor(tonumber(t[1]) / 60)
+redis.call('HINCRBY', KEYS[2], minute, 1)
+redis.call('EXPIRE', KEYS[2], 3660)
+if redis.call('HLEN', KEYS[2]) > 61 then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if tonumber(field) <= minute - 60 then redis.call('HDEL', KEYS[2], field) end
+  end
 end
 return tostring(math.max(until_, current))
 """
@@ -106,6 +116,7 @@ class RateLimiter:
         self._limits = limits
         self._client = client
         self._pause_key = keys.limit(scope, "pause")
+        self._pauses_key = keys.limit(scope, "pauses")
         self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
@@ -147,9 +158,38 @@ class RateLimiter:
 
     def pause(self, seconds: float) -> None:
         """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
-        self._pause(keys=[self._pause_key], args=[max(seconds, 0.001)])
+        self._pause(keys=[self._pause_key, self._pauses_key], args=[max(seconds, 0.001)])
         self._pause_read = (0.0, 0.0)
         metrics.rate_limit_pause(seconds)
+
+    def usage(self) -> dict[str, Any]:
+        """The shared budget as it stands (read only): per limited bucket its rate and the tokens already reserved
+        beyond now; how long the current 429 pause lasts; the 429 pauses of the last hour."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._pause_key)
+        pipe.hgetall(self._pauses_key)
+        for bucket in Bucket:
+            pipe.get(self._tat_keys[bucket])
+        (seconds, micros), pause_end, pauses, *tats = pipe.execute()
+        now = float(seconds) + float(micros) / 1_000_000
+        buckets: dict[str, Any] = {}
+        for bucket, tat in zip(Bucket, tats, strict=True):
+            if (interval := self._interval_s(bucket)) is not None:
+                ahead_s = max(float(tat or 0) - now, 0.0)
+                buckets[bucket.value] = {"limit": self._limit_of(bucket), "reserved": round(ahead_s / interval, 2)}
+        minute = int(now // 60)
+        recent = sum(int(count) for field, count in pauses.items() if int(field) > minute - 60)
+        return {
+            "buckets": buckets,
+            "paused_for_s": round(max(float(pause_end or 0) - now, 0.0), 3),
+            "pauses_last_hour": recent,
+        }
+
+    def _limit_of(self, bucket: Bucket) -> str:
+        if bucket is Bucket.REQUESTS:
+            return f"{self._limits.requests_per_second:g}/s"
+        return f"{self._limits.runs_per_minute:g}/min"
 
     def _paused(self, max_wait_s: float) -> Grant:
         # No bucket to take from: only a pause can hold the call. Another process's pause is seen within

@@ -119,3 +119,33 @@ def test_concurrent_callers_share_one_budget(redis_client: redis.Redis) -> None:
     # moment would have left the bucket's next slot short of that
     assert _next_slot(redis_client) - started == pytest.approx(80 * 1.1 / 20, abs=0.5)
     assert max(waits) == pytest.approx(79 * 1.1 / 20, abs=0.5)
+
+
+def test_usage_shows_the_tokens_reserved_ahead_and_the_pauses_of_the_last_hour(redis_client: redis.Redis) -> None:
+    # Given 10 requests a second, 6 runs a minute, and five requests reserved at once
+    shared = limiter(redis_client, requests_per_second=10, runs_per_minute=6)
+    for _ in range(5):
+        shared.reserve(Bucket.REQUESTS)
+    # And two 429s, plus one counted in a minute more than an hour ago
+    shared.pause(1.0)
+    shared.pause(2.0)
+    minute = int(float(redis_client.time()[0]) // 60)
+    redis_client.hset("extendq-rl:limit:default:pauses", str(minute - 61), 7)
+    # When the budget is read
+    usage = shared.usage()
+    # Then the requests bucket holds about the five tokens (less what time already spent), runs none
+    assert usage["buckets"]["requests"]["limit"] == "10/s" and 4 <= usage["buckets"]["requests"]["reserved"] <= 5
+    assert usage["buckets"]["runs"] == {"limit": "6/min", "reserved": 0.0}
+    # And the pool is paused for about 2 s, after two pauses within the hour
+    assert 1.5 < usage["paused_for_s"] <= 2.0 and usage["pauses_last_hour"] == 2
+
+
+def test_the_pause_count_keeps_only_the_last_hour(redis_client: redis.Redis) -> None:
+    shared = limiter(redis_client)
+    key = "extendq-rl:limit:default:pauses"
+    minute = int(float(redis_client.time()[0]) // 60)
+    redis_client.hset(key, mapping={str(minute - n): 1 for n in range(1, 70)})
+    shared.pause(0.01)
+    fields = sorted(int(f) for f in redis_client.hkeys(key))
+    assert fields[0] == minute - 59 and fields[-1] == minute and 0 < redis_client.ttl(key) <= 3660
+    assert shared.usage()["buckets"] == {} and shared.usage()["pauses_last_hour"] == 60
