@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import kombu.exceptions
 import redis
@@ -59,8 +59,20 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 _POLL_S = 0.2
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from extendq import __version__
+
+        typer.echo(f"extendq {__version__}")
+        raise typer.Exit(Exit.OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Run Extend workflows at scale from Celery workers."""
 
 
@@ -81,25 +93,39 @@ def emulator(
     )
 
 
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+# Everything after `worker`/`beat` is Celery's, `--help` included: ours shows Celery's options too.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-@app.command(context_settings=_PASSTHROUGH)
+@app.command(context_settings=_PASSTHROUGH, add_help_option=False, epilog=EPILOG)
 def worker(ctx: typer.Context) -> None:
     """Start a Celery worker (any `celery worker` option is passed through); it runs the check dispatcher."""
-    from extendq.tasks.celery import get_app
-
-    celery_app = get_app()
-    celery_app.worker_main(["worker", *ctx.args])
+    _run_daemon("worker", ctx.args)
 
 
-@app.command(context_settings=_PASSTHROUGH)
+@app.command(context_settings=_PASSTHROUGH, add_help_option=False, epilog=EPILOG)
 def beat(ctx: typer.Context) -> None:
     """Start Celery beat for the periodic jobs (any `celery beat` option is passed through)."""
-    from extendq.tasks.celery import get_app
+    _run_daemon("beat", ctx.args)
 
-    celery_app = get_app()
-    celery_app.start(["beat", *ctx.args])
+
+def _run_daemon(daemon: Literal["worker", "beat"], args: list[str]) -> None:
+    """`-h`/`--help` prints Celery's help under ours; a bad setting or option is one line and exit 2."""
+    from click import UsageError
+
+    from extendq.cli.daemons import HELP_FLAGS, celery_help, run_celery
+
+    if HELP_FLAGS.intersection(args):
+        typer.echo(celery_help(daemon, epilog=EPILOG))
+        raise typer.Exit(Exit.OK)
+    with _guard():
+        try:
+            code = run_celery(daemon, args)
+        except UsageError as exc:
+            typer.echo(f"Error: {_first_line(exc.format_message())}", err=True)
+            typer.echo(f"Try 'extendq {daemon} --help' for Celery's {daemon} options.", err=True)
+            raise typer.Exit(Exit.BAD_INPUT) from None
+    raise typer.Exit(code)
 
 
 @app.command()
