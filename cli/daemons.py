@@ -7,7 +7,7 @@ Celery's, under a line of ours; a mistyped option is Celery's one-line message a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import click
 from celery.bin.beat import beat as celery_beat
@@ -51,5 +51,5 @@ def run_celery(daemon: Daemon, args: Sequence[str]) -> int:
     from extendq.tasks.celery import get_app
 
     celery_app = get_app()
-    code = celery_app.start([daemon, *args])
+    code: Any = celery_app.start([daemon, *args])
     return int(code or 0)

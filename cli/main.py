@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -24,9 +25,11 @@ from rich.console import Console
 
 from extendq.cli.manifest import BadInput, Entry, entries_for, parse_metadata
 from extendq.cli.redis_server import RedisUnavailable, redis_answers
+from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
 from extendq.config.settings import Settings
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
+from extendq.worker.models import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -76,7 +79,7 @@ def _root(
     """Run Extend workflows at scale from Celery workers."""
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def emulator(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8765, help="Port to bind."),
@@ -88,9 +91,19 @@ def emulator(
     """Serve the local Extend API emulator."""
     from extendq.emulator.server import serve
 
-    serve(
-        host=host, port=port, profile=profile, webhook_url=webhook_url, webhook_secret=webhook_secret, api_keys=api_key
-    )
+    try:
+        serve(
+            host=host,
+            port=port,
+            profile=profile,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            api_keys=api_key,
+        )
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # the emulator refused its options, in one sentence
+            _fail(exc.code.removeprefix("extendq emulator: "), Exit.BAD_INPUT)
+        raise
 
 
 # Everything after `worker`/`beat` is Celery's, `--help` included: ours shows Celery's options too.
@@ -128,7 +141,7 @@ def _run_daemon(daemon: Literal["worker", "beat"], args: list[str]) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def webhooks(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
@@ -263,27 +276,35 @@ def submit(
         key = session.settings.secrets_key
         requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
         session.check_redis()
-        ids = _enqueue(session.app, requests)
+        ids = _enqueue(session, requests)
         jobs = [Tracked(job_id, entry.label) for job_id, entry in zip(ids, entries, strict=True)]
         if not wait:
             _print_submitted(jobs, entries, as_json)
             return
+        if not as_json:  # the ids first: a wait cut short has still told which jobs to ask about
+            typer.echo("\n".join(f"{job.job_id}  {job.label}" for job in jobs))
         code = _wait_and_show(session, jobs, timeout, as_json)
     raise typer.Exit(code)
 
 
-def _enqueue(app: Any, requests: Sequence[JobRequest]) -> list[str]:
-    """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own."""
+def _enqueue(session: _Session, requests: Sequence[JobRequest]) -> list[str]:
+    """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own.
+
+    A lone job is recorded before its message is sent, as `extendq.submit` does; a batch's jobs are recorded
+    by the batch task, and until then `status` finds them in the broker's queue.
+    """
     from extendq.tasks.bulk import enqueue_many
     from extendq.tasks.producer import enqueue
 
+    app = session.app
     ids: dict[int, str] = {}
     by_workflow: dict[Any, list[int]] = {}
     for index, request in enumerate(requests):
         by_workflow.setdefault(request.workflow, []).append(index)
     for indexes in by_workflow.values():
         if len(indexes) == 1:
-            ids[indexes[0]] = enqueue(app, requests[indexes[0]]).id
+            lone = requests[indexes[0]]
+            ids[indexes[0]] = enqueue(app, lone, store=session.store, lease_s=session.settings.claim_lease_s).id
             continue
         for index, result in zip(indexes, enqueue_many(app, [requests[i] for i in indexes]), strict=True):
             ids[index] = result.id
@@ -336,17 +357,54 @@ def status(
     jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Where jobs stand: state, run id, run status, checks so far (exit 1 when one failed or was not PROCESSED)."""
-    from extendq.cli.views import ended_badly, job_status, status_table
+    """Where jobs stand: job state, run id, run status, checks so far.
+
+    Exit 1 when one failed or its run did not end PROCESSED; 2 when one is unknown (the others are shown).
+    """
+    from extendq.cli.views import ended_badly, status_table
 
     with _guard() as session:
         session.check_redis()
-        rows = [job_status(session.app, session.store, job_id) for job_id in jobs]
-        if as_json:
+        found = {job_id: _status_row(session, job_id) for job_id in jobs}
+        rows = [row for row in found.values() if row is not None]
+        if rows and as_json:
             emit_json(rows)
-        else:
+        elif rows:
             _console().print(status_table(rows))
+        for job_id in (job_id for job_id, row in found.items() if row is None):
+            typer.echo(f"Error: {UnknownJob(job_id)}", err=True)
+    if len(rows) < len(found):
+        raise typer.Exit(Exit.BAD_INPUT)
     raise typer.Exit(Exit.JOB_FAILED if any(ended_badly(row) for row in rows) else Exit.OK)
+
+
+def _status_row(session: _Session, job_id: str) -> dict[str, Any] | None:
+    """The job's `status` row; one of a job still waiting in the broker; None for an unknown job."""
+    from extendq.cli.views import job_status, queued_status
+
+    row = job_status(session.app, session.store, job_id)
+    if row is None and _waiting(session, job_id):
+        return job_status(session.app, session.store, job_id) or queued_status(job_id)
+    return row
+
+
+def _waiting(session: _Session, job_id: str) -> bool:
+    from extendq.tasks.waiting import waiting_in_broker
+
+    return waiting_in_broker(session.app, job_id)
+
+
+def _state_of(session: _Session, job_id: str) -> JobState:
+    """The job's state; `UnknownJob` when no record, no result and no queued message has its id."""
+    from extendq.cli.states import job_state, known
+
+    recorded = session.store.load(job_id)
+    state = job_state(session.app.AsyncResult(job_id).state, recorded.state if recorded else None)
+    if state is not None:
+        return state
+    if not known(job_id, recorded=lambda job: session.store.load(job) is not None, waiting=partial(_waiting, session)):
+        raise UnknownJob(job_id)
+    return JobState.QUEUED
 
 
 @app.command(epilog=EPILOG)
@@ -360,7 +418,10 @@ def result(
     """Wait for a job and show its terminal Extend run (--json: the run exactly as the API returned it)."""
     with _guard() as session:
         session.check_redis()
-        verdict = show_result(job, _await(session.app.AsyncResult(job), timeout), as_json=as_json, console=_console())
+        _state_of(session, job)
+        outcome = _await(session.app.AsyncResult(job), timeout)
+        state = _state_of(session, job)
+        verdict = show_result(job, outcome, state=state, as_json=as_json, console=_console())
     raise typer.Exit(Exit.TIMED_OUT if verdict is None else Exit.OK if verdict else Exit.JOB_FAILED)
 
 
@@ -378,11 +439,16 @@ def cancel(
     timeout: Annotated[float, typer.Option(min=0, help="Wait at most S seconds for the workers' answer.")] = 10.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet (exit 1 when one had ended)."""
+    """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet.
+
+    Exit 1 when one had ended; 2 when one is unknown (then none is cancelled).
+    """
     from extendq.tasks import cancel as send_cancel
 
     with _guard() as session:
         session.check_redis()
+        for job_id in jobs:
+            _state_of(session, job_id)
         sent = {job_id: send_cancel(job_id, app=session.app) for job_id in jobs}
         deadline = time.monotonic() + timeout
         while not all(answer.ready() for answer in sent.values()) and time.monotonic() < deadline:
@@ -430,17 +496,26 @@ def usage(
     days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Credits of finished runs per UTC day, by workflow and by usage tag (beat's `usage` job rolls them up)."""
+    """Credits of finished runs per UTC day, by workflow and by usage tag, counted up to this moment.
+
+    Runs that finished since beat's last roll-up are rolled up first (each run is counted once, whoever adds it).
+    """
     from extendq.cli.views import usage_table
     from extendq.worker.usage import UsageLedger
 
     with _guard() as session:
         session.check_redis()
-        report = UsageLedger(client=session.store.client, keys=session.store.keys).report(days=days)
+        ledger = UsageLedger(client=session.store.client, keys=session.store.keys)
+        ledger.roll_up(limit=_ROLL_UP_LIMIT)
+        report = ledger.report(days=days)
         if as_json:
             emit_json(report)
         else:
             _console().print(usage_table(report))
+
+
+# Runs rolled up by one `usage` before it reports; any left over are counted as pending in the report.
+_ROLL_UP_LIMIT = 100_000
 
 
 # ---- list, retry: finished jobs and replays -----------------------------------------------------------------
@@ -450,22 +525,29 @@ def usage(
 def list_jobs(
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", "-s", help="failed (FAILURE or run FAILED), rejected, processed, ... (repeatable)."),
+        typer.Option(
+            "--status",
+            "-s",
+            help="A job state (success, failure), a run status (processed, failed, needs_review, rejected, "
+            "cancelled), or failed: FAILURE or a FAILED run (repeatable).",
+        ),
     ] = None,
     since: Annotated[str, typer.Option(help="Finished within this long: 90s, 30m, 1h, 2d.")] = "1h",
     limit: Annotated[int, typer.Option(min=1, help="At most N jobs, newest first.")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """Finished jobs, newest first, by how they ended (kept as long as results are)."""
+    from extendq.cli.states import list_filters
     from extendq.cli.views import finished_table
     from extendq.worker.history import finished_jobs, parse_age
 
     with _guard() as session:
         age = parse_age(since)
+        wanted = list_filters(status or ())
         session.check_redis()
-        rows = finished_jobs(session.store, since=time.time() - age, statuses=status or (), limit=limit)
+        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit)
         if as_json:
-            emit_json(rows)
+            emit_json([{key: value for key, value in row.items() if key != "outcome"} for row in rows])
         else:
             _console().print(finished_table(rows))
 
@@ -483,6 +565,9 @@ def retry(
         if job_key is not None and len(jobs) > 1:
             raise BadInput("--job-key names one job: give one JOB with it")
         session.check_redis()
+        for old in jobs:
+            if _state_of(session, old) not in FINISHED:
+                raise BadInput(f"job {old} is still in flight: cancel it first, or wait for its end")
         replays = [(old, replay(old, job_key=job_key, app=session.app, store=session.store).id) for old in jobs]
         if as_json:
             emit_json([{"job_id": new, "replay_of": old} for old, new in replays])
