@@ -332,7 +332,8 @@ def _print_submitted(jobs: Sequence[Tracked], entries: Sequence[Entry], as_json:
 
 
 def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float | None, as_json: bool) -> Exit:
-    from extendq.cli.console import ResultReader, follow, outcomes_table, summary, summary_table
+    from extendq.cli.console import ResultReader, follow, summary, summary_table
+    from extendq.cli.outcome_table import outcomes_table
 
     started = time.monotonic()
     reader = ResultReader(session.app, session.store)
@@ -342,7 +343,7 @@ def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float 
         emit_json({"jobs": [outcome.to_json() for outcome in outcomes], "summary": totals})
     else:
         console = _console()
-        console.print(outcomes_table(outcomes))
+        console.print(outcomes_table(outcomes, width=console.width))
         console.print(summary_table(totals))
     if not all(outcome.done for outcome in outcomes):
         return Exit.TIMED_OUT

@@ -266,6 +266,10 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def _them(number: int) -> str:
+    return "it" if number == 1 else "them"
+
+
 def run_grid(job_id: str, run: Mapping[str, Any]) -> Table:
     """`extendq result`: the terminal run, key by key, with its extracted fields."""
     grid = Table.grid(padding=(0, 2))
@@ -348,8 +352,10 @@ def show_cancelled(answers: Mapping[str, bool | None], *, timeout_s: float, as_j
 
 def usage_table(report: Mapping[str, Any]) -> Table:
     """`extendq usage`: credits and runs per day, by workflow and by usage tag, and the total."""
-    pending = report.get("pending_runs", 0)
-    caption = f"{pending} finished runs not rolled up yet (beat's usage job adds them)" if pending else None
+    pending = int(report.get("pending_runs", 0))
+    caption = _count(int(report["total"]["runs"]), "finished run")
+    if pending:
+        caption += f"; {_count(pending, 'more finished run')} not counted yet (the next roll-up adds {_them(pending)})"
     table = Table(header_style="bold", caption=caption)
     table.add_column("day")
     table.add_column("credits", justify="right")
