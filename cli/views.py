@@ -1,8 +1,9 @@
 """What the read commands show: `status` rows, `result`'s run, and `watch`'s live view of the events stream.
 
 The events stream (`Keys.events`) gets one entry per progress change and one per finished job, with
-the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status and error; a watched
-NEEDS_REVIEW run adds one more, state REVIEWED, once it is approved or rejected.
+the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status (the run's: `watch`
+shows it as run_status) and error; a watched NEEDS_REVIEW run adds one more, state REVIEWED, once it is
+approved or rejected.
 """
 
 from __future__ import annotations
@@ -150,9 +151,14 @@ def ended_badly(row: Mapping[str, Any]) -> bool:
 
 
 def _event(entry_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    """A stream entry as JSON: its id, when it was added (from the id), and its fields."""
+    """A stream entry as JSON: its id, when it was added (from the id), and its fields (`status` as `run_status`)."""
     entry = str(entry_id)
-    return {"id": entry, "at": int(entry.split("-", 1)[0]) / 1000, **{str(k): str(v) for k, v in fields.items()}}
+    named = {_EVENT_NAMES.get(str(k), str(k)): str(v) for k, v in fields.items()}
+    return {"id": entry, "at": int(entry.split("-", 1)[0]) / 1000, **named}
+
+
+# The stream's `status` is the run's: shown under the name every command gives it.
+_EVENT_NAMES = {"status": "run_status"}
 
 
 def _cells(event: dict[str, Any]) -> list[str | Text]:
@@ -162,7 +168,7 @@ def _cells(event: dict[str, Any]) -> list[str | Text]:
         event.get("workflow_id", ""),
         event.get("run_id", ""),
         Text(state, style=STATE_STYLES.get(state, "")),
-        Text(event.get("status", ""), style=RUN_STATUS_STYLES.get(event.get("status", ""), "")),
+        Text(event.get("run_status", ""), style=RUN_STATUS_STYLES.get(event.get("run_status", ""), "")),
         event.get("error", ""),
     ]
 
