@@ -51,7 +51,8 @@ class Exit(IntEnum):
 
 
 EPILOG = (
-    "Exit codes: 0 ok · 1 a job failed or its run did not end PROCESSED · 2 bad input or usage · "
+    "Exit codes: 0 ok · 1 a job failed or its run did not end PROCESSED · 2 bad input or usage (an unknown job, "
+    "option, profile or setting) · "
     "3 Redis unreachable · 4 timed out waiting (the job is still in flight) · 130 interrupted. "
     "Settings come from EXTENDQ_* environment variables (EXTENDQ_REDIS_URL, EXTEND_API_KEY, ...)."
 )
@@ -150,7 +151,8 @@ def webhooks(
     """Serve the webhook receiver (`POST /webhooks/extend`); secrets from EXTENDQ_WEBHOOK_SECRETS."""
     from extendq.webhooks.server import serve
 
-    serve(host=host, port=port, workers=processes)
+    with _guard():  # a bad EXTENDQ_* setting is one line and exit 2 before the server starts
+        serve(host=host, port=port, workers=processes)
 
 
 @app.command(epilog=EPILOG)
