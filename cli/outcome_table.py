@@ -105,7 +105,7 @@ def _share(widths: dict[str, int], room: int) -> bool:
         widths["document"] = max(least_document, room)
         return room >= least_document
     least_note = min(note, _NOTE_MIN)
-    note_width = min(note, max(least_note, room // 2))
+    note_width = min(note, max(least_note, room - document))  # the document keeps what it can
     document_width = min(document, room - note_width)
     note_width = min(note, room - document_width)
     widths.update(document=document_width, note=note_width)
