@@ -220,51 +220,67 @@ _STATUS_KEYS = (
 
 
 def status_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """`extendq status`: one row per job (a review column when one of them has a watched review)."""
-    table = Table(header_style="bold")
-    reviewed = any(row.get("review_status") for row in rows)
-    replays = any(row.get("replay_of") for row in rows)
-    names = ["job", "state", "workflow", "run id", "run status", "checks", "error"]
-    for name in [*names, *(["review"] if reviewed else []), *(["replay of"] if replays else [])]:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        error = f"{row['error']}: {row['message']}" if row.get("message") else row.get("error")
-        cells = [
-            row["job_id"],
-            row["state"],
-            row["workflow_id"],
-            row["run_id"],
-            row["run_status"],
-            row["checks"],
-            error,
-        ]
-        if reviewed:
-            cells.append(row.get("review_status"))
-        if replays:
-            cells.append(row.get("replay_of"))
-        table.add_row(*_plain(cells), style=_ROW_STYLES.get(row["state"]))
-    return table
+    """`extendq status`: one row per job (review and replay columns only when a job has one)."""
+    errors = [f"{row['error']}: {row['message']}" if row.get("message") else row.get("error") for row in rows]
+    columns = {
+        "job": [row["job_id"] for row in rows],
+        "state": [row["state"] for row in rows],
+        "workflow": [row["workflow_id"] for row in rows],
+        "run id": [row["run_id"] for row in rows],
+        "run status": [row["run_status"] for row in rows],
+        "checks": [row["checks"] for row in rows],
+        "error": errors,
+        "review": [row.get("review_status") for row in rows],
+        "replay of": [row.get("replay_of") for row in rows],
+    }
+    styles = [_ROW_STYLES.get(row["state"]) for row in rows]
+    return _table(columns, keep=("job", "state", "workflow", "run id", "run status", "checks", "error"), styles=styles)
 
 
 _ROW_STYLES = {JobState.FAILURE.value: "red", JobState.SUCCESS.value: "green"}
+# Words and numbers keep one line; ids, names and messages fold when the terminal is narrow.
+_WHOLE = frozenset({"finished", "state", "run status", "checks", "review"})
 
 
-def _plain(cells: Sequence[Any]) -> list[str]:
-    return ["" if cell is None else str(cell) for cell in cells]
+def _table(
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    keep: Sequence[str],
+    styles: Sequence[str | None],
+    caption: str | None = None,
+) -> Table:
+    """A table of `columns` (name -> cells); a column not in `keep` is shown only when one of its cells has a value."""
+    shown = {name: cells for name, cells in columns.items() if name in keep or any(c not in (None, "") for c in cells)}
+    table = Table(header_style="bold", caption=caption)
+    for name in shown:
+        table.add_column(name, no_wrap=name in _WHOLE, overflow="fold")
+    for cells, style in zip(zip(*shown.values(), strict=True), styles, strict=True):
+        table.add_row(*("" if cell is None else str(cell) for cell in cells), style=style)
+    return table
 
 
 def finished_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """`extendq list`: finished jobs, newest first, with the state each ended in and its run's status."""
-    table = Table(header_style="bold", caption=_count(len(rows), "job"))
-    for name in ("finished", "job", "state", "run status", "workflow", "tenant", "run id", "error", "replay of"):
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["finished_at"])))
-        cells = [at, row["job_id"], row["state"], row["run_status"], row["workflow_id"], row["tenant"], row["run_id"]]
-        cells += [row["error"], row["replay_of"]]
-        style = RUN_STATUS_STYLES.get(row["run_status"]) if row["state"] == JobState.SUCCESS else "red"
-        table.add_row(*_plain(cells), style=style)
-    return table
+    columns = {
+        "finished": [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row["finished_at"]))) for row in rows],
+        **{name: [row[key] for row in rows] for name, key in _LISTED.items()},
+    }
+    styles = [RUN_STATUS_STYLES.get(row["run_status"]) if row["state"] == JobState.SUCCESS else "red" for row in rows]
+    return _table(
+        columns, keep=("finished", "job", "state", "workflow"), styles=styles, caption=_count(len(rows), "job")
+    )
+
+
+_LISTED = {
+    "job": "job_id",
+    "state": "state",
+    "run status": "run_status",
+    "workflow": "workflow_id",
+    "tenant": "tenant",
+    "run id": "run_id",
+    "error": "error",
+    "replay of": "replay_of",
+}
 
 
 def _count(number: int, noun: str) -> str:
