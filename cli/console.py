@@ -14,14 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from extendq.cli.states import FINISHED, RUN_STATUS_STYLES, STATE_STYLES, job_state
 from extendq.errors import JobFailed
+from extendq.worker.models import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -38,16 +39,13 @@ __all__ = [
     "follow",
     "live_view",
     "outcome_of_run",
-    "outcomes_table",
     "percentile",
     "summary",
     "summary_table",
 ]
 
 PROCESSED = "PROCESSED"
-ERROR = "ERROR"
-_READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-STYLES = {PROCESSED: "green", "NEEDS_REVIEW": "yellow", "FAILED": "red", "CANCELLED": "magenta", ERROR: "bold red"}
+STYLES = {**RUN_STATUS_STYLES, **STATE_STYLES}
 _FIELDS = ("invoice_number", "invoice_date", "vendor", "total", "currency")
 
 
@@ -62,12 +60,12 @@ class Tracked:
 
 @dataclass
 class Outcome:
-    """Where a followed job ended (or stood, when the wait timed out)."""
+    """Where a followed job ended (or stood, when the wait timed out): its state, and its run's status if any."""
 
     job_id: str
     label: str
-    done: bool
-    status: str
+    state: JobState
+    run_status: str | None = None
     run_id: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     latency_s: float | None = None
@@ -75,14 +73,19 @@ class Outcome:
     expected: str | None = None
 
     @property
+    def done(self) -> bool:
+        """The job has ended (SUCCESS or FAILURE)."""
+        return self.state in FINISHED
+
+    @property
     def ok(self) -> bool:
-        """The job ended PROCESSED."""
-        return self.done and self.status == PROCESSED
+        """The job ended SUCCESS with a PROCESSED run."""
+        return self.state is JobState.SUCCESS and self.run_status == PROCESSED
 
     @property
     def as_expected(self) -> bool:
-        """The job ended in its expected status (PROCESSED when none was given)."""
-        return self.done and self.status == (self.expected or PROCESSED)
+        """The job ended SUCCESS with a run in its expected status (PROCESSED when none was given)."""
+        return self.state is JobState.SUCCESS and self.run_status == (self.expected or PROCESSED)
 
     def to_json(self) -> dict[str, Any]:
         """The outcome as plain JSON."""
@@ -90,22 +93,23 @@ class Outcome:
             "job_id": self.job_id,
             "input": self.label,
             "done": self.done,
-            "status": self.status,
+            "state": self.state.value,
+            "run_status": self.run_status,
             "run_id": self.run_id,
             "fields": self.fields,
             "latency_s": None if self.latency_s is None else round(self.latency_s, 3),
             "note": self.note,
         }
         if self.expected is not None:
-            body["expected"] = self.expected
+            body["expected_run_status"] = self.expected
         return body
 
 
 class JobReader(Protocol):
     """Reads a job's state; `ResultReader` is the real one."""
 
-    def peek(self, job_id: str) -> str | None:
-        """None once the job has ended, else what it is doing (QUEUED, SUBMITTING, a run status)."""
+    def peek(self, job_id: str) -> tuple[JobState, str | None]:
+        """The job's state and its run's status (None before it has a run)."""
 
     def outcome(self, job: Tracked) -> Outcome:
         """The job's outcome, read once it has ended (or where it stands)."""
@@ -119,25 +123,23 @@ class ResultReader:
         self._store = store
         self._clock = clock
 
-    def peek(self, job_id: str) -> str | None:
+    def peek(self, job_id: str) -> tuple[JobState, str | None]:
+        """The job's state from its result (a job followed here was just sent: with no result yet, it is QUEUED)."""
         result = self._app.AsyncResult(job_id)
-        state = result.state
-        if state in _READY:
-            return None
-        if state == "PENDING":
-            return "QUEUED"
         info = result.info if isinstance(result.info, dict) else {}
-        return str(info.get("run_status") or state)
+        run_status = info.get("status") if result.state == "SUCCESS" else info.get("run_status")
+        return job_state(result.state, None) or JobState.QUEUED, run_status
 
     def outcome(self, job: Tracked) -> Outcome:
         result = self._app.AsyncResult(job.job_id)
-        state = result.state
+        state = job_state(result.state, None)
         latency = self._latency(job.job_id)
-        if state == "SUCCESS" and isinstance(result.result, dict):
+        if state is JobState.SUCCESS and isinstance(result.result, dict):
             return outcome_of_run(job, result.result, latency)
-        if state in _READY:
+        if state is JobState.FAILURE:
             return _outcome_of_error(job, result.result, latency)
-        return Outcome(job.job_id, job.label, done=False, status=self.peek(job.job_id) or state, expected=job.expected)
+        at, run_status = self.peek(job.job_id)
+        return Outcome(job.job_id, job.label, at, run_status=run_status, expected=job.expected)
 
     def _latency(self, job_id: str) -> float | None:
         record = self._store.load(job_id)
@@ -156,8 +158,8 @@ def outcome_of_run(job: Tracked, run: Mapping[str, Any], latency_s: float | None
     return Outcome(
         job.job_id,
         job.label,
-        done=True,
-        status=status,
+        JobState.SUCCESS,
+        run_status=status,
         run_id=run.get("id"),
         fields=extracted_fields(run),
         latency_s=latency_s,
@@ -173,8 +175,7 @@ def _outcome_of_error(job: Tracked, error: object, latency_s: float | None) -> O
     return Outcome(
         job.job_id,
         job.label,
-        done=True,
-        status=ERROR,
+        JobState.FAILURE,
         run_id=run_id,
         latency_s=latency_s,
         note=note,
@@ -230,16 +231,18 @@ def live_view(console: Console) -> Iterator[Live]:
             console.line()  # on a file or pipe rich leaves the last frame without its newline
 
 
-def _poll(pending: dict[str, Tracked], ended: dict[str, Outcome], reader: JobReader) -> Counter[str]:
-    """Move ended jobs from `pending` to `ended`; count the rest by what they are doing."""
-    flight: Counter[str] = Counter()
+def _poll(
+    pending: dict[str, Tracked], ended: dict[str, Outcome], reader: JobReader
+) -> list[tuple[JobState, str | None]]:
+    """Move ended jobs from `pending` to `ended`; the state and run status of the rest."""
+    flight = []
     for job_id, job in list(pending.items()):
-        doing = reader.peek(job_id)
-        if doing is None:
+        state, run_status = reader.peek(job_id)
+        if state in FINISHED:
             ended[job_id] = reader.outcome(job)
             del pending[job_id]
         else:
-            flight[doing] += 1
+            flight.append((state, run_status))
     return flight
 
 
@@ -255,12 +258,13 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _counts_line(flight: Counter[str], ended: Iterable[Outcome]) -> Text:
-    done = Counter(outcome.status for outcome in ended)
-    line = Text("  in flight: ")
-    line.append(_join_counts(flight) or "none")
-    line.append("   ended: ")
-    line.append(_join_counts(done) or "none")
+def _counts_line(flight: Iterable[tuple[JobState, str | None]], ended: Iterable[Outcome]) -> Text:
+    """`  state: QUEUED 2 · RUNNING 1 · SUCCESS 3   run status: PROCESSING 1 · PROCESSED 3`."""
+    now = [*flight, *((outcome.state, outcome.run_status) for outcome in ended)]
+    line = Text("  state: ")
+    line.append(_join_counts(Counter(state.value for state, _ in now)) or "none")
+    line.append("   run status: ")
+    line.append(_join_counts(Counter(run_status for _, run_status in now if run_status)) or "none")
     return line
 
 
@@ -286,12 +290,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def summary(
     outcomes: Sequence[Outcome], *, api_calls: int | None = None, elapsed_s: float | None = None
 ) -> dict[str, Any]:
-    """Totals of a batch: jobs by status, latency p50/p95, Extend API calls per job (when known)."""
+    """Totals of a batch: jobs by state and by run status, latency p50/p95, Extend API calls per job (when known)."""
     latencies = [outcome.latency_s for outcome in outcomes if outcome.done and outcome.latency_s is not None]
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     return {
         "jobs": len(outcomes),
-        "by_status": dict(Counter(outcome.status for outcome in outcomes).most_common()),
+        "by_state": dict(Counter(outcome.state.value for outcome in outcomes).most_common()),
+        "by_run_status": dict(Counter(o.run_status for o in outcomes if o.run_status is not None).most_common()),
         "unexpected": sum(1 for outcome in outcomes if not outcome.as_expected),
         "latency_p50_s": None if p50 is None else round(p50, 3),
         "latency_p95_s": None if p95 is None else round(p95, 3),
@@ -301,57 +306,6 @@ def summary(
     }
 
 
-def outcomes_table(outcomes: Sequence[Outcome], *, title: str | None = None) -> Table:
-    """One row per job: input, status, invoice number, date, vendor, total, enqueue-to-result time, note."""
-    checked = any(outcome.expected is not None for outcome in outcomes)
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption="✓ ended as expected   ✗ did not" if checked else None,
-        caption_justify="left",
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
-    # Narrow terminals shrink the document, vendor and note columns; the short ones keep their width.
-    table.add_column("document", overflow="fold", min_width=16)
-    table.add_column("status", no_wrap=True)
-    table.add_column("invoice #", no_wrap=True)
-    table.add_column("date", no_wrap=True)
-    table.add_column("vendor", max_width=24, overflow="ellipsis", min_width=8)
-    table.add_column("total", justify="right", no_wrap=True)
-    table.add_column("time", justify="right", no_wrap=True)
-    notes = any(outcome.note for outcome in outcomes)
-    if notes:
-        table.add_column("note", overflow="fold")
-    for outcome in outcomes:
-        table.add_row(*_row(outcome)[: None if notes else -1])
-    return table
-
-
-def _row(outcome: Outcome) -> list[str | Text]:
-    fields = outcome.fields
-    status = Text(outcome.status if outcome.done else f"{outcome.status}…", style=STYLES.get(outcome.status, "dim"))
-    mark = "" if outcome.expected is None else (" ✓" if outcome.as_expected else " ✗")
-    return [
-        outcome.label,
-        status + Text(mark, style="green" if outcome.as_expected else "red"),
-        str(fields.get("invoice_number") or ""),
-        str(fields.get("invoice_date") or ""),
-        str(fields.get("vendor") or ""),
-        _money(fields.get("total"), fields.get("currency")),
-        "" if outcome.latency_s is None else f"{outcome.latency_s:.1f}s",
-        outcome.note or "",
-    ]
-
-
-def _money(total: Any, currency: Any) -> str:
-    if not isinstance(total, int | float):
-        return ""
-    return f"{total:,.2f} {currency or ''}".rstrip()
-
-
 def summary_table(totals: Mapping[str, Any]) -> Table:
     """The batch totals as a two-column grid, printed under the outcomes table."""
     grid = Table.grid(padding=(0, 2))
@@ -359,7 +313,9 @@ def summary_table(totals: Mapping[str, Any]) -> Table:
     grid.add_column()
     elapsed = totals.get("elapsed_s")
     grid.add_row("jobs", f"{totals['jobs']}" + (f" in {elapsed:.1f}s" if elapsed is not None else ""))
-    grid.add_row("by status", _join_counts(totals["by_status"]))
+    grid.add_row("by state", _join_counts(totals["by_state"]))
+    if totals["by_run_status"]:
+        grid.add_row("by run status", _join_counts(totals["by_run_status"]))
     grid.add_row("latency", f"p50 {_seconds(totals['latency_p50_s'])} · p95 {_seconds(totals['latency_p95_s'])}")
     if totals.get("api_calls") is not None:
         per_job = totals["api_calls_per_job"]

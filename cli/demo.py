@@ -26,8 +26,9 @@ import httpx
 import redis
 from rich.console import Console
 
-from extendq.cli.console import Outcome, ResultReader, Tracked, follow, outcomes_table, summary, summary_table
+from extendq.cli.console import Outcome, ResultReader, Tracked, follow, summary, summary_table
 from extendq.cli.manifest import BadInput
+from extendq.cli.outcome_table import outcomes_table
 from extendq.cli.processes import Child, Supervisor, sigint_blocked, signals_as_exit
 from extendq.cli.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
 from extendq.cli.views import redact
@@ -309,7 +310,7 @@ def _run_on(
         finally:
             stopped = supervisor.stop_all()
             console.print(f"[dim]stopped child processes: {' '.join(map(str, stopped)) or 'none'}[/]")
-    console.print(outcomes_table(outcomes, title="extendq demo: sample documents"))
+    console.print(outcomes_table(outcomes, title="extendq demo: sample documents", width=console.width))
     console.print(summary_table(totals))
     return 0 if totals["unexpected"] == 0 else 1
 

@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import kombu.exceptions
 import redis
@@ -24,9 +25,11 @@ from rich.console import Console
 
 from extendq.cli.manifest import BadInput, Entry, entries_for, parse_metadata
 from extendq.cli.redis_server import RedisUnavailable, redis_answers
+from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
 from extendq.config.settings import Settings
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
+from extendq.worker.models import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -48,7 +51,8 @@ class Exit(IntEnum):
 
 
 EPILOG = (
-    "Exit codes: 0 ok · 1 a job failed or its run did not end PROCESSED · 2 bad input or usage · "
+    "Exit codes: 0 ok · 1 a job failed or its run did not end PROCESSED · 2 bad input or usage (an unknown job, "
+    "option, profile or setting) · "
     "3 Redis unreachable · 4 timed out waiting (the job is still in flight) · 130 interrupted. "
     "Settings come from EXTENDQ_* environment variables (EXTENDQ_REDIS_URL, EXTEND_API_KEY, ...)."
 )
@@ -59,12 +63,24 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 _POLL_S = 0.2
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from extendq import __version__
+
+        typer.echo(f"extendq {__version__}")
+        raise typer.Exit(Exit.OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Run Extend workflows at scale from Celery workers."""
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def emulator(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8765, help="Port to bind."),
@@ -76,33 +92,57 @@ def emulator(
     """Serve the local Extend API emulator."""
     from extendq.emulator.server import serve
 
-    serve(
-        host=host, port=port, profile=profile, webhook_url=webhook_url, webhook_secret=webhook_secret, api_keys=api_key
-    )
+    try:
+        serve(
+            host=host,
+            port=port,
+            profile=profile,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            api_keys=api_key,
+        )
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # the emulator refused its options, in one sentence
+            _fail(exc.code.removeprefix("extendq emulator: "), Exit.BAD_INPUT)
+        raise
 
 
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+# Everything after `worker`/`beat` is Celery's, `--help` included: ours shows Celery's options too.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-@app.command(context_settings=_PASSTHROUGH)
+@app.command(context_settings=_PASSTHROUGH, add_help_option=False, epilog=EPILOG)
 def worker(ctx: typer.Context) -> None:
     """Start a Celery worker (any `celery worker` option is passed through); it runs the check dispatcher."""
-    from extendq.tasks.celery import get_app
-
-    celery_app = get_app()
-    celery_app.worker_main(["worker", *ctx.args])
+    _run_daemon("worker", ctx.args)
 
 
-@app.command(context_settings=_PASSTHROUGH)
+@app.command(context_settings=_PASSTHROUGH, add_help_option=False, epilog=EPILOG)
 def beat(ctx: typer.Context) -> None:
     """Start Celery beat for the periodic jobs (any `celery beat` option is passed through)."""
-    from extendq.tasks.celery import get_app
-
-    celery_app = get_app()
-    celery_app.start(["beat", *ctx.args])
+    _run_daemon("beat", ctx.args)
 
 
-@app.command()
+def _run_daemon(daemon: Literal["worker", "beat"], args: list[str]) -> None:
+    """`-h`/`--help` prints Celery's help under ours; a bad setting or option is one line and exit 2."""
+    from click import UsageError
+
+    from extendq.cli.daemons import HELP_FLAGS, celery_help, run_celery
+
+    if HELP_FLAGS.intersection(args):
+        typer.echo(celery_help(daemon, epilog=EPILOG))
+        raise typer.Exit(Exit.OK)
+    with _guard():
+        try:
+            code = run_celery(daemon, args)
+        except UsageError as exc:
+            typer.echo(f"Error: {_first_line(exc.format_message())}", err=True)
+            typer.echo(f"Try 'extendq {daemon} --help' for Celery's {daemon} options.", err=True)
+            raise typer.Exit(Exit.BAD_INPUT) from None
+    raise typer.Exit(code)
+
+
+@app.command(epilog=EPILOG)
 def webhooks(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
@@ -111,7 +151,8 @@ def webhooks(
     """Serve the webhook receiver (`POST /webhooks/extend`); secrets from EXTENDQ_WEBHOOK_SECRETS."""
     from extendq.webhooks.server import serve
 
-    serve(host=host, port=port, workers=processes)
+    with _guard():  # a bad EXTENDQ_* setting is one line and exit 2 before the server starts
+        serve(host=host, port=port, workers=processes)
 
 
 @app.command(epilog=EPILOG)
@@ -237,27 +278,35 @@ def submit(
         key = session.settings.secrets_key
         requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
         session.check_redis()
-        ids = _enqueue(session.app, requests)
+        ids = _enqueue(session, requests)
         jobs = [Tracked(job_id, entry.label) for job_id, entry in zip(ids, entries, strict=True)]
         if not wait:
             _print_submitted(jobs, entries, as_json)
             return
+        if not as_json:  # the ids first: a wait cut short has still told which jobs to ask about
+            typer.echo("\n".join(f"{job.job_id}  {job.label}" for job in jobs))
         code = _wait_and_show(session, jobs, timeout, as_json)
     raise typer.Exit(code)
 
 
-def _enqueue(app: Any, requests: Sequence[JobRequest]) -> list[str]:
-    """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own."""
+def _enqueue(session: _Session, requests: Sequence[JobRequest]) -> list[str]:
+    """Job ids for the requests, in order: files for one workflow go in batches, a lone file on its own.
+
+    A lone job is recorded before its message is sent, as `extendq.submit` does; a batch's jobs are recorded
+    by the batch task, and until then `status` finds them in the broker's queue.
+    """
     from extendq.tasks.bulk import enqueue_many
     from extendq.tasks.producer import enqueue
 
+    app = session.app
     ids: dict[int, str] = {}
     by_workflow: dict[Any, list[int]] = {}
     for index, request in enumerate(requests):
         by_workflow.setdefault(request.workflow, []).append(index)
     for indexes in by_workflow.values():
         if len(indexes) == 1:
-            ids[indexes[0]] = enqueue(app, requests[indexes[0]]).id
+            lone = requests[indexes[0]]
+            ids[indexes[0]] = enqueue(app, lone, store=session.store, lease_s=session.settings.claim_lease_s).id
             continue
         for index, result in zip(indexes, enqueue_many(app, [requests[i] for i in indexes]), strict=True):
             ids[index] = result.id
@@ -285,7 +334,8 @@ def _print_submitted(jobs: Sequence[Tracked], entries: Sequence[Entry], as_json:
 
 
 def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float | None, as_json: bool) -> Exit:
-    from extendq.cli.console import ResultReader, follow, outcomes_table, summary, summary_table
+    from extendq.cli.console import ResultReader, follow, summary, summary_table
+    from extendq.cli.outcome_table import outcomes_table
 
     started = time.monotonic()
     reader = ResultReader(session.app, session.store)
@@ -295,7 +345,7 @@ def _wait_and_show(session: _Session, jobs: Sequence[Tracked], timeout_s: float 
         emit_json({"jobs": [outcome.to_json() for outcome in outcomes], "summary": totals})
     else:
         console = _console()
-        console.print(outcomes_table(outcomes))
+        console.print(outcomes_table(outcomes, width=console.width))
         console.print(summary_table(totals))
     if not all(outcome.done for outcome in outcomes):
         return Exit.TIMED_OUT
@@ -310,17 +360,54 @@ def status(
     jobs: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Where jobs stand: state, run id, run status, checks so far (exit 1 when one failed or was not PROCESSED)."""
-    from extendq.cli.views import ended_badly, job_status, status_table
+    """Where jobs stand: job state, run id, run status, checks so far.
+
+    Exit 1 when one failed or its run did not end PROCESSED; 2 when one is unknown (the others are shown).
+    """
+    from extendq.cli.views import ended_badly, status_table
 
     with _guard() as session:
         session.check_redis()
-        rows = [job_status(session.app, session.store, job_id) for job_id in jobs]
-        if as_json:
+        found = {job_id: _status_row(session, job_id) for job_id in jobs}
+        rows = [row for row in found.values() if row is not None]
+        if rows and as_json:
             emit_json(rows)
-        else:
+        elif rows:
             _console().print(status_table(rows))
+        for job_id in (job_id for job_id, row in found.items() if row is None):
+            typer.echo(f"Error: {UnknownJob(job_id)}", err=True)
+    if len(rows) < len(found):
+        raise typer.Exit(Exit.BAD_INPUT)
     raise typer.Exit(Exit.JOB_FAILED if any(ended_badly(row) for row in rows) else Exit.OK)
+
+
+def _status_row(session: _Session, job_id: str) -> dict[str, Any] | None:
+    """The job's `status` row; one of a job still waiting in the broker; None for an unknown job."""
+    from extendq.cli.views import job_status, queued_status
+
+    row = job_status(session.app, session.store, job_id)
+    if row is None and _waiting(session, job_id):
+        return job_status(session.app, session.store, job_id) or queued_status(job_id)
+    return row
+
+
+def _waiting(session: _Session, job_id: str) -> bool:
+    from extendq.tasks.waiting import waiting_in_broker
+
+    return waiting_in_broker(session.app, job_id)
+
+
+def _state_of(session: _Session, job_id: str) -> JobState:
+    """The job's state; `UnknownJob` when no record, no result and no queued message has its id."""
+    from extendq.cli.states import job_state, known
+
+    recorded = session.store.load(job_id)
+    state = job_state(session.app.AsyncResult(job_id).state, recorded.state if recorded else None)
+    if state is not None:
+        return state
+    if not known(job_id, recorded=lambda job: session.store.load(job) is not None, waiting=partial(_waiting, session)):
+        raise UnknownJob(job_id)
+    return JobState.QUEUED
 
 
 @app.command(epilog=EPILOG)
@@ -334,7 +421,10 @@ def result(
     """Wait for a job and show its terminal Extend run (--json: the run exactly as the API returned it)."""
     with _guard() as session:
         session.check_redis()
-        verdict = show_result(job, _await(session.app.AsyncResult(job), timeout), as_json=as_json, console=_console())
+        _state_of(session, job)
+        outcome = _await(session.app.AsyncResult(job), timeout)
+        state = _state_of(session, job)
+        verdict = show_result(job, outcome, state=state, as_json=as_json, console=_console())
     raise typer.Exit(Exit.TIMED_OUT if verdict is None else Exit.OK if verdict else Exit.JOB_FAILED)
 
 
@@ -352,11 +442,16 @@ def cancel(
     timeout: Annotated[float, typer.Option(min=0, help="Wait at most S seconds for the workers' answer.")] = 10.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet (exit 1 when one had ended)."""
+    """Cancel jobs: their Extend runs, or the jobs themselves if not submitted yet.
+
+    Exit 1 when one had ended; 2 when one is unknown (then none is cancelled).
+    """
     from extendq.tasks import cancel as send_cancel
 
     with _guard() as session:
         session.check_redis()
+        for job_id in jobs:
+            _state_of(session, job_id)
         sent = {job_id: send_cancel(job_id, app=session.app) for job_id in jobs}
         deadline = time.monotonic() + timeout
         while not all(answer.ready() for answer in sent.values()) and time.monotonic() < deadline:
@@ -404,17 +499,26 @@ def usage(
     days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Credits of finished runs per UTC day, by workflow and by usage tag (beat's `usage` job rolls them up)."""
+    """Credits of finished runs per UTC day, by workflow and by usage tag, counted up to this moment.
+
+    Runs that finished since beat's last roll-up are rolled up first (each run is counted once, whoever adds it).
+    """
     from extendq.cli.views import usage_table
     from extendq.worker.usage import UsageLedger
 
     with _guard() as session:
         session.check_redis()
-        report = UsageLedger(client=session.store.client, keys=session.store.keys).report(days=days)
+        ledger = UsageLedger(client=session.store.client, keys=session.store.keys)
+        ledger.roll_up(limit=_ROLL_UP_LIMIT)
+        report = ledger.report(days=days)
         if as_json:
             emit_json(report)
         else:
             _console().print(usage_table(report))
+
+
+# Runs rolled up by one `usage` before it reports; any left over are counted as pending in the report.
+_ROLL_UP_LIMIT = 100_000
 
 
 # ---- list, retry: finished jobs and replays -----------------------------------------------------------------
@@ -424,22 +528,29 @@ def usage(
 def list_jobs(
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", "-s", help="failed (FAILURE or run FAILED), rejected, processed, ... (repeatable)."),
+        typer.Option(
+            "--status",
+            "-s",
+            help="A job state (success, failure), a run status (processed, failed, needs_review, rejected, "
+            "cancelled), or failed: FAILURE or a FAILED run (repeatable).",
+        ),
     ] = None,
     since: Annotated[str, typer.Option(help="Finished within this long: 90s, 30m, 1h, 2d.")] = "1h",
     limit: Annotated[int, typer.Option(min=1, help="At most N jobs, newest first.")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """Finished jobs, newest first, by how they ended (kept as long as results are)."""
+    from extendq.cli.states import list_filters
     from extendq.cli.views import finished_table
     from extendq.worker.history import finished_jobs, parse_age
 
     with _guard() as session:
         age = parse_age(since)
+        wanted = list_filters(status or ())
         session.check_redis()
-        rows = finished_jobs(session.store, since=time.time() - age, statuses=status or (), limit=limit)
+        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit)
         if as_json:
-            emit_json(rows)
+            emit_json([{key: value for key, value in row.items() if key != "outcome"} for row in rows])
         else:
             _console().print(finished_table(rows))
 
@@ -457,6 +568,9 @@ def retry(
         if job_key is not None and len(jobs) > 1:
             raise BadInput("--job-key names one job: give one JOB with it")
         session.check_redis()
+        for old in jobs:
+            if _state_of(session, old) not in FINISHED:
+                raise BadInput(f"job {old} is still in flight: cancel it first, or wait for its end")
         replays = [(old, replay(old, job_key=job_key, app=session.app, store=session.store).id) for old in jobs]
         if as_json:
             emit_json([{"job_id": new, "replay_of": old} for old, new in replays])

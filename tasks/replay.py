@@ -30,7 +30,9 @@ def replay(
     still in flight, or ended PROCESSED.
     """
     settings = get_settings()
-    request = replay_request(store or open_store(settings), job_id, job_key=job_key)
+    store = store or open_store(settings)
+    request = replay_request(store, job_id, job_key=job_key)
     if secrets is not None:
         request = request.model_copy(update={"secrets": seal(secrets, secrets_key_of(settings))})
-    return enqueue(app or get_app(), request)
+    # Recorded before its message is sent, as `submit` does: the new job is known from the start.
+    return enqueue(app or get_app(), request, store=store, lease_s=settings.claim_lease_s)

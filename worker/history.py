@@ -67,7 +67,7 @@ def replay_request(store: RedisJobStore, job_id: str, *, job_key: str | None = N
     """
     record = store.load(job_id)
     if record is None:
-        raise InvalidJobRequest(f"job {job_id}: unknown, or its record expired with its result")
+        raise InvalidJobRequest(f"unknown job {job_id} (or its record expired)")
     if not record.finished:
         raise InvalidJobRequest(f"job {job_id} is still in flight: cancel it first, or wait for its end")
     if outcome(record.state.value, record.run_status) == "PROCESSED":

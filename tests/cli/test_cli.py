@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from extendq.cli.main import EPILOG, Exit, app
@@ -179,23 +181,12 @@ def test_the_broker_url_is_checked_too(runner: CliRunner, env: dict[str, str], r
 # ---- with Redis but no worker ------------------------------------------------------------------------------
 
 
-def test_status_of_an_unknown_job_is_pending(runner: CliRunner, env: dict[str, str], redis_url: str) -> None:
-    result = runner.invoke(app, ["status", "no-such-job", "--json"], env={**env, "EXTENDQ_REDIS_URL": redis_url})
-    assert result.exit_code == Exit.OK
-    [row] = json.loads(result.stdout)
-    assert row["job_id"] == "no-such-job"
-    assert row["state"] == "PENDING"
-    assert row["run_id"] is None
-
-
-def test_result_of_a_job_still_pending_times_out_with_exit_4(
-    runner: CliRunner, env: dict[str, str], redis_url: str
-) -> None:
-    result = runner.invoke(
-        app, ["result", "no-such-job", "--timeout", "0", "--json"], env={**env, "EXTENDQ_REDIS_URL": redis_url}
-    )
-    assert result.exit_code == Exit.TIMED_OUT
-    assert json.loads(result.stdout) == {"job_id": "no-such-job", "state": "PENDING", "info": {}}
+def test_status_and_result_of_an_unknown_job_are_exit_2(runner: CliRunner, env: dict[str, str], redis_url: str) -> None:
+    run_env = {**env, "EXTENDQ_REDIS_URL": redis_url}
+    for args in (["status", "no-such-job", "--json"], ["result", "no-such-job", "--timeout", "0", "--json"]):
+        result = runner.invoke(app, args, env=run_env)
+        assert result.exit_code == Exit.BAD_INPUT
+        assert one_line_error(result) == "Error: unknown job no-such-job (or its record expired)"
 
 
 def test_watch_ends_at_its_timeout(runner: CliRunner, env: dict[str, str], redis_url: str) -> None:
@@ -206,6 +197,55 @@ def test_watch_ends_at_its_timeout(runner: CliRunner, env: dict[str, str], redis
         runner.invoke(app, ["watch", "--json", "--count", "1", "--timeout", "0.3"], env=run_env).exit_code
         == Exit.TIMED_OUT
     )
+
+
+def test_usage_counts_finished_runs_without_waiting_for_the_roll_up(
+    runner: CliRunner, env: dict[str, str], redis_url: str
+) -> None:
+    # Given one finished run noted for the roll-up, which beat has not made
+    from extendq.worker.keys import Keys
+    from extendq.worker.usage import UsageLedger
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    ledger = UsageLedger(client=client, keys=Keys(env["EXTENDQ_KEY_PREFIX"]))
+    run = {"id": "workflow_run_1", "usage": {"credits": 2.5}, "metadata": {}}
+    ledger.record(run, workflow_id="workflow_invoice", now=time.time())  # type: ignore[arg-type]
+    run_env = {**env, "EXTENDQ_REDIS_URL": redis_url, "COLUMNS": "200"}
+    try:
+        # When usage is asked for, then it counts the run, in the singular
+        shown = runner.invoke(app, ["usage"], env=run_env)
+        assert shown.exit_code == Exit.OK, shown.output
+        assert "1 finished run" in shown.stdout and "1 finished runs" not in shown.stdout
+        assert "workflow_invoice 2.5" in shown.stdout
+        body = json.loads(runner.invoke(app, ["usage", "--json"], env=run_env).stdout)
+        assert (body["total"]["runs"], body["total"]["credits"], body["pending_runs"]) == (1, 2.5, 0)
+        # And a second run makes it plural
+        ledger.record({**run, "id": "workflow_run_2"}, workflow_id="workflow_invoice", now=time.time())  # type: ignore[arg-type]
+        assert "2 finished runs" in runner.invoke(app, ["usage"], env=run_env).stdout
+    finally:
+        for key in client.scan_iter(match=f"{env['EXTENDQ_KEY_PREFIX']}*"):
+            client.delete(key)
+        client.close()
+
+
+def test_an_unknown_emulator_profile_is_one_line_and_exit_2(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["emulator", "--profile", "nosuch", "--port", "1"])
+    assert result.exit_code == Exit.BAD_INPUT
+    assert one_line_error(result) == "Error: nosuch is neither a built-in profile (default, fast, payg) nor a file"
+
+
+def test_version_prints_extendqs_version(runner: CliRunner) -> None:
+    from extendq import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.stdout) == (Exit.OK, f"extendq {__version__}\n")
+
+
+@pytest.mark.parametrize("command", ["emulator", "webhooks", "worker", "beat", "usage", "list", "retry", "recover"])
+def test_every_other_command_documents_the_exit_codes_too(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Exit codes: 0 ok" in " ".join(result.stdout.split())
 
 
 def test_redact_hides_only_the_password() -> None:

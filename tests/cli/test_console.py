@@ -15,11 +15,12 @@ from extendq.cli.console import (
     extracted_fields,
     follow,
     outcome_of_run,
-    outcomes_table,
     percentile,
     summary,
     summary_table,
 )
+from extendq.cli.outcome_table import outcomes_table
+from extendq.worker.models import JobState
 
 FIELDS = {"invoice_number": "INV-1", "invoice_date": "2026-10-03", "vendor": "Acme", "total": 954.98, "currency": "EUR"}
 
@@ -74,13 +75,14 @@ class FakeReader:
     def __init__(self, polls: dict[str, int]) -> None:
         self.polls = polls
 
-    def peek(self, job_id: str) -> str | None:
+    def peek(self, job_id: str) -> tuple[JobState, str | None]:
         self.polls[job_id] -= 1
-        return None if self.polls[job_id] <= 0 else "PROCESSING"
+        return (JobState.SUCCESS, "PROCESSED") if self.polls[job_id] <= 0 else (JobState.RUNNING, "PROCESSING")
 
     def outcome(self, job: Tracked) -> Outcome:
-        done = self.polls[job.job_id] <= 0
-        return Outcome(job.job_id, job.label, done, "PROCESSED" if done else "PROCESSING", latency_s=1.0)
+        if self.polls[job.job_id] <= 0:
+            return Outcome(job.job_id, job.label, JobState.SUCCESS, run_status="PROCESSED", latency_s=1.0)
+        return Outcome(job.job_id, job.label, JobState.RUNNING, run_status="PROCESSING")
 
 
 def test_follow_returns_outcomes_in_job_order_once_all_ended() -> None:
@@ -89,24 +91,26 @@ def test_follow_returns_outcomes_in_job_order_once_all_ended() -> None:
     outcomes = follow(jobs, FakeReader({"a": 3, "b": 1, "c": 2}), console=out, interval_s=0.001)
     assert [(o.job_id, o.done) for o in outcomes] == [("a", True), ("b", True), ("c", True)]
     shown = out.file.getvalue()  # type: ignore[attr-defined]
-    assert "3/3" in shown and "PROCESSED 3" in shown and shown.endswith("\n")
+    assert "3/3" in shown and "state: SUCCESS 3" in shown and "run status: PROCESSED 3" in shown
+    assert shown.endswith("\n")
 
 
 def test_follow_stops_at_its_timeout_with_jobs_still_in_flight() -> None:
     jobs = [Tracked("a", "a.txt")]
     outcomes = follow(jobs, FakeReader({"a": 10**6}), console=Console(file=io.StringIO()), timeout_s=0.05)
-    assert [(o.done, o.status) for o in outcomes] == [(False, "PROCESSING")]
+    assert [(o.done, o.state, o.run_status) for o in outcomes] == [(False, JobState.RUNNING, "PROCESSING")]
 
 
-def test_summary_counts_statuses_latency_and_api_calls() -> None:
+def test_summary_counts_states_run_statuses_latency_and_api_calls() -> None:
     outcomes = [
-        Outcome("a", "a", True, "PROCESSED", latency_s=1.0),
-        Outcome("b", "b", True, "PROCESSED", latency_s=3.0),
-        Outcome("c", "c", True, "FAILED", latency_s=2.0, expected="FAILED"),
-        Outcome("d", "d", False, "PROCESSING"),
+        Outcome("a", "a", JobState.SUCCESS, run_status="PROCESSED", latency_s=1.0),
+        Outcome("b", "b", JobState.SUCCESS, run_status="PROCESSED", latency_s=3.0),
+        Outcome("c", "c", JobState.SUCCESS, run_status="FAILED", latency_s=2.0, expected="FAILED"),
+        Outcome("d", "d", JobState.RUNNING, run_status="PROCESSING"),
     ]
     totals = summary(outcomes, api_calls=18, elapsed_s=4.25)
-    assert totals["by_status"] == {"PROCESSED": 2, "FAILED": 1, "PROCESSING": 1}
+    assert totals["by_state"] == {"SUCCESS": 3, "RUNNING": 1}
+    assert totals["by_run_status"] == {"PROCESSED": 2, "FAILED": 1, "PROCESSING": 1}
     assert totals["unexpected"] == 1
     assert (totals["latency_p50_s"], totals["api_calls_per_job"], totals["elapsed_s"]) == (2.0, 4.5, 4.25)
     shown = render(summary_table(totals))
@@ -114,7 +118,7 @@ def test_summary_counts_statuses_latency_and_api_calls() -> None:
 
 
 def test_api_calls_are_left_out_when_unknown() -> None:
-    totals = summary([Outcome("a", "a", True, "PROCESSED", latency_s=1.0)])
+    totals = summary([Outcome("a", "a", JobState.SUCCESS, run_status="PROCESSED", latency_s=1.0)])
     assert totals["api_calls"] is None and totals["api_calls_per_job"] is None
     assert "Extend API calls" not in render(summary_table(totals))
 
@@ -126,7 +130,7 @@ def test_the_table_shows_fields_time_and_expectation() -> None:
     ]
     shown = render(outcomes_table(outcomes, title="demo"))
     row = next(line for line in shown.splitlines() if "invoices/acme.txt" in line)
-    for cell in ("PROCESSED ✓", "INV-1", "2026-10-03", "Acme", "954.98 EUR", "2.3s"):
+    for cell in ("SUCCESS", "PROCESSED ✓", "INV-1", "2026-10-03", "Acme", "954.98 EUR", "2.3s"):
         assert cell in row
     assert "PARSING_ERROR" in shown and "✓ ended as expected" in shown
 
@@ -142,12 +146,13 @@ def test_outcomes_serialise_to_plain_json() -> None:
         "job_id": "a",
         "input": "a.txt",
         "done": True,
-        "status": "PROCESSED",
+        "state": "SUCCESS",
+        "run_status": "PROCESSED",
         "run_id": "workflow_run_1",
         "fields": FIELDS,
         "latency_s": 1.235,
         "note": None,
-        "expected": "PROCESSED",
+        "expected_run_status": "PROCESSED",
     }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import redis
 from rich.console import Console
 
-from extendq.cli.views import EventFeed, status_table, usage_table
+from extendq.cli.views import EventFeed, finished_table, status_table, usage_table
 from extendq.worker.keys import Keys
 
 
@@ -33,4 +33,19 @@ def test_usage_table_lists_days_and_the_total() -> None:
     part = {"credits": 3.0, "runs": 2, "by_workflow": {"wf": {"credits": 3.0, "runs": 2}}, "by_tag": {}}
     report = {"days": [{"day": "2026-11-28", **part}], "total": part, "pending_runs": 4}
     text = _render(usage_table(report))
-    assert "2026-11-28" in text and "total" in text and "wf 3" in text and "4 finished runs not rolled up" in text
+    assert "2026-11-28" in text and "total" in text and "wf 3" in text
+    assert "2 finished runs; 4 more finished runs not counted yet" in " ".join(text.split())
+
+
+def test_at_80_columns_states_and_run_statuses_stay_whole_and_empty_columns_go() -> None:
+    job = {"job_id": "1f0c2b8e-4d0a-4c55-9a43-1b7a7f0e9d21", "workflow_id": "workflow_invoice", "error": None}
+    row = {**job, "state": "SUCCESS", "run_id": "workflow_run_xKm9pNv3qWsY_jL2tR5Dh", "run_status": "NEEDS_REVIEW"}
+    console = Console(width=80, record=True)
+    console.print(status_table([{**row, "checks": 12, "message": None, "review_status": None, "replay_of": None}]))
+    shown = console.export_text()
+    assert "NEEDS_REVIEW" in shown and "SUCCESS" in shown and "replay of" not in shown
+    finished = {**job, "state": "FAILURE", "run_status": None, "run_id": None, "tenant": None, "replay_of": None}
+    console.print(finished_table([{**finished, "finished_at": 0.0, "error": "rejected"}]))
+    listed = console.export_text()
+    assert "FAILURE" in listed and "1 job" in listed
+    assert "tenant" not in listed and "run status" not in listed and "replay of" not in listed

@@ -88,12 +88,16 @@ def test_submit_json_expands_a_folder(cli: Any, docs: Path) -> None:
     assert len({row["job_id"] for row in rows}) == 2
 
 
-def test_submit_wait_shows_the_table_and_exits_0(cli: Any, docs: Path) -> None:
+def test_submit_wait_shows_the_job_ids_the_table_and_exits_0(cli: Any, docs: Path) -> None:
     result = cli("submit", str(docs), "-w", "workflow_processed", "--wait")
     assert result.exit_code == Exit.OK, result.output
     for name in ("a.txt", "b.txt"):
         assert name in result.stdout
-    assert "PROCESSED 2" in result.stdout
+    # Each job's id comes first, with its document, then the table
+    ids = [line.split()[0] for line in result.stdout.splitlines()[:2]]
+    assert [Path(line.split()[1]).name for line in result.stdout.splitlines()[:2]] == ["a.txt", "b.txt"]
+    assert all(len(job_id) == 36 for job_id in ids)
+    assert "SUCCESS 2" in result.stdout and "PROCESSED 2" in result.stdout
     assert "p50" in result.stdout and "p95" in result.stdout
     # The progress bar went to stderr, so stdout is only the table
     assert "2/2" in result.stderr
@@ -103,8 +107,9 @@ def test_submit_wait_exits_1_when_a_run_does_not_end_processed(cli: Any, docs: P
     result = cli("submit", str(docs), "-w", "workflow_failed", "--wait", "--json")
     assert result.exit_code == Exit.JOB_FAILED, result.output
     body = json.loads(result.stdout)
-    assert [job["status"] for job in body["jobs"]] == ["FAILED", "FAILED"]
-    assert body["summary"]["by_status"] == {"FAILED": 2}
+    assert [(job["state"], job["run_status"]) for job in body["jobs"]] == [("SUCCESS", "FAILED")] * 2
+    assert body["summary"]["by_state"] == {"SUCCESS": 2}
+    assert body["summary"]["by_run_status"] == {"FAILED": 2}
     assert body["summary"]["latency_p50_s"] > 0
 
 
@@ -112,7 +117,7 @@ def test_submit_wait_shows_a_failed_job_as_an_error(cli: Any, docs: Path) -> Non
     result = cli("submit", str(docs / "a.txt"), "-w", "workflow_does_not_exist", "--wait", "--json")
     assert result.exit_code == Exit.JOB_FAILED, result.output
     [job] = json.loads(result.stdout)["jobs"]
-    assert (job["done"], job["status"]) == (True, "ERROR")
+    assert (job["done"], job["state"], job["run_status"]) == (True, "FAILURE", None)
     assert job["note"].startswith("rejected: ")
 
 
@@ -129,7 +134,7 @@ def test_submit_a_manifest_with_wait(cli: Any, docs: Path) -> None:
     # Then each row ran with its own workflow; one needs review, so the exit code is 1
     assert result.exit_code == Exit.JOB_FAILED, result.output
     jobs = json.loads(result.stdout)["jobs"]
-    assert [(job["input"], job["status"]) for job in jobs] == [("a.txt", "PROCESSED"), ("b.txt", "NEEDS_REVIEW")]
+    assert [(job["input"], job["run_status"]) for job in jobs] == [("a.txt", "PROCESSED"), ("b.txt", "NEEDS_REVIEW")]
     assert all(job["done"] and job["run_id"] for job in jobs)
 
 
@@ -146,7 +151,7 @@ def test_result_timeout_exits_4_while_the_job_runs(cli: Any, docs: Path) -> None
     job_id = submit_one(cli, docs / "a.txt", "workflow_long")
     result = cli("result", job_id, "--timeout", "0.5", "--json")
     assert result.exit_code == Exit.TIMED_OUT
-    assert json.loads(result.stdout)["state"] in {"PENDING", "SUBMITTING", "RUNNING"}
+    assert json.loads(result.stdout)["state"] in {"QUEUED", "SUBMITTING", "RUNNING"}
     cli("cancel", job_id)
 
 
@@ -224,7 +229,7 @@ def test_watch_json_prints_events_until_count_jobs_finished(
     events = [json.loads(line) for line in result.stdout.splitlines()]
     terminal = [event for event in events if event["state"] in {"SUCCESS", "FAILURE"}]
     assert sorted(event["job_id"] for event in terminal) == sorted(job.id for job in jobs)
-    assert {event["status"] for event in terminal} == {"PROCESSED"}
+    assert {event["run_status"] for event in terminal} == {"PROCESSED"}
     assert all(event["workflow_id"] == "workflow_processed" and event["run_id"] for event in terminal)
 
 

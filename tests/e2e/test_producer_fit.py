@@ -295,8 +295,8 @@ def test_a_failed_job_replayed_from_the_cli_ends_processed_once_the_fault_is_gon
         failed.get(timeout=15)
     listed = fit.cli("list", "--status", "failed", "--since", "1h", "--json")
     assert listed.exit_code == Exit.OK, listed.output
-    assert [(row["job_id"], row["outcome"], row["error"]) for row in json.loads(listed.stdout)] == [
-        (failed.id, "FAILURE", "rejected")
+    assert [(row["job_id"], row["state"], row["run_status"], row["error"]) for row in json.loads(listed.stdout)] == [
+        (failed.id, "FAILURE", None, "rejected")
     ]
     # When the workflow is fixed and the job is retried
     fixed = {**FIT_PROFILE["workflows"]["workflow_invoice"], "name": "Fixed"}
