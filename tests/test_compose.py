@@ -52,6 +52,11 @@ def _module_exists(dotted: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+def _readme() -> str:
+    """The README with its lines joined, so a phrase may wrap."""
+    return " ".join(README.read_text().split())
+
+
 def _environment(spec: dict[str, Any]) -> dict[str, str]:
     env = spec.get("environment") or {}
     assert isinstance(env, dict), "environment as a mapping, so services can merge the shared settings"
@@ -127,7 +132,7 @@ def test_flower_asks_for_basic_auth_whose_default_the_readme_gives() -> None:
     credentials = interpolate(_environment(flower)["FLOWER_BASIC_AUTH"], {})
     user, _, password = credentials.partition(":")
     assert user and password, credentials
-    assert f"`FLOWER_BASIC_AUTH` (default `{credentials}`" in README.read_text()
+    assert f"`FLOWER_BASIC_AUTH` (default `{credentials}`" in _readme()
 
 
 def test_compose_file_has_no_version_key_and_redis_persists() -> None:
@@ -165,9 +170,8 @@ def test_dockerfile_runs_as_a_user_and_installs_the_ops_extra() -> None:
 
 
 def test_readme_states_which_compose_releases_run_the_file() -> None:
-    readme = README.read_text()
     assert "Any Compose v2 release, or docker-compose 1.27 or later" in compose_text()
-    assert "any Compose v2 release or docker-compose 1.27 and later" in readme
+    assert "any Compose v2 release or docker-compose 1.27 and later" in _readme()
 
 
 def _compose_tools() -> list[list[str]]:
