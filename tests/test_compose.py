@@ -71,7 +71,9 @@ def test_service_command_runs_a_program_of_this_project(service: str) -> None:
         group = typer.main.get_command(app)
         assert isinstance(group, typer.core.TyperGroup)
         registered = group.commands
-        assert command[1] in registered, f"{service}: `extendq {command[1]}` is not a command (have {sorted(registered)})"
+        assert command[1] in registered, (
+            f"{service}: `extendq {command[1]}` is not a command (have {sorted(registered)})"
+        )
     elif program == "celery":
         module = _celery_app_module(command)
         assert _module_exists(module), f"{service}: celery app module {module} has no file in the repo"
@@ -197,7 +199,9 @@ def test_compose_file_is_valid_compose_unchanged(tmp_path: Path) -> None:
     if not tools:
         if os.environ.get("CI"):
             pytest.fail("neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)")
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)")
+        pytest.skip(
+            "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
+        )
     # Given the compose file alone, and beside it .env.example copied to .env
     bare, with_env = tmp_path / "bare", tmp_path / "with-env"
     for project in (bare, with_env):
