@@ -202,10 +202,11 @@ def test_compose_file_is_valid_compose_unchanged(tmp_path: Path) -> None:
         pytest.skip(
             "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
         )
-    # Given the compose file alone, and beside it .env.example copied to .env
-    bare, with_env = tmp_path / "bare", tmp_path / "with-env"
+    # Given the compose file alone, and beside it .env.example copied to .env (one project name: Compose v2
+    # prints it and names networks and volumes after it)
+    bare, with_env = tmp_path / "bare" / "extendq", tmp_path / "with-env" / "extendq"
     for project in (bare, with_env):
-        project.mkdir()
+        project.mkdir(parents=True)
         shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
     shutil.copy(ENV_EXAMPLE, with_env / ".env")
     for tool in tools:
