@@ -37,6 +37,18 @@ SAMPLE = "samples/invoices/northwind-1042.txt"
 _LEAKY = re.compile(r"^(EXTENDQ_|EXTEND_API_KEY$|FLOWER_)")
 
 
+def _dockerfile_env() -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set (PYTHONDONTWRITEBYTECODE, ...)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = dict(re.findall(r"(\w+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", text, re.MULTILINE))))
+    assert found.get("PYTHONDONTWRITEBYTECODE") == "1", found
+    return found
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
 def _dockerfile_extras() -> str:
     """The extras the Dockerfile installs (`pip install ".[ops]"` -> "[ops]")."""
     found = re.search(r'pip install "\.(\[[^\]]*\])"', (ROOT / "Dockerfile").read_text())
@@ -57,7 +69,8 @@ class Image:
 
     def env(self, extra: Mapping[str, str]) -> dict[str, str]:
         base = {key: value for key, value in os.environ.items() if not _LEAKY.match(key)}
-        return {**base, "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+        path = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**base, **_dockerfile_env(), "PATH": path, **extra}
 
     def run(self, args: list[str], env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -207,6 +220,7 @@ class Stack:
     host: _Host
     services: dict[str, Service]
     unhealthy_before_start: dict[str, bool]
+    workdir_before: set[str]
 
     def url(self, service: str) -> str:
         container_port = str(app_services()[service]["ports"][0]).rsplit(":", 1)[-1]
@@ -220,6 +234,7 @@ def stack(image: Image, module_redis_url: str, tmp_path_factory: pytest.TempPath
     host = _Host(module_redis_url)
     services: dict[str, Service] = {}
     failed_before: dict[str, bool] = {}
+    workdir_before = _files(image.workdir)
     try:
         for name in _start_order():
             service = services[name] = _service(name, host, logs)
@@ -227,7 +242,7 @@ def stack(image: Image, module_redis_url: str, tmp_path_factory: pytest.TempPath
             failed_before[name] = not service.healthy(image)
             service.start(image)
             service.wait_healthy(image)
-        yield Stack(image=image, host=host, services=services, unhealthy_before_start=failed_before)
+        yield Stack(image, host, services, unhealthy_before_start=failed_before, workdir_before=workdir_before)
     finally:
         for service in reversed(list(services.values())):
             service.stop()
@@ -277,3 +292,8 @@ def test_a_sample_submitted_with_the_worker_container_s_own_extendq_comes_back_p
     report = _submitted(stack.image.run(submit, env=worker.env, timeout=180))
     # Then the run came back PROCESSED
     assert [job["status"] for job in report["jobs"]] == ["PROCESSED"], report
+
+
+def test_the_services_write_nothing_in_the_image_s_working_directory(stack: Stack) -> None:
+    # /app is root's and read-only to the services' user: beat keeps its schedule in Redis, not in a file there
+    assert _files(stack.image.workdir) == stack.workdir_before
