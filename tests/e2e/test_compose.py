@@ -65,14 +65,17 @@ class Image:
 
     @property
     def bin(self) -> Path:
+        """Where the image's programs are (/usr/local/bin in the image)."""
         return self.venv / "bin"
 
     def env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """A container's environment: this machine's, without its extendq settings, plus the Dockerfile's ENV."""
         base = {key: value for key, value in os.environ.items() if not _LEAKY.match(key)}
         path = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
         return {**base, **_dockerfile_env(), "PATH": path, **extra}
 
     def run(self, args: list[str], env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`args` run in the image's working directory with `env` added to a container's environment."""
         return subprocess.run(
             args, cwd=self.workdir, env=self.env(env), capture_output=True, text=True, timeout=timeout, check=False
         )

@@ -20,6 +20,7 @@ SHELL_VARIABLES = frozenset({"PWD"})
 
 
 def compose_text() -> str:
+    """The compose file as text, as Compose interpolates it."""
     return COMPOSE_FILE.read_text()
 
 
