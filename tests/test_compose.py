@@ -1,9 +1,13 @@
-"""docker-compose.yml and the Dockerfile: services run programs of this project, and the file is valid Compose."""
+"""docker-compose.yml, the Dockerfile and .env.example as an operator meets them; the file is valid Compose.
+
+What no Docker engine is needed for. tests/e2e/test_compose.py runs each service's command and probe from
+the package installed as the image installs it.
+"""
 
 from __future__ import annotations
 
 import os
-import shlex
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,119 +16,203 @@ from typing import Any
 import pytest
 import typer.core
 import typer.main
-import yaml
 
 from extendq.cli.main import app
+from tests.support.compose import (
+    ENV_EXAMPLE,
+    ROOT,
+    SHELL_VARIABLES,
+    app_services,
+    argv,
+    compose,
+    compose_text,
+    defaults,
+    dotenv,
+    interpolate,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = REPO / "docker-compose.yml"
+README = ROOT / "README.md"
+# The only services that call the Extend API; every other one must not get the key.
+CALLS_EXTEND = {"worker"}
+# The only port Extend itself must reach; the others are published on the host's loopback interface.
+PUBLIC_PORTS = {"8000:8000"}
 
 
-def _compose() -> dict[str, Any]:
-    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-def _app_services() -> dict[str, dict[str, Any]]:
-    """The services built from this repository (redis runs its own image)."""
-    return {name: spec for name, spec in _compose()["services"].items() if "build" in spec}
-
-
-def _argv(command: str | list[str]) -> list[str]:
-    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
-
-
-def _celery_app_module(argv: list[str]) -> str:
-    for index, arg in enumerate(argv):
+def _celery_app_module(command: list[str]) -> str:
+    for index, arg in enumerate(command):
         if arg in ("-A", "--app"):
-            return argv[index + 1]
+            return command[index + 1]
         if arg.startswith("--app="):
             return arg.split("=", 1)[1]
-    raise AssertionError(f"no -A/--app in {argv}")
+    raise AssertionError(f"no -A/--app in {command}")
 
 
 def _module_exists(dotted: str) -> bool:
-    path = REPO.joinpath(*dotted.split(":")[0].split("."))
+    path = ROOT.joinpath(*dotted.split(":")[0].split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-@pytest.mark.parametrize("service", sorted(_app_services()))
+def _readme() -> str:
+    """The README with its lines joined, so a phrase may wrap."""
+    return " ".join(README.read_text().split())
+
+
+def _environment(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("environment") or {}
+    assert isinstance(env, dict), "environment as a mapping, so services can merge the shared settings"
+    return {str(key): str(value) for key, value in env.items()}
+
+
+@pytest.mark.parametrize("service", sorted(app_services()))
 def test_service_command_runs_a_program_of_this_project(service: str) -> None:
-    argv = _argv(_app_services()[service]["command"])
-    program = argv[0]
+    command = argv(app_services()[service]["command"])
+    program = command[0]
     if program == "extendq":
         group = typer.main.get_command(app)
         assert isinstance(group, typer.core.TyperGroup)
         registered = group.commands
-        assert argv[1] in registered, f"{service}: `extendq {argv[1]}` is not a command (have {sorted(registered)})"
+        assert command[1] in registered, (
+            f"{service}: `extendq {command[1]}` is not a command (have {sorted(registered)})"
+        )
     elif program == "celery":
-        module = _celery_app_module(argv)
+        module = _celery_app_module(command)
         assert _module_exists(module), f"{service}: celery app module {module} has no file in the repo"
     else:
         pytest.fail(f"{service}: unexpected program {program!r}")
 
 
-def test_app_services_share_one_image_and_its_settings() -> None:
-    for name, spec in _app_services().items():
+def test_app_services_share_one_image_and_no_env_file() -> None:
+    for name, spec in app_services().items():
         assert (spec["build"], spec["image"]) == (".", "extendq:local"), name
-        assert spec["env_file"] == [{"path": ".env", "required": False}], name
-        assert spec["environment"]["EXTENDQ_REDIS_URL"] == "redis://redis:6379/0", name
-        assert spec["depends_on"]["redis"]["condition"] == "service_healthy", name
+        # An env file that may be missing needs Compose 2.24 (`required: false`); one that must exist breaks a
+        # plain `docker compose up`. Compose reads .env for the variables the file names, in every release.
+        assert "env_file" not in spec, name
         assert "container_name" not in spec, name
 
 
+def test_services_that_read_settings_reach_the_stack_redis_once_it_is_healthy() -> None:
+    for name, spec in app_services().items():
+        if name == "emulator":  # the other side of the API: it reads no settings
+            assert not spec.get("environment"), name
+            continue
+        assert _environment(spec)["EXTENDQ_REDIS_URL"] == "redis://redis:6379/0", name
+        assert spec["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def test_every_service_has_a_healthcheck_and_waits_only_on_healthy_services() -> None:
+    services = compose()["services"]
+    for name, spec in services.items():
+        assert spec.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for needed, condition in (spec.get("depends_on") or {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {needed}"
+            assert services[needed].get("healthcheck"), f"{name} waits for {needed}, which has no healthcheck"
+    # The worker calls the emulator from its first job: it starts once both answer.
+    assert set(services["worker"]["depends_on"]) == {"redis", "emulator"}
+
+
+def test_the_api_key_reaches_only_the_services_that_call_extend() -> None:
+    for name, spec in app_services().items():
+        env = _environment(spec)
+        has_key = {"EXTEND_API_KEY", "EXTENDQ_API_KEY", "EXTENDQ_TENANTS"} & set(env)
+        assert bool(has_key) == (name in CALLS_EXTEND), f"{name}: {sorted(has_key)}"
+        assert ("EXTENDQ_BASE_URL" in env) == (name in CALLS_EXTEND), name
+
+
+def test_ports_are_published_on_loopback_except_the_webhook_receiver() -> None:
+    for name, spec in compose()["services"].items():
+        for port in spec.get("ports", []):
+            published = interpolate(str(port), {})
+            if published in PUBLIC_PORTS:
+                assert name == "webhooks", name
+                continue
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} on every interface"
+    assert interpolate(compose()["services"]["redis"]["ports"][0], {}) == "127.0.0.1:6379:6379"
+
+
+def test_flower_asks_for_basic_auth_whose_default_the_readme_gives() -> None:
+    flower = app_services()["flower"]
+    credentials = interpolate(_environment(flower)["FLOWER_BASIC_AUTH"], {})
+    user, _, password = credentials.partition(":")
+    assert user and password, credentials
+    assert f"`FLOWER_BASIC_AUTH` (default `{credentials}`" in _readme()
+
+
 def test_compose_file_has_no_version_key_and_redis_persists() -> None:
-    compose = _compose()
-    redis = compose["services"]["redis"]
-    assert "version" not in compose
-    assert "--appendonly" in _argv(redis["command"]) and redis["volumes"]
+    spec = compose()
+    redis = spec["services"]["redis"]
+    assert "version" not in spec
+    assert "--appendonly" in argv(redis["command"]) and redis["volumes"]
     assert redis["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
 
 
+def test_env_example_copied_to_dot_env_changes_nothing_in_the_stack() -> None:
+    # Given every variable the compose file reads and what it takes when unset
+    example, example_text = dotenv(), ENV_EXAMPLE.read_text()
+    for name, default in defaults().items():
+        if name in SHELL_VARIABLES:
+            continue
+        # Then .env.example shows it, set or commented out, with compose's value (an empty value means unset)
+        shown = re.findall(rf"^#? ?{name}=(.*)$", example_text, re.MULTILINE)
+        assert len(shown) == 1, f".env.example shows {name} {len(shown)} times"
+        assert shown[0] in (default, ""), f".env.example shows {name}={shown[0]}; compose's default is {default!r}"
+    # And copied to .env, it resolves the whole file exactly as no .env does
+    assert interpolate(compose_text(), example) == interpolate(compose_text(), {})
+
+
 def test_dockerfile_runs_as_a_user_and_installs_the_ops_extra() -> None:
-    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()]
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines()]
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert any('pip install ".[ops]"' in line for line in lines)
-    assert ".env" in (REPO / ".dockerignore").read_text().split()
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    # Beat's schedule lives in Redis (celery-redbeat), so the image keeps no schedule file.
+    assert "beat_scheduler" in (ROOT / "tasks" / "celery.py").read_text()
+    assert "schedule file there" not in text
 
 
-def _compose_tool() -> list[str] | None:
-    """`docker compose` (v2) when it works, else `docker-compose`, else None."""
+def test_readme_states_which_compose_releases_run_the_file() -> None:
+    assert "Any Compose v2 release, or docker-compose 1.27 or later" in compose_text()
+    assert "any Compose v2 release or docker-compose 1.27 and later" in _readme()
+
+
+def _compose_tools() -> list[list[str]]:
+    """`docker compose` (v2) and `docker-compose` (v1, or v2's standalone binary), those that answer."""
+    found = []
     for tool in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(tool[0]) and subprocess.run([*tool, "version"], capture_output=True).returncode == 0:
-            return tool
-    return None
+            found.append(tool)
+    return found
 
 
-def _major_version(tool: list[str]) -> int:
-    out = subprocess.run([*tool, "version", "--short"], capture_output=True, text=True).stdout.strip()
-    return int(out.lstrip("v").split(".")[0] or 0)
+def _config(tool: list[str], project: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PWD": str(ROOT)}
+    for name in defaults():
+        if name not in SHELL_VARIABLES:
+            env.pop(name, None)  # the shell's own settings would hide what the file and .env do
+    command = [*tool, "--project-directory", str(project), "-f", str(project / "docker-compose.yml"), "config"]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=60)
 
 
-def _for_compose_v1(compose: dict[str, Any]) -> dict[str, Any]:
-    """Compose 1.x predates optional env files (`required: false`, Compose 2.24): drop those entries only."""
-    for spec in compose["services"].values():
-        entries = spec.pop("env_file", [])
-        entries = [entries] if isinstance(entries, str) else entries
-        kept = [entry for entry in entries if not (isinstance(entry, dict) and entry.get("required") is False)]
-        if kept:
-            spec["env_file"] = [entry["path"] if isinstance(entry, dict) else entry for entry in kept]
-    return compose
-
-
-def test_compose_file_is_valid_compose(tmp_path: Path) -> None:
-    tool = _compose_tool()
-    if tool is None:
+def test_compose_file_is_valid_compose_unchanged(tmp_path: Path) -> None:
+    tools = _compose_tools()
+    if not tools:
         if os.environ.get("CI"):
             pytest.fail("neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)")
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    command = [*tool, "config", "-q"]
-    if _major_version(tool) < 2:
-        # Given a copy without what v1 cannot parse, with paths still relative to the repo
-        copy = tmp_path / "docker-compose.yml"
-        copy.write_text(yaml.safe_dump(_for_compose_v1(_compose())))
-        command = [*tool, "-f", str(copy), "--project-directory", str(REPO), "config", "-q"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr or done.stdout
+        pytest.skip(
+            "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
+        )
+    # Given the compose file alone, and beside it .env.example copied to .env (one project name: Compose v2
+    # prints it and names networks and volumes after it)
+    bare, with_env = tmp_path / "bare" / "extendq", tmp_path / "with-env" / "extendq"
+    for project in (bare, with_env):
+        project.mkdir(parents=True)
+        shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
+    shutil.copy(ENV_EXAMPLE, with_env / ".env")
+    for tool in tools:
+        # When each Compose found here reads them
+        plain, copied = _config(tool, bare), _config(tool, with_env)
+        # Then the file is valid as it is, and the copied .env changes nothing
+        assert plain.returncode == 0, f"{' '.join(tool)}: {plain.stderr or plain.stdout}"
+        assert copied.returncode == 0, f"{' '.join(tool)}: {copied.stderr or copied.stdout}"
+        assert copied.stdout.replace(str(with_env), str(bare)) == plain.stdout
