@@ -280,7 +280,7 @@ def test_a_sample_submitted_from_the_host_comes_back_processed_through_the_webho
     submit = ["extendq", "submit", path, "--workflow", "workflow_invoice", "--wait", "--timeout", "120", "--json"]
     report = _submitted(stack.image.run(submit, env=env, timeout=180))
     # Then the worker read the file, the emulator ran it and its webhook reached the receiver
-    assert [job["status"] for job in report["jobs"]] == ["PROCESSED"], report
+    assert [(job["state"], job["run_status"]) for job in report["jobs"]] == [("SUCCESS", "PROCESSED")], report
     stats = httpx.get(f"{stack.url('emulator')}/_emulator/stats", timeout=10).json()
     assert stats["requests"].get("POST /workflow_runs"), stats["requests"]
     metrics = httpx.get(f"{stack.url('webhooks')}/metrics", timeout=10).text
@@ -294,7 +294,7 @@ def test_a_sample_submitted_with_the_worker_container_s_own_extendq_comes_back_p
     # When its extendq submits a sample by the relative path the README gives
     report = _submitted(stack.image.run(submit, env=worker.env, timeout=180))
     # Then the run came back PROCESSED
-    assert [job["status"] for job in report["jobs"]] == ["PROCESSED"], report
+    assert [(job["state"], job["run_status"]) for job in report["jobs"]] == [("SUCCESS", "PROCESSED")], report
 
 
 def test_the_services_write_nothing_in_the_image_s_working_directory(stack: Stack) -> None:
