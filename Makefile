@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# Test files run in parallel, each file's tests in one process (its module fixtures start servers once).
+PYTEST_WORKERS ?= 3
 DEMO_ARGS ?=
 BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py bench/chaos_faults.py,$(sort $(wildcard bench/*.py)))
 BENCH_ARGS ?=
@@ -26,7 +28,7 @@ demo: install
 	$(BIN)/extendq demo $(DEMO_ARGS)
 
 test: install
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
