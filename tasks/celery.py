@@ -65,6 +65,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Celery's consumer, surviving a broker restart that Celery 5.7 would end the worker on.
+        "worker_consumer": "extendq.tasks.consumer:Consumer",
         # Beat: celery-redbeat keeps the schedule in Redis, and only the beat holding its lock fires.
         "beat_scheduler": "extendq.config.beat:Scheduler",
         "beat_max_loop_interval": settings.beat_max_loop_interval_s,

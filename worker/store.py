@@ -59,6 +59,7 @@ class RedisJobStore:
         self._adopt = client.register_script(scripts.ADOPT)
         self._schedule = client.register_script(scripts.SCHEDULE)
         self._record_run = client.register_script(scripts.RECORD_RUN)
+        self._update = client.register_script(scripts.UPDATE)
 
     @property
     def keys(self) -> Keys:
@@ -121,18 +122,17 @@ class RedisJobStore:
         raw = self._redis.hgetall(self._keys.job(job_id))
         return _decode(job_id, raw) if raw else None
 
-    def update(self, job_id: str, **values: Any) -> None:
-        """Set record fields by their `JobRecord` names."""
-        mapping: dict[Any, Any] = {
-            _FIELDS[name]: _encode_value(value) for name, value in values.items() if value is not None
-        }
+    def update(self, job_id: str, **values: Any) -> bool:
+        """Set record fields by their `JobRecord` names (None clears one); False, writing nothing, when the
+        record does not exist (expired or deleted since it was read)."""
+        pairs = [
+            part
+            for name, value in values.items()
+            if value is not None
+            for part in (_FIELDS[name], _encode_value(value))
+        ]
         cleared = [_FIELDS[name] for name, value in values.items() if value is None]
-        pipe = self._redis.pipeline(transaction=True)
-        if mapping:
-            pipe.hset(self._keys.job(job_id), mapping=mapping)
-        if cleared:
-            pipe.hdel(self._keys.job(job_id), *cleared)
-        pipe.execute()
+        return bool(self._update(keys=[self._keys.job(job_id)], args=[len(pairs) // 2, *pairs, *cleared]))
 
     def record_run(self, job_id: str, run_id: str, *, submitted_at: float) -> bool:
         """Note the job's Extend run, and index the run id back to the job; False (nothing written) when the job

@@ -128,6 +128,25 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
+UPDATE = """
+-- KEYS: job hash. ARGV: the number of field/value pairs to set (n), the n pairs, then fields to clear.
+-- Writes only to a record that exists: a late write never makes a record out of a few fields (one with no
+-- request, which no reader could load) after the job's record expired or was deleted. Returns 1 when written.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = tonumber(ARGV[1])
+if n > 0 then
+  local fields = {}
+  for i = 2, 1 + 2 * n do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+if #ARGV > 1 + 2 * n then
+  local cleared = {}
+  for i = 2 + 2 * n, #ARGV do cleared[#cleared + 1] = ARGV[i] end
+  redis.call('HDEL', KEYS[1], unpack(cleared))
+end
+return 1
+"""
+
 SCHEDULE = """
 -- KEYS: job hash, due set, stretched set (or ''). ARGV: job id, due, 1 to clear the posting mark, stretched ttl.
 -- A finished job is never scheduled again: its entry is removed instead, and 0 returned.

@@ -44,6 +44,12 @@ class BeatProcess:
         """Whether this beat holds the lock (and so is the one that fires)."""
         return _LEADING_MARK in self.log_text()
 
+    @property
+    def last_firing(self) -> str:
+        """The timestamp of the last task this beat sent ('' for none): the beat holding the lock sent the latest."""
+        firings = [line[:23] for line in self.log_text().splitlines() if "Sending due task" in line]
+        return firings[-1] if firings else ""
+
     def log_text(self) -> str:
         """Everything beat has logged so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -130,3 +130,14 @@ def test_create_locked_takes_the_lock_only_for_a_new_job(redis_client: redis.Red
         None,
     )
     assert redis_client.zscore("extendq-t:inflight", "job-1") == 1.0
+
+
+def test_an_update_of_a_record_that_is_gone_writes_nothing(redis_client: redis.Redis) -> None:
+    # Given a job whose record was read, then expired (or was deleted)
+    store = _store(redis_client)
+    store.create("job-gone", _request(), now=1.0, lease_s=1, secrets=None)
+    store.client.delete(store.keys.job("job-gone"))
+    # When a late step writes a field of it
+    written = store.update("job-gone", cancel_requested=True)
+    # Then no record is made of that field alone (no reader could load a record without its request)
+    assert (written, store.client.exists(store.keys.job("job-gone")), store.load("job-gone")) == (False, 0, None)

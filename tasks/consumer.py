@@ -1,0 +1,28 @@
+"""The worker's broker consumer: Celery's, surviving a broker that restarts under it.
+
+Celery 5.7 handles a lost broker connection by collecting the connection (which lets go of its transport's
+settings) and then closing it; with the Redis transport the close restores unacknowledged messages, reads
+those settings, and raises `AttributeError` ('NoneType' object has no attribute 'hostname'). Celery calls it an
+unrecoverable error and the worker exits, so a Redis restart could stop the pool (seen with a restart under
+load). Here that close is allowed to fail: the consumer connects again as it does after any connection loss.
+The messages it could not restore come back after the visibility timeout, and the due set drives their jobs
+again before that, so nothing waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.worker.consumer import Consumer as CeleryConsumer
+
+log = logging.getLogger("extendq.worker")
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, reconnecting even when closing the lost connection fails."""
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError as failed:  # the close of an already collected connection (see the module)
+            log.warning("the lost broker connection could not be closed cleanly (%s); connecting again", failed)
