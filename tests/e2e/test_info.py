@@ -101,7 +101,7 @@ def test_info_lists_the_running_worker_and_the_queue_depths(pool: Pool, empty_ce
         "extendq.checks": {"messages": 0, "consumers": 1},
         "celery": {"messages": 0, "consumers": 0},
     }
-    assert report["misrouted"] == [] and report["jobs"]["in_flight"] == 0
+    assert report["misrouted"] == []
 
 
 @pytest.mark.timeout(240)
