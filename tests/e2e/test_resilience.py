@@ -21,7 +21,8 @@ from tests.e2e.test_pipeline import submit, wait_for
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
-pytestmark = pytest.mark.e2e
+# Each result is awaited for up to 90 s on a loaded machine, through faults and retries with backoff.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def runs_per_job(emulator: EmulatorProcess) -> Counter[str]:
