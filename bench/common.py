@@ -169,6 +169,16 @@ class Pool:
             log = self.logs / f"worker-{self.started}.log"
             self.workers.append(WorkerProcess(self.env, log_path=log, concurrency=concurrency).start())
 
+    def revive(self, concurrency: int = 2) -> int:
+        """Start a new worker for each one that exited, as a supervisor (compose's `restart:`) does; how many."""
+        dead = [worker for worker in self.workers if worker.proc is not None and worker.proc.poll() is not None]
+        for worker in dead:
+            self.workers.remove(worker)
+            worker.stop()
+        if dead:
+            self.start(len(dead), concurrency=concurrency)
+        return len(dead)
+
     def submit(self, count: int, prefix: str) -> list[str]:
         app, store = create_app(self.settings), open_store(self.settings)
         requests = [
