@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
-# Test files one after another by default; PYTEST_WORKERS=3 runs them in three processes, each file's tests in
-# one process (its module fixtures start servers once).
-PYTEST_WORKERS ?= 0
+# Test files in three processes by default, each file's tests in one process (its module fixtures start servers
+# once); PYTEST_WORKERS=0 runs them one after another.
+PYTEST_WORKERS ?= 3
 DEMO_ARGS ?=
 BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py bench/chaos_faults.py,$(sort $(wildcard bench/*.py)))
 BENCH_ARGS ?=

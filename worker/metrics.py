@@ -24,10 +24,12 @@ Every recording function is best effort: it logs at DEBUG and never raises, so m
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -396,12 +398,32 @@ class _Recorded:
 
     def collect(self) -> Iterator[Metric]:
         if _multiprocess_dir is not None:
-            from prometheus_client.multiprocess import MultiProcessCollector
-
-            collector = MultiProcessCollector(None, path=_multiprocess_dir)  # type: ignore[no-untyped-call]
-            yield from collector.collect()  # type: ignore[no-untyped-call]
+            yield from _merged(Path(_multiprocess_dir))
         else:
             yield from _metrics().registry.collect()
+
+
+def _merged(directory: Path, attempts: int = 3) -> Iterable[Metric]:
+    """Every process's samples in `directory`, summed. A pool process creates its file empty and sizes it a moment
+    later, and a dead one's file is removed: prometheus_client would fail the whole scrape on either, so an empty
+    file is left out and a file gone while reading means reading again."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    for attempt in range(attempts):
+        files = [str(path) for path in directory.glob("*.db") if _size(path) > 0]
+        try:
+            return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+        except (FileNotFoundError, struct.error):
+            if attempt == attempts - 1:
+                raise
+    return []
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # a dead process's file, removed as the scrape lists the directory
+        return 0
 
 
 def scrape_registry(pool: PoolCollector | None = None) -> CollectorRegistry:

@@ -17,7 +17,7 @@ from extendq.tasks.bulk import submit_many
 from extendq.tasks.celery import create_app
 from extendq.worker.batch import BatchRunner, members_from
 from tests.support.emulator import EmulatorProcess
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, empty_database
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_more_than_a_thousand_files_are_split(module_redis_url: str) -> None:
     messages = [json.loads(raw) for raw in client.lrange("extendq", 0, -1)]
     sizes = sorted(len(json.loads(base64.b64decode(m["body"]))[1]["jobs"]) for m in messages)
     assert sizes == [500, 1000, 1000]
-    client.flushdb()
+    empty_database(client)
 
 
 def test_bad_file_refuses_the_whole_submission(producer: Celery, clean: redis.Redis) -> None:

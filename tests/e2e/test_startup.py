@@ -38,7 +38,7 @@ from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.support.asgi import free_port, served
 from tests.support.emulator import EmulatorProcess
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, empty_database
 
 # Each test starts worker processes (some two): on a loaded machine that takes longer than the default 60 s.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -52,9 +52,9 @@ KEYS = Keys()
 def env(worker_env: dict[str, str], module_redis_url: str) -> Iterator[dict[str, str]]:
     """The good workers' environment, on this module's Redis database (emptied before and after each test)."""
     client = redis.Redis.from_url(module_redis_url)
-    client.flushdb()
+    empty_database(client)
     yield {**worker_env, "EXTENDQ_REDIS_URL": module_redis_url}
-    client.flushdb()
+    empty_database(client)
     client.close()
 
 

@@ -109,21 +109,65 @@ class WorkerProcess:
         self.stop()
 
 
+_OWNER_KEY = "pytest-claim:owner"  # outside the "extendq*" keys that tests clear between them
+
+
 def _on_db(url: str, db: int) -> redis.Redis:
     return redis.Redis.from_url(f"{url.rsplit('/', 1)[0]}/{db}")
 
 
-def claim_database(url: str, *, owner: str) -> int:
-    """Claim an empty Redis database number for a test run; given back by `release_database`."""
+def claim_database(url: str, *, owner: str, wait_s: float = 30.0) -> int:
+    """Claim an empty Redis database number for a test run; given back by `release_database`.
+
+    A database some process is still connected to is passed over even when empty: a worker or beat that outlived
+    its test would otherwise take the next test's messages. When every database is taken that way, the claim waits
+    up to `wait_s` for one to clear before taking an empty one regardless.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        db = _claim_once(url, owner, idle_only=time.monotonic() < deadline)
+        if db is not None:
+            return db
+        if time.monotonic() >= deadline:
+            raise RuntimeError("no empty Redis database (1-15) for the test run")
+        time.sleep(0.5)
+
+
+def _claim_once(url: str, owner: str, *, idle_only: bool) -> int | None:
+    busy = _databases_in_use(url) if idle_only else set()
     for db in range(1, 16):
-        client = _on_db(url, db)
-        if client.set("extendq-test:owner", owner, nx=True, ex=3600):
-            if client.dbsize() == 1:
-                return db
-            client.delete("extendq-test:owner")  # not empty: somebody else's data
-    raise RuntimeError("no empty Redis database (1-15) for the test run")
+        if db in busy:
+            continue
+        with _on_db(url, db) as client:
+            if client.set(_OWNER_KEY, owner, nx=True, ex=3600):
+                if client.dbsize() == 1:
+                    return db
+                client.delete(_OWNER_KEY)  # not empty: somebody else's data
+    return None
+
+
+def _databases_in_use(url: str) -> set[int]:
+    """Database numbers other connections have selected (our own claim connections use a fresh client each)."""
+    with _on_db(url, 0) as client:
+        me = int(client.client_id())
+        return {int(c["db"]) for c in client.client_list() if int(c["id"]) != me and int(c["db"]) != 0}
+
+
+# FLUSHDB that keeps the claim: a database emptied without it would look free to another test process.
+_EMPTY = """
+local owner = redis.call('GET', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('FLUSHDB')
+if owner then redis.call('SET', KEYS[1], owner, 'PX', math.max(ttl, 1000)) end
+"""
+
+
+def empty_database(client: redis.Redis) -> None:
+    """Delete every key of a claimed database but its claim (FLUSHDB would give the database away)."""
+    client.eval(_EMPTY, 1, _OWNER_KEY)
 
 
 def release_database(url: str, db: int) -> None:
     """Empty the claimed database and give it back."""
-    _on_db(url, db).flushdb()
+    with _on_db(url, db) as client:
+        client.flushdb()

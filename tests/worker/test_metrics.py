@@ -133,3 +133,20 @@ def test_multiprocess_directory_is_made_fresh_and_removed(monkeypatch: pytest.Mo
     finally:
         disable_multiprocess()
     assert not Path(path).exists()
+
+
+def test_a_scrape_skips_a_pool_process_file_not_yet_sized(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given multiprocess recording with one job failed, and a new pool process's file created but still empty
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    path = enable_multiprocess()
+    metrics.configure(multiprocess_dir=path)
+    try:
+        metrics.job_failed(_record("job-y", time.time()), "rejected", time.time())
+        (Path(path) / "counter_999999.db").touch()
+        # When the endpoint is scraped, then it answers with the recorded sample
+        got = samples(metrics.scrape_registry())
+    finally:
+        metrics.configure(multiprocess_dir=None)
+        disable_multiprocess()
+    failed = {labels: value for (name, labels), value in got.items() if name == "extendq_jobs_failed_total"}
+    assert sum(failed.values()) == 1, got
