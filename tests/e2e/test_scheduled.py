@@ -31,7 +31,8 @@ from tests.support.beat import BeatProcess
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
 
-# Waits are a loaded machine's (60 s each): they end as soon as what they wait for happens.
+# Waits are a loaded machine's (WAIT_S each): they end as soon as what they wait for happens.
+WAIT_S = 120
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SCHEDULE = {name: {"every": "1s"} for name in ("reconcile", "review", "ingest", "usage")}
@@ -131,7 +132,7 @@ def test_jobs_whose_due_checks_were_lost_all_finish_with_one_run_each(
     # Given 50 jobs in flight with runs of 2-3 s, submitted by a worker that then stops
     first = start_worker()
     jobs = [submit(producer, workflow="workflow_slow") for _ in range(50)]
-    wait_for(lambda: all(job.state == "RUNNING" for job in jobs), timeout_s=60)
+    wait_for(lambda: all(job.state == "RUNNING" for job in jobs), timeout_s=WAIT_S)
     first.stop()
     # When their due checks vanish (as a Redis restart without persistence would lose them)
     fresh.zrem("extendq:due", *(job.id for job in jobs))
@@ -140,7 +141,7 @@ def test_jobs_whose_due_checks_were_lost_all_finish_with_one_run_each(
     # and a worker runs again: nothing is scheduled, only beat's reconciler can find the jobs
     second = start_worker()
     # Then every job finishes, from the run Extend kept, with exactly one run per job
-    results = [job.get(timeout=60) for job in jobs]
+    results = [job.get(timeout=WAIT_S) for job in jobs]
     assert {run["status"] for run in results} == {"PROCESSED"}
     assert runs_per(emulator, "extendq:job_id") == Counter({job.id: 1 for job in jobs})
     driven = sum(int(line.split("unscheduled=")[1].split()[0]) for line in _lines(second, "reconcile: "))
@@ -153,14 +154,14 @@ def test_a_job_past_its_deadline_is_cancelled_and_failed_by_the_reconciler(
     # Given a job of a minute-long run with a 3 s deadline, whose next check was pushed an hour away
     worker = start_worker()
     job = submit(producer, workflow="workflow_long", deadline_s=3)
-    wait_for(lambda: job.state == "RUNNING", timeout_s=60)
-    wait_for(lambda: _push_away(fresh, job.id), timeout_s=60)
+    wait_for(lambda: job.state == "RUNNING", timeout_s=WAIT_S)
+    wait_for(lambda: _push_away(fresh, job.id), timeout_s=WAIT_S)
     # When the deadline passes
     with pytest.raises(DeadlineExceeded) as failed:
-        job.get(timeout=60)
+        job.get(timeout=WAIT_S)
     # Then the reconciler drove it: the run was cancelled on Extend and the job failed with the deadline
     assert failed.value.run_id is not None
-    wait_for(lambda: [run["status"] for run in emulator.runs()] == ["CANCELLED"], timeout_s=60)
+    wait_for(lambda: [run["status"] for run in emulator.runs()] == ["CANCELLED"], timeout_s=WAIT_S)
     assert any("past_deadline=1" in line for line in _lines(worker, "reconcile: "))
 
 
@@ -192,13 +193,13 @@ def test_a_watched_review_publishes_its_later_outcome(
         submit(producer, workflow="workflow_review", needs_review="watch"),
         submit(producer, workflow="workflow_review"),
     )
-    runs = {job.id: job.get(timeout=60) for job in (approved, rejected, plain)}
+    runs = {job.id: job.get(timeout=WAIT_S) for job in (approved, rejected, plain)}
     assert {run["status"] for run in runs.values()} == {"NEEDS_REVIEW"}
     # When a reviewer approves one and rejects the other in Extend
     emulator.review(runs[approved.id]["id"], "approve")
     emulator.review(runs[rejected.id]["id"], "reject", note="wrong vendor")
     # Then a REVIEWED event carries each later outcome, with the job and run ids
-    reviewed = wait_for(lambda: len(_reviewed(fresh)) == 2 and _reviewed(fresh), timeout_s=60)
+    reviewed = wait_for(lambda: len(_reviewed(fresh)) == 2 and _reviewed(fresh), timeout_s=WAIT_S)
     assert reviewed == {
         approved.id: ("PROCESSED", runs[approved.id]["id"]),
         rejected.id: ("REJECTED", runs[rejected.id]["id"]),
@@ -231,7 +232,7 @@ def test_files_dropped_in_the_folder_become_one_job_each_and_are_filed_away(
     writer.start()
     try:
         # When beat's scans take them as they settle
-        wait_for(lambda: _filed(inbox) == 30, timeout_s=60)
+        wait_for(lambda: _filed(inbox) == 30, timeout_s=WAIT_S)
     finally:
         writer.join()
     # Then each landed in done/ (PROCESSED) or failed/ with a sidecar holding its run, nothing is left behind,
@@ -289,7 +290,7 @@ def test_usage_report_matches_the_credits_extend_counted(
         ]
     ]
     for job in jobs:
-        job.get(timeout=60)
+        job.get(timeout=WAIT_S)
     served = emulator.runs()
     credits = sum(run["usage"]["credits"] for run in served)
     by_tag: Counter[str] = Counter()
@@ -304,7 +305,7 @@ def test_usage_report_matches_the_credits_extend_counted(
         body: dict[str, Any] = json.loads(result.stdout)
         return body if body["total"]["runs"] == len(jobs) and body["pending_runs"] == 0 else None
 
-    body = wait_for(report, timeout_s=60)
+    body = wait_for(report, timeout_s=WAIT_S)
     # Then its totals are Extend's: in all, by tag and by workflow
     total = body["total"]
     assert credits > 0 and total["credits"] == pytest.approx(credits)

@@ -24,7 +24,7 @@ class BeatProcess:
         self.args = [sys.executable, "-m", "celery", "-A", "extendq.tasks", "beat", "--loglevel", "INFO"]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 30.0) -> BeatProcess:
+    def start(self, timeout_s: float = 90.0) -> BeatProcess:
         """Start beat and wait until it runs (leading, or waiting for the lock another beat holds)."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -61,7 +61,7 @@ class EmulatorProcess:
         webhook_secret: str | None = None,
         api_keys: Iterable[str] = (),
         *,
-        start_timeout_s: float = 20.0,
+        start_timeout_s: float = 90.0,
         program: Sequence[str] = (sys.executable, "-m", "extendq"),
         cwd: Path = ROOT,
     ) -> None:

@@ -53,7 +53,7 @@ class WorkerProcess:
             self.args += ["--queues", queues]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 30.0) -> WorkerProcess:
+    def start(self, timeout_s: float = 90.0) -> WorkerProcess:
         """Start the worker and wait until it reports ready."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
