@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -34,6 +34,8 @@ from extendq.worker.records import (
 )
 
 Adoption = Literal["adopted", "known", "key_taken"]
+# The claim of a job its producer recorded: its start message's (`RedisJobStore.create`).
+NEW_CLAIM = "new"
 _ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
 
 
@@ -60,6 +62,9 @@ class RedisJobStore:
         self._schedule = client.register_script(scripts.SCHEDULE)
         self._record_run = client.register_script(scripts.RECORD_RUN)
         self._update = client.register_script(scripts.UPDATE)
+        self._take_claim = client.register_script(scripts.TAKE_CLAIM)
+        self._renew_claims = client.register_script(scripts.RENEW_CLAIMS)
+        self._renew_step = client.register_script(scripts.RENEW_STEP)
 
     @property
     def keys(self) -> Keys:
@@ -77,6 +82,9 @@ class RedisJobStore:
     ) -> str:
         """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key.
         `batch_task`: the batch task that posts it (a job recorded before keeps what it had).
+
+        The job is claimed by its start message (claim `NEW_CLAIM`): a worker holding that message renews the
+        claim with a short lease, so a start lost with its worker comes due soon, not at the safety net.
         """
         return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets, batch_task=batch_task)[0]
 
@@ -112,7 +120,8 @@ class RedisJobStore:
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
         lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
         token, lock_ms = lock or ("", 0)
-        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight]
+        claims = "" if lock else self._keys.claims
+        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight, claims]
         args = [job_id, request.job_key or "", self._ttl, now + lease_s, token, lock_ms, now, *_flatten(fields)]
         owner, created = self._create(keys=keys, args=args)
         return str(owner), bool(created)
@@ -289,10 +298,27 @@ class RedisJobStore:
         return [str(job_id) for job_id in self._redis.zrange(self._keys.sweep("stretched"), 0, limit - 1)]
 
     def claim_due(self, *, now: float, limit: int, lease_s: float) -> list[tuple[str, float]]:
-        """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first."""
+        """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first
+        (or its claim renewed), and claimed with that lease end: the claim its step message carries."""
         lease_end = now + lease_s
-        ids = self._claim(keys=[self._keys.due], args=[now, limit, lease_end])
+        ids = self._claim(keys=[self._keys.due, self._keys.claims], args=[now, limit, lease_end, repr(lease_end)])
         return [(str(job_id), lease_end) for job_id in ids]
+
+    def renew_claims(self, held: Sequence[tuple[str, float | str]], *, due_at: float) -> int:
+        """Make the jobs still claimed by these messages (job id, claim) due at `due_at`: the short lease of
+        messages a live worker holds, renewed. Jobs whose claim was used or replaced are left alone; how many
+        were renewed."""
+        if not held:
+            return 0
+        pairs = [part for job_id, claim in held for part in (job_id, claim_text(claim))]
+        return int(self._renew_claims(keys=[self._keys.claims, self._keys.due], args=[due_at, *pairs]))
+
+    def renew_step(self, job_id: str, token: str, *, ttl_s: float, seen_due: float | None, due_at: float) -> int:
+        """Renew a step's lease: its lock's expiry to `ttl_s` from now while `token` holds it, and the job's due
+        entry to `due_at` while it is still `seen_due`. -1: the lock is gone; 1: the due entry moved; else 0."""
+        seen = "" if seen_due is None else repr(seen_due)
+        keys = [self._keys.lock(job_id), self._keys.due]
+        return int(self._renew_step(keys=keys, args=[job_id, token, max(1, int(ttl_s * 1000)), seen, due_at]))
 
     def due_at(self, job_id: str) -> float | None:
         """When the job is next due, or None when it is not scheduled."""
@@ -315,20 +341,31 @@ class RedisJobStore:
                 self.unlock(job_id, token)
 
     @contextmanager
-    def locked(self, job_id: str, *, ttl_s: float) -> Iterator[tuple[JobRecord | None, float | None] | None]:
+    def locked(
+        self, job_id: str, *, ttl_s: float, claim: float | str | None = None
+    ) -> Iterator[tuple[JobRecord | None, float | None] | None]:
         """Lock the job and read it (record, with its aliases, and next due time) in one round trip; None when
-        another task holds the lock. The lock is released on leaving, unless a write released it already.
+        another task holds the lock, or when `claim` (the message's) is not the job's current claim (the claim
+        is used up when it is). The lock is released on leaving, unless a write released it already.
         """
         lock = JobLock(uuid.uuid4().hex)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=int(ttl_s * 1000))
+        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=max(1, int(ttl_s * 1000)))
         pipe.hgetall(self._keys.job(job_id))
         pipe.zscore(self._keys.due, job_id)
         pipe.smembers(self._keys.aliases(job_id))
-        held, raw, due, aliases = pipe.execute()
-        if not held:
+        if claim is not None:
+            keys = [self._keys.lock(job_id), self._keys.claims, self._keys.due]
+            self._take_claim(keys=keys, args=[job_id, lock.token, claim_text(claim)], client=pipe)
+        held, raw, due, aliases, *taken = pipe.execute()
+        stale = bool(taken) and not int(taken[0][0])
+        if held and stale:
+            self.unlock(job_id, lock.token)  # a stale message: the job moved on since it was sent
+        if not held or stale:
             yield None
             return
+        if taken:  # the due entry as the claim was taken (a worker holding the message may have renewed it)
+            due = taken[0][1] or None
         record = _decode(job_id, raw) if raw else None
         if record is not None:
             record.lock, record.aliases = lock, sorted(str(alias) for alias in aliases)
@@ -395,6 +432,7 @@ class RedisJobStore:
             result.key if result else "",
             self._keys.usage_pending if usage else "",
             self._keys.sweep("stretched"),
+            self._keys.claims,
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""
@@ -434,3 +472,8 @@ class RedisJobStore:
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""
         self._redis.xadd(self._keys.events, event, maxlen=self._events_maxlen, approximate=True)  # type: ignore[arg-type]
+
+
+def claim_text(claim: float | str) -> str:
+    """A claim as the claims hash holds it: a dispatcher's lease end as `repr` writes it, or a name."""
+    return repr(float(claim)) if isinstance(claim, int | float) else claim
