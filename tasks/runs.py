@@ -144,6 +144,7 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
         interval_s=settings.dispatch_interval_s,
         batch=settings.dispatch_batch,
         lease_s=settings.claim_lease_s,
+        send_lease_s=settings.step_lease_s,
     )
     _dispatcher.start()
     global _claims

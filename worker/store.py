@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class RedisJobStore:
         self._update = client.register_script(scripts.UPDATE)
         self._take_claim = client.register_script(scripts.TAKE_CLAIM)
         self._renew_claims = client.register_script(scripts.RENEW_CLAIMS)
+        self._extend_claims = client.register_script(scripts.EXTEND_CLAIMS)
         self._renew_step = client.register_script(scripts.RENEW_STEP)
 
     @property
@@ -304,6 +306,13 @@ class RedisJobStore:
         ids = self._claim(keys=[self._keys.due, self._keys.claims], args=[now, limit, lease_end, repr(lease_end)])
         return [(str(job_id), lease_end) for job_id in ids]
 
+    def extend_claims(self, sent: Sequence[tuple[str, float]], *, due_at: float) -> None:
+        """Make jobs a dispatcher claimed on a short lease and sent due at `due_at` (the claim lease: their
+        messages may wait in the queue), unless their claim was used, replaced or renewed meanwhile."""
+        if sent:
+            pairs = [part for job_id, claim in sent for part in (job_id, claim_text(claim))]
+            self._extend_claims(keys=[self._keys.claims, self._keys.due], args=[due_at, *pairs])
+
     def renew_claims(self, held: Sequence[tuple[str, float | str]], *, due_at: float) -> int:
         """Make the jobs still claimed by these messages (job id, claim) due at `due_at`: the short lease of
         messages a live worker holds, renewed. Jobs whose claim was used or replaced are left alone; how many
@@ -345,8 +354,9 @@ class RedisJobStore:
         self, job_id: str, *, ttl_s: float, claim: float | str | None = None
     ) -> Iterator[tuple[JobRecord | None, float | None] | None]:
         """Lock the job and read it (record, with its aliases, and next due time) in one round trip; None when
-        another task holds the lock, or when `claim` (the message's) is not the job's current claim (the claim
-        is used up when it is). The lock is released on leaving, unless a write released it already.
+        another task holds the lock, or when `claim` (the message's) is not the job's current claim. A current
+        claim is used up, and the job made due as the lock lapses (the step's lease, renewed while it runs). The
+        lock is released on leaving, unless a write released it already.
         """
         lock = JobLock(uuid.uuid4().hex)
         pipe = self._redis.pipeline(transaction=False)
@@ -356,7 +366,14 @@ class RedisJobStore:
         pipe.smembers(self._keys.aliases(job_id))
         if claim is not None:
             keys = [self._keys.lock(job_id), self._keys.claims, self._keys.due]
-            self._take_claim(keys=keys, args=[job_id, lock.token, claim_text(claim)], client=pipe)
+            args: list[str | float | int] = [
+                job_id,
+                lock.token,
+                claim_text(claim),
+                time.time(),
+                max(1, int(ttl_s * 1000)),
+            ]
+            self._take_claim(keys=keys, args=args, client=pipe)
         held, raw, due, aliases, *taken = pipe.execute()
         stale = bool(taken) and not int(taken[0][0])
         if held and stale:

@@ -45,22 +45,48 @@ return ids
 """
 
 TAKE_CLAIM = """
--- KEYS: lock, claims, due set. ARGV: job id, lock token, the message's claim.
+-- KEYS: lock, claims, due set. ARGV: job id, lock token, the message's claim, now, the lock's ttl (ms).
 -- Run right after the step tried to take the job's lock: {1, the job's due entry or ''} when the step holds
 -- the lock and its message is current, else {0, ''}. Current: the job's claim is the message's (it is used up
--- then, so no other message takes a step with it); or, when the job has no claim, the job is still due at the
--- message's claim (a lease).
-if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {0, ''} end
-local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+-- then, so no other message takes a step with it, and the job is due when the lock lapses, as its step's
+-- lease); or, when the job has no claim, the job is still due at the message's claim (a lease).
+-- A current message that finds the lock held by another step (one whose worker died, its lock not lapsed yet)
+-- leaves the job due as that lock lapses: the next claim takes it over then, not at the claim's lease end.
 local claim = redis.call('HGET', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+  local left = redis.call('PTTL', KEYS[1])
+  if claim == ARGV[3] and left > 0 then
+    redis.call('ZADD', KEYS[3], 'XX', tonumber(ARGV[4]) + left / 1000 + 0.05, ARGV[1])
+  end
+  return {0, ''}
+end
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if claim then
   if claim ~= ARGV[3] then return {0, ''} end
   redis.call('HDEL', KEYS[2], ARGV[1])
-  return {1, due or ''}
+  if not due then return {1, ''} end
+  due = tostring(tonumber(ARGV[4]) + tonumber(ARGV[5]) / 1000)
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
+  return {1, due}
 end
 local lease = tonumber(ARGV[3])
 if due and lease and math.abs(tonumber(due) - lease) < 1e-3 then return {1, due} end
 return {0, ''}
+"""
+
+EXTEND_CLAIMS = """
+-- KEYS: claims, due set. ARGV: new due, then job id / claim pairs a dispatcher just sent.
+-- Each job the dispatcher claimed on a short lease and sent is due again at the new due (the claim lease, for
+-- its message's wait in the queue), unless its claim was used or replaced, or a worker renewed it already.
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    local due = redis.call('ZSCORE', KEYS[2], ARGV[i])
+    if due and math.abs(tonumber(due) - tonumber(ARGV[i + 1])) < 1e-6 then
+      redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+    end
+  end
+end
+return 0
 """
 
 RENEW_CLAIMS = """
