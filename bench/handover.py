@@ -96,7 +96,7 @@ def report(calm: Run, hurt: Run) -> list[str]:
     else:
         lines.append("extra seconds to result of jobs in hand at a kill: no job was in hand at a kill")
     base = statistics.median(calm.overhead_s.values()) if calm.overhead_s else 0.0
-    slowest = sorted(((hurt.overhead_s[job] - base, job) for job in hurt.held if job in hurt.overhead_s))[-3:]
+    slowest = sorted((hurt.overhead_s[job] - base, job) for job in hurt.held if job in hurt.overhead_s)[-3:]
     lines.append("slowest in hand: " + "  ".join(f"{job} +{late:.1f}s" for late, job in reversed(slowest)))
     every = hurt.finished == hurt.jobs and calm.finished == calm.jobs
     lines.append(f"{'PASS' if every else 'FAIL'}  every job finished")

@@ -144,11 +144,11 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
         interval_s=settings.dispatch_interval_s,
         batch=settings.dispatch_batch,
         lease_s=settings.claim_lease_s,
-        send_lease_s=settings.step_lease_s,
+        send_lease_s=settings.step_lease,
     )
     _dispatcher.start()
     global _claims
-    _claims = ClaimKeeper(store=_dispatcher.store, held=claims_in_hand, lease_s=settings.step_lease_s)
+    _claims = ClaimKeeper(store=_dispatcher.store, held=claims_in_hand, lease_s=settings.step_lease)
     _claims.start()
 
     threading.Thread(
