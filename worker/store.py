@@ -85,8 +85,9 @@ class RedisJobStore:
         """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key.
         `batch_task`: the batch task that posts it (a job recorded before keeps what it had).
 
-        The job is claimed by its start message (claim `NEW_CLAIM`): a worker holding that message renews the
-        claim with a short lease, so a start lost with its worker comes due soon, not at the safety net.
+        Unless a batch posts it, the job is claimed by its start message (claim `NEW_CLAIM`): a worker holding
+        that message renews the claim with a short lease, so a start lost with its worker comes due soon, not at
+        the safety net.
         """
         return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets, batch_task=batch_task)[0]
 
@@ -122,7 +123,7 @@ class RedisJobStore:
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
         lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
         token, lock_ms = lock or ("", 0)
-        claims = "" if lock else self._keys.claims
+        claims = "" if lock or batch_task else self._keys.claims  # a batch member has no start message
         keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight, claims]
         args = [job_id, request.job_key or "", self._ttl, now + lease_s, token, lock_ms, now, *_flatten(fields)]
         owner, created = self._create(keys=keys, args=args)

@@ -49,7 +49,8 @@ TAKE_CLAIM = """
 -- Run right after the step tried to take the job's lock: {1, the job's due entry or ''} when the step holds
 -- the lock and its message is current, else {0, ''}. Current: the job's claim is the message's (it is used up
 -- then, so no other message takes a step with it, and the job is due when the lock lapses, as its step's
--- lease); or, when the job has no claim, the job is still due at the message's claim (a lease).
+-- lease) and the job is scheduled; or, when the job has no claim, the job is still due at the message's
+-- claim (a lease).
 -- A current message that finds the lock held by another step (one whose worker died, its lock not lapsed yet)
 -- leaves the job due as that lock lapses: the next claim takes it over then, not at the claim's lease end.
 local claim = redis.call('HGET', KEYS[2], ARGV[1])
@@ -62,9 +63,9 @@ if redis.call('GET', KEYS[1]) ~= ARGV[2] then
 end
 local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if claim then
-  if claim ~= ARGV[3] then return {0, ''} end
+  -- A job no longer scheduled (finished, or its schedule lost) is not driven by a message: the reconciler finds it.
+  if claim ~= ARGV[3] or not due then return {0, ''} end
   redis.call('HDEL', KEYS[2], ARGV[1])
-  if not due then return {1, ''} end
   due = tostring(tonumber(ARGV[4]) + tonumber(ARGV[5]) / 1000)
   redis.call('ZADD', KEYS[3], due, ARGV[1])
   return {1, due}
