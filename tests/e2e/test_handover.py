@@ -1,8 +1,8 @@
 """A worker SIGKILLed in the middle of a step: another worker takes the job over on the step lease.
 
 The pool here has a claim lease (600 s) and a broker visibility timeout (900 s) far beyond every wait of these
-tests, so a job finishes in time only if the step lease (1 s) hands it over. Each test has a database of its own:
-the session's worker must not take the job the test means the victim to hold.
+tests, so a job finishes in time only if the step lease (1 s) hands it over. Each test has a redis-server of its
+own: the session's worker must not take the job the test means the victim to hold.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import redis
 
+from extendq.cli.redis_server import RedisServer
 from extendq.config.settings import Settings
 from extendq.tasks.celery import create_app
 from extendq.tasks.producer import build_request, enqueue
 from extendq.worker.records import JobRecord
 from extendq.worker.store import RedisJobStore, open_store
-from tests.conftest import _OWNER
 from tests.e2e.conftest import PROFILE, SECRETS_KEY
 from tests.e2e.test_pipeline import wait_for
 from tests.support.emulator import EmulatorProcess
-from tests.support.worker import WorkerProcess, claim_database, release_database
+from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -62,9 +62,9 @@ class Pool:
 
 @pytest.fixture
 def pool(worker_env: dict[str, str], emulator: EmulatorProcess, tmp_path: Path) -> Iterator[Pool]:
-    base = worker_env["EXTENDQ_REDIS_URL"].rsplit("/", 1)[0]
-    db = claim_database(f"{base}/0", owner=f"{_OWNER}-handover")
-    env = {**worker_env, "EXTENDQ_REDIS_URL": f"{base}/{db}"}
+    # A redis-server of the test's own: no other test's worker, cleanup or flush reaches the job it watches.
+    server = RedisServer(appendonly=False).start()
+    env = {**worker_env, "EXTENDQ_REDIS_URL": server.url}
     env.update({"EXTENDQ_CLAIM_LEASE_S": "600", "EXTENDQ_STEP_LEASE_S": "1", "EXTENDQ_VISIBILITY_TIMEOUT_S": "900"})
     emulator.reset()
     made = Pool(env, tmp_path)
@@ -74,7 +74,7 @@ def pool(worker_env: dict[str, str], emulator: EmulatorProcess, tmp_path: Path) 
         for process in made.workers:
             process.kill()
         emulator.set_profile(PROFILE)
-        release_database(f"{base}/0", db)
+        server.stop()
 
 
 @pytest.fixture
