@@ -96,6 +96,10 @@ def report(calm: Run, hurt: Run) -> list[str]:
     else:
         lines.append("extra seconds to result of jobs in hand at a kill: no job was in hand at a kill")
     base = statistics.median(calm.overhead_s.values()) if calm.overhead_s else 0.0
+    every_extra = sorted(late - base for late in hurt.overhead_s.values())
+    if every_extra:
+        p50, p99, top = _pct(every_extra, 50), _pct(every_extra, 99), every_extra[-1]
+        lines.append(f"extra seconds to result of every job:              p50 {p50:.1f}  p99 {p99:.1f}  max {top:.1f}")
     slowest = sorted((hurt.overhead_s[job] - base, job) for job in hurt.held if job in hurt.overhead_s)[-3:]
     lines.append("slowest in hand: " + "  ".join(f"{job} +{late:.1f}s" for late, job in reversed(slowest)))
     every = hurt.finished == hurt.jobs and calm.finished == calm.jobs

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
 from extendq.config.settings import get_settings
@@ -126,6 +126,13 @@ def _claims_of(request: Any) -> list[tuple[str, float | str]]:
     except (TypeError, ValueError):  # a malformed message: its task refuses it
         return []
     return []
+
+
+@task_received.connect
+def _claim_received(request: Any = None, **_: Any) -> None:
+    # In the worker's main process, as the consumer takes a message: its claims are renewed on the short lease.
+    if _claims is not None and request is not None:
+        _claims.received(_claims_of(request))
 
 
 @worker_process_init.connect
