@@ -3,12 +3,13 @@
     .venv/bin/python bench/handover.py [--jobs 200] [--kills 2] [--workers 2] [--min-s 1] [--max-s 3] [--wait-s 400]
 
 Jobs of 1-3 s runs on the emulator go through a pool of workers on the default leases (claim lease 120 s, step
-lease 10 s); in the disturbed run one worker (main process and pool, as a crash) is SIGKILLed each time a further
-part of the jobs has its result, and a new one started, as a supervisor does. The jobs in hand at a kill are those
-locked by a step or claimed by a message not yet run at that moment (either worker's: a superset of the killed
-worker's). For them it prints the extra seconds to result, p50/p99/max: each job's time from enqueue to result,
-less its run's own time on Extend, less the median of that same overhead in the undisturbed run. It also prints
-every job finished and the Extend runs per job (exactly 1 each). `crash_scenario` is what another bench imports.
+lease 10 s); in the disturbed run one worker (main process and pool, as a crash) is SIGKILLed at equal parts of the
+undisturbed run's time after the submission (two kills: at a third and two thirds of it), and a new one started, as
+a supervisor does. The jobs in hand at a kill are those locked by a step or claimed by a message not yet run at that
+moment (either worker's: a superset of the killed worker's). For them it prints the extra seconds to result,
+p50/p99/max: each job's time from enqueue to result, less its run's own time on Extend, less the median of that same
+overhead in the undisturbed run. It also prints every job finished and the Extend runs per job (exactly 1 each).
+`crash_scenario` is what another bench imports.
 """
 
 from __future__ import annotations
@@ -67,12 +68,11 @@ def crash_scenario(
 ) -> tuple[Run, Run]:
     """The same jobs undisturbed, then with `kills` SIGKILLs of a worker (each restarted); (undisturbed, crashed)."""
     env = {**_SETTINGS, **(settings or {})}
-    calm = _run(
-        "undisturbed", emulator, jobs, logs, kills=0, workers=workers, duration=duration, wait_s=wait_s, env=env
-    )
-    hurt = _run(
-        "worker kills", emulator, jobs, logs, kills=kills, workers=workers, duration=duration, wait_s=wait_s, env=env
-    )
+    common: dict[str, Any] = {"workers": workers, "duration": duration, "wait_s": wait_s, "env": env}
+    calm = _run("undisturbed", emulator, jobs, logs / "undisturbed", kill_at_s=[], **common)
+    # The kills split the undisturbed run's time in equal parts (each after the previous worker's replacement is up).
+    kill_at_s = [calm.seconds * (index + 1) / (kills + 1) for index in range(kills)]
+    hurt = _run("worker kills", emulator, jobs, logs / "kills", kill_at_s=kill_at_s, **common)
     return calm, hurt
 
 
@@ -115,7 +115,7 @@ def _run(
     jobs: int,
     logs: Path,
     *,
-    kills: int,
+    kill_at_s: list[float],
     workers: int,
     duration: tuple[float, float],
     wait_s: float,
@@ -130,8 +130,9 @@ def _run(
             pool.start(workers)
             started = time.monotonic()
             job_ids = pool.submit(jobs, f"handover-{name.replace(' ', '-')}")
-            for index in range(kills):
-                _kill_when(pool, url, job_ids, done=(index + 1) / (kills + 2), run=run)
+            for at_s in kill_at_s:
+                time.sleep(max(0.0, started + at_s - time.monotonic()))
+                _kill_one(pool, job_ids, run)
             results = wait_results(url, job_ids, wait_s)
             run.seconds = time.monotonic() - started
             run.finished = sum(1 for meta in results.values() if meta.get("status") == "SUCCESS")
@@ -142,10 +143,8 @@ def _run(
     return run
 
 
-def _kill_when(pool: Pool, url: str, job_ids: list[str], *, done: float, run: Run) -> None:
-    """Once `done` of the jobs have results, SIGKILL the oldest worker (noting the jobs in hand) and start another."""
-    while len(wait_results(url, job_ids, 0)) < done * len(job_ids):
-        time.sleep(0.1)
+def _kill_one(pool: Pool, job_ids: list[str], run: Run) -> None:
+    """SIGKILL the oldest worker (noting the jobs in hand), and start another as a supervisor does."""
     run.held |= _in_hand(pool, job_ids)
     victim = pool.workers.pop(0)
     victim.kill()
