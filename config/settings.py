@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(default=0.05, gt=0)
     dispatch_batch: int = Field(default=500, gt=0)
     claim_lease_s: float = Field(default=120.0, gt=0)
+    # How soon a step (or a message) held by a worker that died is handed to another: a worker renews what it
+    # holds every third of this, and what nobody renews comes due again when it ends (never later than the
+    # claim lease: the shorter of the two is used).
+    step_lease_s: float = Field(default=10.0, ge=0.5)
     # After a create whose answer was lost (timeout, 5xx, dropped connection), how long the run may still appear
     # on Extend: the job posts again only once a lookup made after this long found no run. Above the timeout.
     landing_window_s: float = Field(default=120.0, gt=0)
@@ -108,6 +112,11 @@ class Settings(BaseSettings):
         if self.landing_window_s <= self.request_timeout_s:
             raise ValueError("EXTENDQ_LANDING_WINDOW_S must exceed EXTENDQ_REQUEST_TIMEOUT_S")
         return self
+
+    @property
+    def step_lease(self) -> float:
+        """The step lease in use: `step_lease_s`, or the claim lease when that is shorter."""
+        return min(self.step_lease_s, self.claim_lease_s)
 
     @property
     def extend_base_url(self) -> str:

@@ -155,6 +155,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         files_root=Path(settings.files_root) if settings.files_root else None,
         default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
+        step_lease_s=settings.step_lease,
         lock_ttl_s=settings.job_lock_s if settings.job_lock_s is not None else settings.request_timeout_s * 3,
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,

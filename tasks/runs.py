@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
 from extendq.config.settings import get_settings
 from extendq.errors import InvalidJobRequest
@@ -17,14 +18,17 @@ from extendq.tasks.bulk import send_adoptions
 from extendq.tasks.callbacks import start_relay
 from extendq.tasks.celery import get_app
 from extendq.tasks.observe import serve_metrics, watch_pool
+from extendq.worker.claims import ClaimKeeper
 from extendq.worker.dispatcher import Dispatcher
 from extendq.worker.events import EventApplier, Outcome, busy_delay_s
 from extendq.worker.extend import resolve_signed_payload
 from extendq.worker.recover import DataLossWatch, Recovery, watch_forever
+from extendq.worker.store import NEW_CLAIM
 from extendq.worker.sweep import run_forever
 
 log = logging.getLogger("extendq.tasks")
 _dispatcher: Dispatcher | None = None
+_claims: ClaimKeeper | None = None
 _stopping = threading.Event()
 # Due jobs go out several to a message once there are many: a message costs about as much worker CPU as a
 # step, and a busy pool has more due jobs than slots anyway. A few due jobs go one to a message, in parallel.
@@ -44,7 +48,7 @@ def run_workflow(self: Any, /, *args: Any, **kwargs: Any) -> None:
 
 
 @shared_task(name="extendq.advance")
-def advance(job_id: str, lease: float | None = None) -> None:
+def advance(job_id: str, lease: float | str | None = None) -> None:
     """Take a due job's next step; the dispatcher sends this."""
     get_runner().advance(job_id, lease)
 
@@ -96,6 +100,41 @@ def send_due(claimed: Sequence[tuple[str, float]]) -> None:
             advance_many.apply_async(args=(list(claimed[start : start + _STEPS_PER_MESSAGE]),), producer=producer)
 
 
+def claims_in_hand() -> list[tuple[str, float | str]]:
+    """The claims (job id, claim) of the step and start messages this worker has taken from the broker and not
+    finished (Celery's reserved requests, running ones included), read in the worker's main process."""
+    for _ in range(3):
+        try:
+            requests = list(worker_state.reserved_requests)
+            break
+        except RuntimeError:  # the consumer changed the set while it was copied: copy again
+            continue
+    else:
+        return []
+    return [claim for request in requests for claim in _claims_of(request)]
+
+
+def _claims_of(request: Any) -> list[tuple[str, float | str]]:
+    name = getattr(request, "name", "")
+    try:
+        if name == advance.name and len(request.args) >= 2 and request.args[1] is not None:
+            return [(str(request.args[0]), request.args[1])]
+        if name == advance_many.name and request.args:
+            return [(str(job_id), lease) for job_id, lease in request.args[0]]
+        if name == run_workflow.name:
+            return [(str(request.id), NEW_CLAIM)]
+    except (TypeError, ValueError):  # a malformed message: its task refuses it
+        return []
+    return []
+
+
+@task_received.connect
+def _claim_received(request: Any = None, **_: Any) -> None:
+    # In the worker's main process, as the consumer takes a message: its claims are renewed on the short lease.
+    if _claims is not None and request is not None:
+        _claims.received(_claims_of(request))
+
+
 @worker_process_init.connect
 def _fresh_runner(**_: Any) -> None:
     # A pool child forked after the main process built its runner must not share its sockets.
@@ -112,8 +151,12 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
         interval_s=settings.dispatch_interval_s,
         batch=settings.dispatch_batch,
         lease_s=settings.claim_lease_s,
+        send_lease_s=settings.step_lease,
     )
     _dispatcher.start()
+    global _claims
+    _claims = ClaimKeeper(store=_dispatcher.store, held=claims_in_hand, lease_s=settings.step_lease)
+    _claims.start()
 
     threading.Thread(
         target=run_forever,
@@ -133,5 +176,7 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _stop_dispatcher(**_: Any) -> None:
     _stopping.set()
+    if _claims is not None:
+        _claims.stop()
     if _dispatcher is not None:
         _dispatcher.stop()

@@ -23,15 +23,22 @@ class Dispatcher:
     interval_s: float = 0.05
     batch: int = 500
     lease_s: float = 120.0
+    # Claimed jobs are held on this short lease until their messages are sent, then on `lease_s` (None: on
+    # `lease_s` at once): a dispatcher that dies between the two leaves its claims for this long only.
+    send_lease_s: float | None = None
     clock: Callable[[], float] = time.time
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Claim and send the jobs due now; how many were sent."""
-        claimed = self.store.claim_due(now=self.clock(), limit=self.batch, lease_s=self.lease_s)
+        now = self.clock()
+        first = self.lease_s if self.send_lease_s is None else min(self.send_lease_s, self.lease_s)
+        claimed = self.store.claim_due(now=now, limit=self.batch, lease_s=first)
         if claimed:
             self.send(claimed)
+            if first < self.lease_s:
+                self.store.extend_claims(claimed, due_at=now + self.lease_s)
         return len(claimed)
 
     def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from extendq.worker import metrics, submission
 from extendq.worker.callbacks import failure_callback, success_callback
 from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.followups import after_run
+from extendq.worker.hand import StepHand
 from extendq.worker.joblog import job_event, log_change
 from extendq.worker.landed import landed_run
 from extendq.worker.models import FileInput, JobRequest, JobState, is_terminal
@@ -34,7 +36,7 @@ from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.records import EncodedResult, JobLock, JobRecord, new_record
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.spending import spend, wait_for_token
-from extendq.worker.store import RedisJobStore
+from extendq.worker.store import NEW_CLAIM, RedisJobStore
 from extendq.worker.sweep import SweepWatch
 from extendq.worker.tenants import TenantAccounts
 from extendq.worker.unforeseen import Redactor, internal_failure
@@ -78,6 +80,9 @@ class JobRunner:
     default_deadline_s: float | None = None
     lease_s: float = 120.0
     lock_ttl_s: float = 90.0
+    # The short lease of a step under way (worker/hand.py): its lock is taken for this long and renewed while
+    # the step runs, so a step whose worker died is taken up again within it. None: locks last `lock_ttl_s`.
+    step_lease_s: float | None = None
     # How long after it was sent a create whose answer never came may still land on Extend (a gateway that gave
     # up while Extend went on): no second create before a lookup made after that long finds nothing.
     landing_window_s: float = 120.0
@@ -92,6 +97,7 @@ class JobRunner:
     # Cuts the secrets the worker knows out of the message of an error nobody foresaw (worker/unforeseen.py).
     redact: Redactor = field(default_factory=Redactor)
     _sweeps: SweepWatch = field(default_factory=SweepWatch)  # what this runner last saw of list sweeps
+    _hand: StepHand | None = None  # the steps this process has under way, their leases renewed
 
     def api_for(self, record: JobRecord) -> ExtendApi:
         """The Extend API of the job's account: its tenant's, or the default one."""
@@ -124,37 +130,51 @@ class JobRunner:
         if request.deadline_s is None and self.default_deadline_s is not None:
             request = request.model_copy(update={"deadline_s": self.default_deadline_s})
         now = self.clock()
+        first_due_s = self.lease_s if self.step_lease_s is None else self.step_lease_s  # renewed while held
         owner, token = self.store.create_locked(
-            job_id, request, now=now, lease_s=self.lease_s, secrets=secrets, lock_ttl_s=self.lock_ttl_s
+            job_id, request, now=now, lease_s=first_due_s, secrets=secrets, lock_ttl_s=self._lock_s()
         )
         if owner != job_id:
             self._follow(owner, job_id)
-        elif token is None:  # recorded before: a redelivered message, or a job its producer recorded
-            self.advance(job_id)
+        elif token is None:  # recorded before: a job its producer recorded (its claim is its start message's)
+            self.advance(job_id, NEW_CLAIM)  # ... or a redelivered message, which finds the job moved on
         else:  # recorded (and locked) just now: its record is known without reading it back
             record = new_record(job_id, request, now=now, secrets=secrets)
             record.lock, record.aliases = JobLock(token), []
             try:
-                self._step(record)
+                with self._holding(record, now + first_due_s):
+                    self._step(record)
             finally:
                 if not record.lock.released:
                     self.store.unlock(job_id, token)
         return owner
 
-    def advance(self, job_id: str, lease: float | None = None) -> None:
+    def advance(self, job_id: str, lease: float | str | None = None) -> None:
         """Take the job's next step (submit, check, cancel or expire), then schedule the one after it.
 
-        `lease` is the due time the dispatcher claimed the job with; a message whose lease is no longer
-        current (the job moved on since) is stale and does nothing.
+        `lease` is the claim the message carries: the lease end the dispatcher claimed the job with, or
+        `NEW_CLAIM` for a start its producer recorded; a message whose claim is no longer the job's (the job
+        moved on since, or another worker took it over) is stale and does nothing.
         """
-        with self.store.locked(job_id, ttl_s=self.lock_ttl_s) as read:
+        with self.store.locked(job_id, ttl_s=self._lock_s(), claim=lease) as read:
             if read is None:
-                return  # another task holds the job
+                return  # another task holds the job, or the message is stale
             record, due = read
-            if lease is not None and (due is None or abs(due - lease) >= 1e-3):
-                return  # stale: the job moved on since this message was sent
             if record is not None and not record.finished:
-                self._step(record)
+                with self._holding(record, due):
+                    self._step(record)
+
+    def _lock_s(self) -> float:
+        """How long a step's lock is taken for: its short lease when steps are held by a heartbeat."""
+        return self.lock_ttl_s if self.step_lease_s is None else min(self.step_lease_s, self.lock_ttl_s)
+
+    def _holding(self, record: JobRecord, due: float | None) -> AbstractContextManager[object]:
+        """Keep the step's lease (its lock, and the job's due entry `due`) renewed while it runs."""
+        if self.step_lease_s is None or record.lock is None:
+            return nullcontext()
+        if self._hand is None:
+            self._hand = StepHand(store=self.store, lease_s=self.step_lease_s)
+        return self._hand.holding(record.job_id, record.lock.token, seen_due=due, hold_s=self.lock_ttl_s)
 
     def request_cancel(self, job_id: str) -> bool:
         """Ask for the job to be cancelled at its next step; False when it is unknown or already finished."""

@@ -45,6 +45,12 @@ class Keys:
         return f"{self.prefix}lock:{job_id}"
 
     @property
+    def claims(self) -> str:
+        """Hash: job id -> the claim its pending step message carries (a dispatcher's, or `new` for a job its
+        producer recorded); the message's step takes the job only while this still names its claim."""
+        return f"{self.prefix}claims"
+
+    @property
     def due(self) -> str:
         """Sorted set: job id -> when its next step is due (unix seconds)."""
         return f"{self.prefix}due"

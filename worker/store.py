@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -34,6 +35,8 @@ from extendq.worker.records import (
 )
 
 Adoption = Literal["adopted", "known", "key_taken"]
+# The claim of a job its producer recorded: its start message's (`RedisJobStore.create`).
+NEW_CLAIM = "new"
 _ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
 
 
@@ -60,6 +63,10 @@ class RedisJobStore:
         self._schedule = client.register_script(scripts.SCHEDULE)
         self._record_run = client.register_script(scripts.RECORD_RUN)
         self._update = client.register_script(scripts.UPDATE)
+        self._take_claim = client.register_script(scripts.TAKE_CLAIM)
+        self._renew_claims = client.register_script(scripts.RENEW_CLAIMS)
+        self._extend_claims = client.register_script(scripts.EXTEND_CLAIMS)
+        self._renew_step = client.register_script(scripts.RENEW_STEP)
 
     @property
     def keys(self) -> Keys:
@@ -77,6 +84,10 @@ class RedisJobStore:
     ) -> str:
         """Record a new job, scheduled at `now + lease_s` as a safety net; the id that owns its job key.
         `batch_task`: the batch task that posts it (a job recorded before keeps what it had).
+
+        Unless a batch posts it, the job is claimed by its start message (claim `NEW_CLAIM`): a worker holding
+        that message renews the claim with a short lease, so a start lost with its worker comes due soon, not at
+        the safety net.
         """
         return self._record(job_id, request, now=now, lease_s=lease_s, secrets=secrets, batch_task=batch_task)[0]
 
@@ -112,7 +123,8 @@ class RedisJobStore:
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
         lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
         token, lock_ms = lock or ("", 0)
-        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight]
+        claims = "" if lock or batch_task else self._keys.claims  # a batch member has no start message
+        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight, claims]
         args = [job_id, request.job_key or "", self._ttl, now + lease_s, token, lock_ms, now, *_flatten(fields)]
         owner, created = self._create(keys=keys, args=args)
         return str(owner), bool(created)
@@ -289,10 +301,34 @@ class RedisJobStore:
         return [str(job_id) for job_id in self._redis.zrange(self._keys.sweep("stretched"), 0, limit - 1)]
 
     def claim_due(self, *, now: float, limit: int, lease_s: float) -> list[tuple[str, float]]:
-        """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first."""
+        """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first
+        (or its claim renewed), and claimed with that lease end: the claim its step message carries."""
         lease_end = now + lease_s
-        ids = self._claim(keys=[self._keys.due], args=[now, limit, lease_end])
+        ids = self._claim(keys=[self._keys.due, self._keys.claims], args=[now, limit, lease_end, repr(lease_end)])
         return [(str(job_id), lease_end) for job_id in ids]
+
+    def extend_claims(self, sent: Sequence[tuple[str, float]], *, due_at: float) -> None:
+        """Make jobs a dispatcher claimed on a short lease and sent due at `due_at` (the claim lease: their
+        messages may wait in the queue), unless their claim was used, replaced or renewed meanwhile."""
+        if sent:
+            pairs = [part for job_id, claim in sent for part in (job_id, claim_text(claim))]
+            self._extend_claims(keys=[self._keys.claims, self._keys.due], args=[due_at, *pairs])
+
+    def renew_claims(self, held: Sequence[tuple[str, float | str]], *, due_at: float) -> int:
+        """Make the jobs still claimed by these messages (job id, claim) due at `due_at`: the short lease of
+        messages a live worker holds, renewed. Jobs whose claim was used or replaced are left alone; how many
+        were renewed."""
+        if not held:
+            return 0
+        pairs = [part for job_id, claim in held for part in (job_id, claim_text(claim))]
+        return int(self._renew_claims(keys=[self._keys.claims, self._keys.due], args=[due_at, *pairs]))
+
+    def renew_step(self, job_id: str, token: str, *, ttl_s: float, seen_due: float | None, due_at: float) -> int:
+        """Renew a step's lease: its lock's expiry to `ttl_s` from now while `token` holds it, and the job's due
+        entry to `due_at` while it is still `seen_due`. -1: the lock is gone; 1: the due entry moved; else 0."""
+        seen = "" if seen_due is None else repr(seen_due)
+        keys = [self._keys.lock(job_id), self._keys.due]
+        return int(self._renew_step(keys=keys, args=[job_id, token, max(1, int(ttl_s * 1000)), seen, due_at]))
 
     def due_at(self, job_id: str) -> float | None:
         """When the job is next due, or None when it is not scheduled."""
@@ -315,20 +351,39 @@ class RedisJobStore:
                 self.unlock(job_id, token)
 
     @contextmanager
-    def locked(self, job_id: str, *, ttl_s: float) -> Iterator[tuple[JobRecord | None, float | None] | None]:
+    def locked(
+        self, job_id: str, *, ttl_s: float, claim: float | str | None = None
+    ) -> Iterator[tuple[JobRecord | None, float | None] | None]:
         """Lock the job and read it (record, with its aliases, and next due time) in one round trip; None when
-        another task holds the lock. The lock is released on leaving, unless a write released it already.
+        another task holds the lock, or when `claim` (the message's) is not the job's current claim. A current
+        claim is used up, and the job made due as the lock lapses (the step's lease, renewed while it runs). The
+        lock is released on leaving, unless a write released it already.
         """
         lock = JobLock(uuid.uuid4().hex)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=int(ttl_s * 1000))
+        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=max(1, int(ttl_s * 1000)))
         pipe.hgetall(self._keys.job(job_id))
         pipe.zscore(self._keys.due, job_id)
         pipe.smembers(self._keys.aliases(job_id))
-        held, raw, due, aliases = pipe.execute()
-        if not held:
+        if claim is not None:
+            keys = [self._keys.lock(job_id), self._keys.claims, self._keys.due]
+            args: list[str | float | int] = [
+                job_id,
+                lock.token,
+                claim_text(claim),
+                time.time(),
+                max(1, int(ttl_s * 1000)),
+            ]
+            self._take_claim(keys=keys, args=args, client=pipe)
+        held, raw, due, aliases, *taken = pipe.execute()
+        stale = bool(taken) and not int(taken[0][0])
+        if held and stale:
+            self.unlock(job_id, lock.token)  # a stale message: the job moved on since it was sent
+        if not held or stale:
             yield None
             return
+        if taken:  # the due entry as the claim was taken (a worker holding the message may have renewed it)
+            due = taken[0][1] or None
         record = _decode(job_id, raw) if raw else None
         if record is not None:
             record.lock, record.aliases = lock, sorted(str(alias) for alias in aliases)
@@ -395,6 +450,7 @@ class RedisJobStore:
             result.key if result else "",
             self._keys.usage_pending if usage else "",
             self._keys.sweep("stretched"),
+            self._keys.claims,
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""
@@ -434,3 +490,8 @@ class RedisJobStore:
     def emit(self, event: dict[str, str]) -> None:
         """Append a non-terminal event to the events stream."""
         self._redis.xadd(self._keys.events, event, maxlen=self._events_maxlen, approximate=True)  # type: ignore[arg-type]
+
+
+def claim_text(claim: float | str) -> str:
+    """A claim as the claims hash holds it: a dispatcher's lease end as `repr` writes it, or a name."""
+    return repr(float(claim)) if isinstance(claim, int | float) else claim

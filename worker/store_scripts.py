@@ -11,7 +11,8 @@ end
 """
 
 CREATE = """
--- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or '').
+-- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or ''), claims (or '': no
+--       claim; else the job's start message holds the claim `new`).
 -- ARGV: job id, job key, ttl, due, lock token, lock ttl (ms), enqueued at, then field/value pairs.
 -- Returns {owner id, 1 when this call recorded the job (and took its lock, when asked) else 0}.
 if KEYS[2] ~= '' then
@@ -27,21 +28,102 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
 if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[1]) end
+if KEYS[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], 'new') end
 return {ARGV[1], 1}
 """
 
 CLAIM_DUE = """
--- KEYS: due set. ARGV: now, limit, lease deadline. Due entries move to the lease deadline as they are claimed.
+-- KEYS: due set, claims (or ''). ARGV: now, limit, lease deadline, claim id. Due entries move to the lease
+-- deadline as they are claimed, and each claimed job's claim becomes this one (a message carrying an earlier
+-- claim of the job is stale from now on).
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], ARGV[3], id)
+  if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], id, ARGV[4]) end
+end
 return ids
+"""
+
+TAKE_CLAIM = """
+-- KEYS: lock, claims, due set. ARGV: job id, lock token, the message's claim, now, the lock's ttl (ms).
+-- Run right after the step tried to take the job's lock: {1, the job's due entry or ''} when the step holds
+-- the lock and its message is current, else {0, ''}. Current: the job's claim is the message's (it is used up
+-- then, so no other message takes a step with it, and the job is due when the lock lapses, as its step's
+-- lease) and the job is scheduled; or, when the job has no claim, the job is still due at the message's
+-- claim (a lease).
+-- A current message that finds the lock held by another step (one whose worker died, its lock not lapsed yet)
+-- leaves the job due as that lock lapses: the next claim takes it over then, not at the claim's lease end.
+local claim = redis.call('HGET', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+  local left = redis.call('PTTL', KEYS[1])
+  if claim == ARGV[3] and left > 0 then
+    redis.call('ZADD', KEYS[3], 'XX', tonumber(ARGV[4]) + left / 1000 + 0.05, ARGV[1])
+  end
+  return {0, ''}
+end
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if claim then
+  -- A job no longer scheduled (finished, or its schedule lost) is not driven by a message: the reconciler finds it.
+  if claim ~= ARGV[3] or not due then return {0, ''} end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  due = tostring(tonumber(ARGV[4]) + tonumber(ARGV[5]) / 1000)
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
+  return {1, due}
+end
+local lease = tonumber(ARGV[3])
+if due and lease and math.abs(tonumber(due) - lease) < 1e-3 then return {1, due} end
+return {0, ''}
+"""
+
+EXTEND_CLAIMS = """
+-- KEYS: claims, due set. ARGV: new due, then job id / claim pairs a dispatcher just sent.
+-- Each job the dispatcher claimed on a short lease and sent is due again at the new due (the claim lease, for
+-- its message's wait in the queue), unless its claim was used or replaced, or a worker renewed it already.
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    local due = redis.call('ZSCORE', KEYS[2], ARGV[i])
+    if due and math.abs(tonumber(due) - tonumber(ARGV[i + 1])) < 1e-6 then
+      redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+    end
+  end
+end
+return 0
+"""
+
+RENEW_CLAIMS = """
+-- KEYS: claims, due set. ARGV: new due, then job id / claim pairs: the messages a live worker holds.
+-- Each job still claimed by the message is due again at the new due (its claim's short lease, renewed); a job
+-- whose message's claim was used or replaced is left alone. Returns how many were renewed.
+local renewed = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[i])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+RENEW_STEP = """
+-- KEYS: lock, due set. ARGV: job id, lock token, lock ttl (ms), due the step last saw ('' for none), new due.
+-- The lease of a step under way: its lock's expiry is renewed while the step holds it, and so is the job's due
+-- entry while it is the one the step last saw (a step that rescheduled its job keeps what it wrote).
+-- Returns -1 when the lock is no longer the step's, 1 when the due entry moved to the new due, else 0.
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '' then return 0 end
+local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not due or math.abs(tonumber(due) - tonumber(ARGV[4])) > 1e-6 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+return 1
 """
 
 FINISH = (
     WRITE_RESULT
     + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
---       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set.
+--       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set,
+--       claims (or '').
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
 -- Returns false when the job had already finished, or when the step's lock is no longer its own (it outlived
@@ -61,6 +143,7 @@ while redis.call('HDEL', KEYS[1], 'sec' .. piece) == 1 do piece = piece + 1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('ZREM', KEYS[13], ARGV[1])
+if KEYS[14] ~= '' then redis.call('HDEL', KEYS[14], ARGV[1]) end
 local event = {}
 for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
