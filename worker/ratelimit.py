@@ -25,32 +25,44 @@ from extendq.worker.keys import Keys
 # GCRA (the generic cell rate algorithm): one key per bucket holds the theoretical arrival time (TAT).
 # Time comes from the Redis server, so workers with skewed clocks share one timeline.
 # A runs log (optional, last key) is a sorted set of create times (score and member, unique): a create fits at x
-# when no `limit + 1` consecutive times, x among them, lie within `span` (the window plus its margin).
+# when no `limit + 1` consecutive times, x among them, lie within `span` (the window plus its margin; a microsecond
+# less, so that float rounding never pushes a time that fits exactly to the next candidate), and, for a new
+# reservation, no other time lies within `gap` of x (a burst of creates leaves request tokens for other calls).
 _ACQUIRE = """
 -- KEYS: pause key, then one TAT key per GCRA bucket, then the runs log when ARGV[2] is '1'.
--- ARGV: max_reserve_s, has_log, log_span_s, log_limit, release (a log time given back first, or ''), keep_s
--- (a release at most this late is kept as it was when no time now fits), then (interval_s, burst) per GCRA bucket.
+-- ARGV: max_reserve_s, has_log, log_span_s, log_limit, log_gap_s, release (a log time given back first, or ''),
+-- keep_s (a release at most this late is kept as it was when no time near now fits), then (interval_s, burst)
+-- per GCRA bucket.
 -- Reserves the earliest moment every bucket (and the pause) allows, when it is at most max_reserve_s away:
 -- returns {1, wait_s, slot}; the caller calls after wait_s (0: now), at `slot` on the server's clock. Further
--- away: {0, wait_s, slot}, nothing reserved.
-local function fits(times, x, span, limit)
+-- away: {0, wait_s, slot}, nothing reserved. A release is taken again at once when the window allows it then.
+local function fits(times, x, span, limit, gap)
   local merged, p = {}, nil
   for _, v in ipairs(times) do
     if p == nil and v > x then merged[#merged + 1] = x; p = #merged end
     merged[#merged + 1] = v
   end
   if p == nil then merged[#merged + 1] = x; p = #merged end
+  local close = gap - 0.000001
+  if gap > 0 and ((p > 1 and x - merged[p - 1] < close) or (p < #merged and merged[p + 1] - x < close)) then
+    return false
+  end
   for i = math.max(1, p - limit), p do
     local j = i + limit
-    if j <= #merged and merged[j] - merged[i] < span then return false end
+    if j <= #merged and merged[j] - merged[i] < span - 0.000001 then return false end
   end
   return true
 end
-local function earliest(times, at, span, limit)
-  if fits(times, at, span, limit) then return at end
+local function earliest(times, at, span, limit, gap)
+  if fits(times, at, span, limit, gap) then return at end
+  local candidates = {}
   for _, v in ipairs(times) do
-    local x = v + span
-    if x > at and fits(times, x, span, limit) then return x end
+    if v + span > at then candidates[#candidates + 1] = v + span end
+    if gap > 0 and v + gap > at then candidates[#candidates + 1] = v + gap end
+  end
+  table.sort(candidates)
+  for _, x in ipairs(candidates) do
+    if fits(times, x, span, limit, gap) then return x end
   end
   return math.max(at, times[#times] + span)
 end
@@ -62,30 +74,30 @@ if ARGV[2] == '1' then log_key = KEYS[#KEYS]; gcra_keys = gcra_keys - 1 end
 local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local tats = {}
 for i = 1, gcra_keys do
-  local interval, burst = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  local interval, burst = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])
   tats[i] = math.max(tonumber(redis.call('GET', KEYS[i + 1]) or '0'), now)
   at = math.max(at, tats[i] - interval * (burst - 1))
 end
 if log_key then
-  local span, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
-  local released = ARGV[5] ~= '' and redis.call('ZREMRANGEBYSCORE', log_key, ARGV[5], ARGV[5]) == 1
+  local span, limit, gap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local released = ARGV[6] ~= '' and redis.call('ZREMRANGEBYSCORE', log_key, ARGV[6], ARGV[6]) == 1
   redis.call('ZREMRANGEBYSCORE', log_key, '-inf', '(' .. string.format('%.17g', now - span))
   local entries = redis.call('ZRANGEBYSCORE', log_key, string.format('%.17g', at - span), '+inf', 'WITHSCORES')
   local times = {}
   for i = 2, #entries, 2 do times[#times + 1] = tonumber(entries[i]) end
-  at = earliest(times, at, span, limit)
+  if not (released and fits(times, at, span, limit, 0)) then at = earliest(times, at, span, limit, gap) end
   while redis.call('ZSCORE', log_key, string.format('%.17g', at)) do
-    at = earliest(times, at + 0.000001, span, limit)
+    at = earliest(times, at + 0.000001, span, limit, gap)
   end
-  if released and at > now + 0.001 and now - tonumber(ARGV[5]) <= tonumber(ARGV[6]) then
+  if released and at > now + 0.001 and now - tonumber(ARGV[6]) <= tonumber(ARGV[7]) then
     -- The slot given back fits nowhere near now (later slots are reserved a window after it): spent as it was
-    redis.call('ZADD', log_key, ARGV[5], ARGV[5])
-    return {1, '0', ARGV[5]}
+    redis.call('ZADD', log_key, ARGV[6], ARGV[6])
+    return {1, '0', ARGV[6]}
   end
 end
 if at - now > tonumber(ARGV[1]) then return {0, tostring(at - now), string.format('%.17g', at)} end
 for i = 1, gcra_keys do
-  local interval = tonumber(ARGV[5 + 2 * i])
+  local interval = tonumber(ARGV[6 + 2 * i])
   local tat = math.max(tats[i], at) + interval
   redis.call('SET', KEYS[i + 1], tostring(tat), 'PX', math.ceil((tat - now + 1) * 1000))
 end
@@ -213,10 +225,11 @@ class RateLimiter:
         if not chosen and not logged:
             return self._paused(max_wait_s)
         keys = [self._pause_key, *(self._tat_keys[bucket] for bucket, _ in chosen)]
-        args: list[float | int | str] = [max_wait_s, 1 if logged else 0, self._log_span_s(), self._log_limit(), "", 0]
+        args: list[float | int | str] = [max_wait_s, 0, 0, 0, 0, "", 0]
         if logged:
             keys.append(self._log_key)
-            args[4:6] = [repr(release) if release is not None else "", keep_late_s]
+            given_back = repr(release) if release is not None else ""
+            args[1:7] = [1, self._log_span_s(), self._log_limit(), self._log_gap_s(), given_back, keep_late_s]
         for _, interval in chosen:
             args += [interval, self._limits.burst]
         reserved, wait, slot = self._acquire(keys=keys, args=args)
@@ -284,7 +297,7 @@ class RateLimiter:
         now = time.monotonic()
         read_until, ends = self._pause_read
         if now >= read_until:
-            _, wait, _ = self._acquire(keys=[self._pause_key], args=[max_wait_s, 0, 0, 0, "", 0])
+            _, wait, _ = self._acquire(keys=[self._pause_key], args=[max_wait_s, 0, 0, 0, 0, "", 0])
             ends = now + max(float(wait), 0.0)
             self._pause_read = (now + _PAUSE_READ_EVERY_S, ends)
         wait_s = max(ends - now, 0.0)
@@ -294,6 +307,13 @@ class RateLimiter:
         # The same headroom as the interval's: any `limit + 1` creates of the log span a minute plus 600 ms, so a
         # create that reaches Extend up to that much after its time in the log never tips Extend's window over.
         return 60.6
+
+    def _log_gap_s(self) -> float:
+        # New creates are spread two request intervals apart at least: a minute's creates that may all go at once
+        # would take every request token for seconds, and the checks (and those creates' own request tokens,
+        # lost when a step is a little late) would queue behind them. Half the request budget at most, in a burst.
+        rps = self._limits.requests_per_second
+        return 2 * 1.1 / rps if rps else 0.0
 
     def _log_limit(self) -> int:
         return max(int(self._limits.runs_per_minute or 1), 1)
