@@ -37,19 +37,23 @@ _ACQUIRE = """
 -- returns {1, wait_s, slot}; the caller calls after wait_s (0: now), at `slot` on the server's clock. Further
 -- away: {0, wait_s, slot}, nothing reserved. A release is taken again at once when the window allows it then.
 local function fits(times, x, span, limit, gap)
-  local merged, p = {}, nil
-  for _, v in ipairs(times) do
-    if p == nil and v > x then merged[#merged + 1] = x; p = #merged end
-    merged[#merged + 1] = v
+  -- `times` sorted; x goes after the c times at or before it (binary search), and is checked against its neighbours
+  local lo, hi = 0, #times
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if times[mid] <= x then lo = mid else hi = mid - 1 end
   end
-  if p == nil then merged[#merged + 1] = x; p = #merged end
-  local close = gap - 0.000001
-  if gap > 0 and ((p > 1 and x - merged[p - 1] < close) or (p < #merged and merged[p + 1] - x < close)) then
+  local c, n = lo, #times + 1
+  local function at_(k)
+    if k <= c then return times[k] elseif k == c + 1 then return x else return times[k - 1] end
+  end
+  local p, close = c + 1, gap - 0.000001
+  if gap > 0 and ((p > 1 and x - at_(p - 1) < close) or (p < n and at_(p + 1) - x < close)) then
     return false
   end
   for i = math.max(1, p - limit), p do
     local j = i + limit
-    if j <= #merged and merged[j] - merged[i] < span - 0.000001 then return false end
+    if j <= n and at_(j) - at_(i) < span - 0.000001 then return false end
   end
   return true
 end

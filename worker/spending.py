@@ -12,9 +12,11 @@ from extendq.worker.store import RedisJobStore
 
 # How late a reserved token may still be spent: within the margin the limiter keeps per window.
 _LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
-# A slot of the runs log is spent this late at most: later, it is given back and taken again at the moment of
-# the create, so the log keeps the times the creates were made (what Extend's window counts).
-_LOG_GRACE_S = 0.05
+# A slot of the runs log is spent this late at most, at its own time in the log: the next minute's creates line up
+# a window after it, not after the moment the step came (which would shift every later minute on by the delay).
+# Later, it is given back and taken again at the moment of the create, if the window allows. The log's 600 ms of
+# headroom covers this, and a create's way from its token to Extend on top of it.
+_LOG_GRACE_S = 0.3
 
 
 def spend(
@@ -50,7 +52,7 @@ def spend(
             continue
         # A runs-log slot held too late is given back as the next one is reserved: the window may still allow
         # the create now (a step delayed by a busy worker or a request token loses no run of the minute).
-        grant = limiter.reserve(bucket, release=late, keep_late_s=_LATE_GRACE_S[bucket])
+        grant = limiter.reserve(bucket, release=late, keep_late_s=grace)
         held[bucket.value] = grant.slot if grant.slot is not None else clock() + grant.wait_s
         if grant.now:
             continue

@@ -157,7 +157,7 @@ def test_a_create_whose_step_came_late_takes_its_run_again(redis_client: redis.R
     hold(store, record, {Bucket.RUNS.value: slot})
     api = FakeApi()
     runner = JobRunner(api=api, store=store, publisher=Results(), limiter=shared)
-    _until_server_time_passes(shared, slot + 0.2)  # the step comes later than the slot's grace
+    _until_server_time_passes(shared, slot + 0.4)  # the step comes later than the slot's grace (0.3 s)
     # When its step runs
     runner.advance("job-1")
     # Then the run was created on the slot taken again now: one create, one slot in the log, not the late one
