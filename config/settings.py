@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     rate_limit_plan: str | None = Field(default=None, pattern="^(payg|scale|enterprise)$")
     rate_limit_requests_per_second: float | None = Field(default=None, gt=0)
     rate_limit_runs_per_minute: float | None = Field(default=None, gt=0)
+    # How runs per minute are held: `log`, a log of the pool's creates on Redis time (a create goes as soon as no
+    # 60.6 s window would hold more than the limit: Extend's own sliding window, with 1 % headroom); `gcra`, one
+    # create every 60.6 s / limit, the older pacing (no bursts; a slot a late step misses is lost).
+    rate_limit_runs_window: str = Field(default="log", pattern="^(log|gcra)$")
 
     # List sweeps replace per-run checks when many runs are in flight.
     sweep: str = Field(default="auto", pattern="^(auto|on|off)$")

@@ -21,7 +21,7 @@ from extendq.worker.extend import ApiConfig, ExtendApi, build_api
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JobState
 from extendq.worker.preflight import api_key_of
-from extendq.worker.ratelimit import PLANS, Limits, RateLimiter
+from extendq.worker.ratelimit import PLANS, Limits, RateLimiter, RunsWindow
 from extendq.worker.records import EncodedResult
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.store import RedisJobStore, open_store
@@ -173,6 +173,7 @@ def limiter_for(settings: Settings, store: RedisJobStore, *, scope: str = "defau
     limits = Limits(
         requests_per_second=settings.rate_limit_requests_per_second or plan.requests_per_second,
         runs_per_minute=settings.rate_limit_runs_per_minute or plan.runs_per_minute,
+        runs_window=RunsWindow(settings.rate_limit_runs_window),
     )
     return RateLimiter(store.client, keys=store.keys, limits=limits, scope=scope)
 

@@ -76,7 +76,8 @@ class Keys:
 
     def limit(self, scope: str, name: str) -> str:
         """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope; hash
-        `pauses`: minute (unix seconds // 60) -> 429 pauses in it, the last hour's only."""
+        `pauses`: minute (unix seconds // 60) -> 429 pauses in it, the last hour's only; sorted set `runs_log`: the
+        times of the creates made and reserved, the last window's and ahead (runs per minute held by the log)."""
         return f"{self.prefix}limit:{scope}:{name}"
 
     @property

@@ -12,6 +12,11 @@ from extendq.worker.store import RedisJobStore
 
 # How late a reserved token may still be spent: within the margin the limiter keeps per window.
 _LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
+# A slot of the runs log is spent this late at most, at its own time in the log: the next minute's creates line up
+# a window after it, not after the moment the step came (which would shift every later minute on by the delay).
+# Later, it is given back and taken again at the moment of the create, if the window allows. The log's 600 ms of
+# headroom covers this, and a create's way from its token to Extend on top of it.
+_LOG_GRACE_S = 0.3
 
 
 def spend(
@@ -40,9 +45,14 @@ def spend(
     # and a create held up by it would find its request token gone stale meanwhile.
     limited = [bucket for bucket in buckets if limiter.limited(bucket)]
     for bucket in sorted(limited, key=lambda b: b is Bucket.REQUESTS):
-        if bucket.value in held and _spent(held, bucket, server_now, clock):
+        logged = bucket is Bucket.RUNS and limiter.logs_runs
+        grace = _LOG_GRACE_S if logged else _LATE_GRACE_S[bucket]
+        late = held.get(bucket.value) if logged else None
+        if bucket.value in held and _spent(held, bucket, server_now, clock, grace):
             continue
-        grant = limiter.reserve(bucket)
+        # A runs-log slot held too late is given back as the next one is reserved: the window may still allow
+        # the create now (a step delayed by a busy worker or a request token loses no run of the minute).
+        grant = limiter.reserve(bucket, release=late, keep_late_s=grace)
         held[bucket.value] = grant.slot if grant.slot is not None else clock() + grant.wait_s
         if grant.now:
             continue
@@ -59,23 +69,26 @@ def spend(
         hold(store, record, {})
 
 
-def _spent(held: dict[str, float], bucket: Bucket, server_now: float, clock: Callable[[], float]) -> bool:
+def _spent(
+    held: dict[str, float], bucket: Bucket, server_now: float, clock: Callable[[], float], grace_s: float
+) -> bool:
     """`still_held` on the server's clock; a `Throttled` it raises is due on this host's clock."""
     try:
-        return still_held(held, bucket, server_now)
+        return still_held(held, bucket, server_now, grace_s=grace_s)
     except Throttled as exc:
         wait = exc.retry_after_s or 0.0
         raise Throttled(str(exc), wait, due_at=clock() + wait) from None
 
 
-def still_held(held: dict[str, float], bucket: Bucket, now: float) -> bool:
+def still_held(held: dict[str, float], bucket: Bucket, now: float, *, grace_s: float | None = None) -> bool:
     """Whether the token held for `bucket` is spent now; `Throttled` when it is not due yet, False (and dropped)
-    when it is too late for its slot. `now` is on the clock the slot was taken on."""
+    when it is more than `grace_s` (the bucket's own by default) too late for its slot. `now` is on the clock the
+    slot was taken on."""
     # Never early: a token spent before its slot bunches with the calls of the slot before it.
     if now < held[bucket.value]:
         wait = held[bucket.value] - now
         raise Throttled("a reserved token is not due yet", wait, due_at=now + wait)
-    if now <= held[bucket.value] + _LATE_GRACE_S[bucket]:
+    if now <= held[bucket.value] + (_LATE_GRACE_S[bucket] if grace_s is None else grace_s):
         return True
     # Far too late for its slot (beyond the limiter's margin): spent now, it would bunch with the
     # calls of the slots after it. A little late is normal: dispatch and a free slot take time.

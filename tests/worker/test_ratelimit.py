@@ -8,11 +8,16 @@ import pytest
 import redis
 
 from extendq.worker.keys import Keys
-from extendq.worker.ratelimit import Bucket, Grant, Limits, RateLimiter
+from extendq.worker.ratelimit import Bucket, Grant, Limits, RateLimiter, RunsWindow
 
 
-def limiter(client: redis.Redis, **limits: float) -> RateLimiter:
-    return RateLimiter(client, keys=Keys("extendq-rl:"), limits=Limits(**limits))  # type: ignore[arg-type]
+def limiter(client: redis.Redis, runs_window: RunsWindow = RunsWindow.GCRA, **limits: float) -> RateLimiter:
+    """A limiter on the shared test keys; runs one per interval (GCRA) unless told (the log: test_runs_log.py)."""
+    return RateLimiter(
+        client,
+        keys=Keys("extendq-rl:"),
+        limits=Limits(runs_window=runs_window, **limits),  # type: ignore[arg-type]
+    )
 
 
 def test_no_limits_means_no_wait(redis_client: redis.Redis) -> None:
