@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # Above 0: the SDK reads 0 as "no timestamp check", which would let a replay of any age verify.
     webhook_max_age_s: int = Field(default=300, gt=0)
+    # The receiver publishes the result of a terminal event that carries its run itself (no hop through a task).
+    webhook_apply: bool = True
     webhook_dedupe_ttl_s: int = Field(default=3 * 24 * 3600, gt=0)
 
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)

@@ -106,6 +106,8 @@ class WebhookDispatcher:
         self.clock = clock
         self.url = url
         self.secret = secret
+        # Further receivers each event also goes to (a benchmark comparing receivers side by side).
+        self.mirrors: tuple[str, ...] = ()
         self.signed = SignedUrls(clock)
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._due: list[tuple[float, str]] = []
@@ -113,10 +115,14 @@ class WebhookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._fired = 0
 
-    def configure(self, url: str | None, secret: str | None) -> None:
-        """Change where events go (None stops deliveries)."""
+    def configure(self, url: str | None, secret: str | None, mirrors: tuple[str, ...] = ()) -> None:
+        """Change where events go (None stops deliveries); `mirrors`: further URLs each event also goes to, with
+        the same body and signature, delivered (and retried) on their own."""
         self.url, self.secret = url, secret
+        self.mirrors = mirrors if url is not None else ()
+        self._fired = 0
 
     def schedule(self, run_id: str, at: float) -> None:
         """Note that `run_id` may reach a terminal status at `at`."""
@@ -169,9 +175,17 @@ class WebhookDispatcher:
                 continue
             event = self._render(run_id, at)
             if event is not None:
-                task = asyncio.create_task(self._deliver(event, self.url, self.secret))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._send(event, self.url, self.secret)
+
+    def _send(self, event: Event, url: str, secret: str) -> None:
+        targets = [url, *self.mirrors]
+        # With mirrors, the first receiver posted to takes turns, so that none is always served first.
+        self._fired += 1
+        shift = self._fired % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            task = asyncio.create_task(self._deliver(event, target, secret))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _render(self, run_id: str, at: float) -> Event | None:
         """The event for the run's status at `at`, once per event type; None when there is none."""
@@ -228,6 +242,7 @@ class WebhookDispatcher:
                 "eventId": event.event_id,
                 "eventType": event.event_type,
                 "runId": event.run_id,
+                "url": url,
                 "attempt": attempt,
                 "statusCode": status,
                 "error": error,

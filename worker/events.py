@@ -1,4 +1,9 @@
-"""Applying Extend's webhook events to jobs: a terminal run finishes its job with no API call."""
+"""Applying Extend's webhook events to jobs: a terminal run finishes its job with no API call.
+
+Workers apply every event the receiver queues (`apply`). The receiver applies a terminal event that carries its
+run itself, before answering (`apply_at_once`): the shortest way from Extend's delivery to a durable result, with
+the same lock and the same finishing script as a check, so whichever comes first publishes the one result.
+"""
 
 from __future__ import annotations
 
@@ -74,6 +79,25 @@ class EventApplier:
                 return self._counted(event_type, Outcome.ALREADY_FINISHED)
             return self._counted(event_type, self._apply_to(record, event_type, run_id, payload))
 
+    def apply_at_once(self, event_type: str, run: Run, *, owner: str | None) -> Outcome | None:
+        """Apply a terminal event whose run came in its body (`inline_terminal_run`) now, in the caller's thread.
+
+        `owner`: the job owning the run, as the run index says (None: the job id in the run's metadata is used).
+        None, having changed nothing, when it cannot be applied here: the job is unknown here or a step holds it;
+        the caller then hands the event to the workers, which apply it (waiting for the lock, looking further).
+        """
+        job_id = owner or _metadata_job(run)
+        if job_id is None:
+            return None
+        with self.runner.store.locked(job_id, ttl_s=self.runner.lock_ttl_s) as read:
+            if read is None or read[0] is None:
+                return None
+            record = read[0]
+            if record.finished:
+                return self._counted(event_type, Outcome.ALREADY_FINISHED)
+            run_id = str(run.get("workflowRunId") or run.get("id") or "")
+            return self._counted(event_type, self._apply_to(record, event_type, run_id, run))
+
     def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
         now = self.clock()
         if record.run_id is None:
@@ -94,11 +118,27 @@ class EventApplier:
         owner = self.runner.store.owners([run_id])[0] if run_id else None
         if owner is not None:
             return owner
-        metadata = payload.get("metadata")
-        job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
-        return str(job_id) if job_id else None
+        return _metadata_job(payload)
 
     def _counted(self, event_type: str, outcome: Outcome) -> Outcome:
         self.runner.store.count(f"webhook_{outcome.value}")
         metrics.webhook_event(event_type, outcome.value)
         return outcome
+
+
+def inline_terminal_run(event: dict[str, Any]) -> Run | None:
+    """The run of a `workflow_run.*` event that says the run ended and carries it whole; None for any other event
+    (progress, a step run's, one whose run waits behind a signed URL, or no run id)."""
+    event_type = str(event.get("eventType", ""))
+    run = event.get("payload")
+    if not event_type.startswith("workflow_run.") or event_type.startswith("workflow_run.step_run"):
+        return None
+    if not isinstance(run, dict) or run.get("object") == "signed_data_url" or not is_terminal(run.get("status")):
+        return None
+    return run if run.get("workflowRunId") or run.get("id") else None
+
+
+def _metadata_job(run: Run) -> str | None:
+    metadata = run.get("metadata")
+    job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
+    return str(job_id) if job_id else None

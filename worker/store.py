@@ -425,6 +425,14 @@ class RedisJobStore:
         """Whether an event id was handed on already (within the de-duplication TTL): a re-delivery."""
         return bool(self._redis.exists(self._keys.event_seen(event_id)))
 
+    def seen_and_owner(self, event_id: str, run_id: str) -> tuple[bool, str | None]:
+        """Whether an event id was handed on already, and the job owning `run_id` (None: unknown), in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._keys.event_seen(event_id))
+        pipe.get(self._keys.run(run_id))
+        seen, owner = pipe.execute()
+        return bool(seen), None if owner is None else str(owner)
+
     def note_event_seen(self, event_id: str, *, ttl_s: int) -> None:
         """Remember for `ttl_s` that an event id was handed on; called once the event is durably queued, so a
         hand-off lost before that (a broker error, a crash) leaves nothing that would swallow its re-delivery.
