@@ -130,7 +130,8 @@ def profile(duration: tuple[float, float]) -> dict[str, Any]:
 def run_scenario(scenario: Scenario, args: argparse.Namespace, logs: Path) -> Row:
     """One scenario on a fresh Redis database, emulator, worker and receivers."""
     with redis_database() as redis_url, emulator(profile(tuple(args.duration))) as served, ExitStack() as stack:
-        env = worker_env(redis_url, served.url, **{"EXTENDQ_WEBHOOK_SECRETS": SECRET, **MODES[scenario.mode], **args.set})
+        settings = {"EXTENDQ_WEBHOOK_SECRETS": SECRET, **MODES[scenario.mode], **args.set}
+        env = worker_env(redis_url, served.url, **settings)
         floor = stack.enter_context(FloorProcess(redis_url, SECRET))
         name = f"{scenario.mode}-{scenario.rate:g}-{scenario.load}"
         if scenario.mode in WEBHOOK_MODES:
