@@ -29,7 +29,7 @@ from extendq.tasks.base import receiver_runner
 from extendq.tasks.celery import create_app as create_celery
 from extendq.webhooks.verify import Refusal, verified_event
 from extendq.worker import metrics
-from extendq.worker.events import EventApplier, inline_terminal_run
+from extendq.worker.events import EventApplier, inline_terminal_run, run_id_of
 from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
@@ -85,8 +85,7 @@ class Receiver:
     def _hand_on(self, event: dict[str, Any]) -> str:
         event_id = str(event["eventId"])
         run = inline_terminal_run(event) if self._applier is not None else None
-        run_id = str(run.get("workflowRunId") or run.get("id")) if run is not None else ""
-        seen, owner = self._store.seen_and_owner(event_id, run_id)
+        seen, owner = self._store.seen_and_owner(event_id, run_id_of(run) if run is not None else "")
         if seen:
             self._store.count("webhook_redelivered")
             return "duplicate"

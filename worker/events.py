@@ -64,7 +64,7 @@ class EventApplier:
         payload = event.get("payload")
         if not event_type.startswith("workflow_run.") or not isinstance(payload, dict):
             return self._counted(event_type, Outcome.IGNORED)
-        run_id = str(payload.get("workflowRunId") or payload.get("id") or "")
+        run_id = run_id_of(payload)
         job_id = self._job_for(run_id, payload)
         if job_id is None:
             return self._counted(event_type, Outcome.UNKNOWN_RUN)
@@ -84,7 +84,8 @@ class EventApplier:
 
         `owner`: the job owning the run, as the run index says (None: the job id in the run's metadata is used).
         None, having changed nothing, when it cannot be applied here: the job is unknown here or a step holds it;
-        the caller then hands the event to the workers, which apply it (waiting for the lock, looking further).
+        the caller then hands the event to the workers, which apply it (waiting for the lock, looking further), or
+        count it (a run other than the job's own claims it).
         """
         job_id = owner or _metadata_job(run)
         if job_id is None:
@@ -92,10 +93,11 @@ class EventApplier:
         with self.runner.store.locked(job_id, ttl_s=self.runner.lock_ttl_s) as read:
             if read is None or read[0] is None:
                 return None
-            record = read[0]
+            record, run_id = read[0], run_id_of(run)
+            if record.run_id not in (None, run_id):
+                return None  # another run claims the job: the workers count it, as they count any stranger
             if record.finished:
                 return self._counted(event_type, Outcome.ALREADY_FINISHED)
-            run_id = str(run.get("workflowRunId") or run.get("id") or "")
             return self._counted(event_type, self._apply_to(record, event_type, run_id, run))
 
     def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
@@ -135,7 +137,12 @@ def inline_terminal_run(event: dict[str, Any]) -> Run | None:
         return None
     if not isinstance(run, dict) or run.get("object") == "signed_data_url" or not is_terminal(run.get("status")):
         return None
-    return run if run.get("workflowRunId") or run.get("id") else None
+    return run if run_id_of(run) else None
+
+
+def run_id_of(run: Run) -> str:
+    """The id of the run an event carries ('' when it names none)."""
+    return str(run.get("workflowRunId") or run.get("id") or "")
 
 
 def _metadata_job(run: Run) -> str | None:
