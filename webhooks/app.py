@@ -29,7 +29,7 @@ from extendq.tasks.base import receiver_runner
 from extendq.tasks.celery import create_app as create_celery
 from extendq.webhooks.verify import Refusal, verified_event
 from extendq.worker import metrics
-from extendq.worker.events import EventApplier, inline_terminal_run, run_id_of
+from extendq.worker.events import EventApplier, inline_terminal_run, metadata_job, run_id_of
 from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Receiver:
         self._celery = celery_app
         self._store = store
         self._applier = applier
+        self._lock_ttl_s = applier.runner.lock_ttl_s if applier is not None else 0.0
 
     async def receive(self, request: Request) -> JSONResponse:
         """Answer one delivery."""
@@ -85,13 +86,13 @@ class Receiver:
     def _hand_on(self, event: dict[str, Any]) -> str:
         event_id = str(event["eventId"])
         run = inline_terminal_run(event) if self._applier is not None else None
-        seen, owner = self._store.seen_and_owner(event_id, run_id_of(run) if run is not None else "")
-        if seen:
+        job_id = metadata_job(run) if run is not None else None
+        if run is not None and job_id is not None:
+            if (answer := self._apply_here(event, run, job_id)) is not None:
+                return answer
+        elif self._store.event_seen(event_id):
             self._store.count("webhook_redelivered")
             return "duplicate"
-        if run is not None and self._applied(event, run, owner):
-            self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
-            return "accepted"
         try:
             self._celery.send_task(EVENT_TASK, args=[event], queue=EVENTS_QUEUE)
         except Exception as exc:  # the broker is down: let Extend deliver it again later
@@ -101,16 +102,26 @@ class Receiver:
         self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
         return "accepted"
 
-    def _applied(self, event: dict[str, Any], run: dict[str, Any], owner: str | None) -> bool:
-        """Whether the event was applied here (its job's result is durable, or it had one already); False hands
-        it to the workers."""
+    def _apply_here(self, event: dict[str, Any], run: dict[str, Any], job_id: str) -> str | None:
+        """Answer a terminal event once its job's result is durable (published here, or before): `accepted`, or
+        `duplicate` for a re-delivery; None (nothing changed) hands the event to the workers: its job is unknown
+        here, a step holds it, another job owns the run, or Redis failed."""
         assert self._applier is not None
+        event_id = str(event["eventId"])
         try:
-            outcome = self._applier.apply_at_once(str(event["eventType"]), run, owner=owner)
+            with self._store.event_look(event_id, run_id_of(run), job_id, ttl_s=self._lock_ttl_s) as look:
+                if look.seen:
+                    self._store.count("webhook_redelivered")
+                    return "duplicate"
+                if look.record is None or look.owner not in (None, job_id):
+                    return None
+                if self._applier.apply_at_once(str(event["eventType"]), run, look.record) is None:
+                    return None
+            self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
         except redis.RedisError as exc:  # the workers' path answers 503 when the broker is down too
-            log.warning("webhook %s not applied here: %s", event["eventId"], exc)
-            return False
-        return outcome is not None
+            log.warning("webhook %s not applied here: %s", event_id, exc)
+            return None
+        return "accepted"
 
 
 async def _health(_: Request) -> JSONResponse:

@@ -79,26 +79,19 @@ class EventApplier:
                 return self._counted(event_type, Outcome.ALREADY_FINISHED)
             return self._counted(event_type, self._apply_to(record, event_type, run_id, payload))
 
-    def apply_at_once(self, event_type: str, run: Run, *, owner: str | None) -> Outcome | None:
-        """Apply a terminal event whose run came in its body (`inline_terminal_run`) now, in the caller's thread.
+    def apply_at_once(self, event_type: str, run: Run, record: JobRecord) -> Outcome | None:
+        """Apply a terminal event whose run came in its body (`inline_terminal_run`) to `record`, its job, read
+        under its lock (`RedisJobStore.event_look`), now, in the caller's thread.
 
-        `owner`: the job owning the run, as the run index says (None: the job id in the run's metadata is used).
-        None, having changed nothing, when it cannot be applied here: the job is unknown here or a step holds it;
-        the caller then hands the event to the workers, which apply it (waiting for the lock, looking further), or
-        count it (a run other than the job's own claims it).
+        None, having changed nothing, when another run claims the job: the caller hands the event to the workers,
+        which count it as they count any stranger.
         """
-        job_id = owner or _metadata_job(run)
-        if job_id is None:
+        run_id = run_id_of(run)
+        if record.run_id not in (None, run_id):
             return None
-        with self.runner.store.locked(job_id, ttl_s=self.runner.lock_ttl_s) as read:
-            if read is None or read[0] is None:
-                return None
-            record, run_id = read[0], run_id_of(run)
-            if record.run_id not in (None, run_id):
-                return None  # another run claims the job: the workers count it, as they count any stranger
-            if record.finished:
-                return self._counted(event_type, Outcome.ALREADY_FINISHED)
-            return self._counted(event_type, self._apply_to(record, event_type, run_id, run))
+        if record.finished:
+            return self._counted(event_type, Outcome.ALREADY_FINISHED)
+        return self._counted(event_type, self._apply_to(record, event_type, run_id, run))
 
     def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
         now = self.clock()
@@ -120,7 +113,7 @@ class EventApplier:
         owner = self.runner.store.owners([run_id])[0] if run_id else None
         if owner is not None:
             return owner
-        return _metadata_job(payload)
+        return metadata_job(payload)
 
     def _counted(self, event_type: str, outcome: Outcome) -> Outcome:
         self.runner.store.count(f"webhook_{outcome.value}")
@@ -145,7 +138,8 @@ def run_id_of(run: Run) -> str:
     return str(run.get("workflowRunId") or run.get("id") or "")
 
 
-def _metadata_job(run: Run) -> str | None:
+def metadata_job(run: Run) -> str | None:
+    """The job id a run carries in its metadata (extendq puts it there when it creates the run), if any."""
     metadata = run.get("metadata")
     job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
     return str(job_id) if job_id else None
