@@ -201,14 +201,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
 HEADER = (
     f"{'mode':<9}{'rate':>5} {'load':<6}{'jobs':>5}{'got':>5} | "
     f"{'extendq p50':>11}{'p95':>8}{'p99':>8}{'max':>8} | {'floor p50':>9}{'p95':>7}{'p99':>7}{'max':>7} | "
-    f"{'x p50':>6}{'x p95':>6}{'x p99':>6}"
+    f"{'x p50':>7}{'x p95':>7}{'x p99':>7}"
 )
 
 
 def line(row: Row) -> str:
     mine, floor = percentiles(row.extendq), percentiles(row.floor)
     s = row.scenario
-    ratios = "".join(f"{mine[q] / floor[q]:>6.2f}" if floor[q] else f"{'-':>6}" for q in ("p50", "p95", "p99"))
+    ratios = "".join(f"{mine[q] / floor[q]:>7.2f}" if floor[q] else f"{'-':>7}" for q in ("p50", "p95", "p99"))
     return (
         f"{s.mode:<9}{s.rate:>5g} {s.load:<6}{row.jobs:>5}{len(row.extendq):>5} | "
         f"{mine['p50']:>11.1f}{mine['p95']:>8.1f}{mine['p99']:>8.1f}{mine['max']:>8.1f} | "

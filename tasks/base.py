@@ -237,7 +237,7 @@ def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Ca
     runner = get_runner()
     config = SweepConfig(
         mode=settings.sweep,
-        interval_s=settings.sweep_interval_s,
+        interval_s=settings.webhook_sweep_interval_s if settings.webhooks_enabled else settings.sweep_interval_s,
         min_in_flight=settings.sweep_min_in_flight,
         webhook_grace_s=settings.webhook_grace_s if settings.webhooks_enabled else 0.0,
         hand_back_within_s=settings.webhook_check_interval_s if settings.webhooks_enabled else 1.0,

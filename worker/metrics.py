@@ -13,6 +13,11 @@ flight, the oldest of them, the dispatcher's lag, queue lengths) is read from Re
 `PoolCollector`, the same on every endpoint (aggregate those with `max()`). So the children's files hold
 counters and histograms only, and a dead child's files keep counting towards the totals, as they should.
 
+The webhook receiver finishes jobs too (terminal events it applies itself). Their job metrics are not counted in
+the receiver's process, where nobody looks for them: it notes each in a Redis list (`hand_over_finished`), and a
+worker's endpoint takes the notes at its next scrape (`HandedOver`, an atomic pop: each note counts on one worker)
+and records them as its own. That is one write per job finished by webhook, off the hot path of checks.
+
 The worker's main process makes a fresh directory before its pool forks and removes it when it stops
 (config/metrics.py, tasks/observe.py); the receiver's `extendq webhooks` does the same for its processes.
 prometheus_client picks in-memory or file-backed values when a metric's value is first made, so metrics are
