@@ -30,7 +30,7 @@ from extendq.emulator.statuses import EVENT_TYPES
 from extendq.emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
 
 MAX_RECORDS = 100_000
-MAX_IN_FLIGHT = 32  # concurrent deliveries; more wait their turn, as a flood would overwhelm a receiver
+MAX_IN_FLIGHT = 32  # concurrent deliveries per receiver; more wait their turn, as a flood would overwhelm it
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -114,7 +114,8 @@ class WebhookDispatcher:
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
+        # Per receiver URL: a slow receiver holds up its own deliveries only, never a mirror's.
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._fired = 0
 
     def configure(self, url: str | None, secret: str | None, mirrors: tuple[str, ...] = ()) -> None:
@@ -141,8 +142,8 @@ class WebhookDispatcher:
     async def run(self) -> None:
         """The dispatcher loop; runs until cancelled."""
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        self._slots = {}
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=MAX_IN_FLIGHT * 4)
         async with httpx.AsyncClient(limits=limits) as client:
             self._client = client
             try:
@@ -221,8 +222,8 @@ class WebhookDispatcher:
                 await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
 
     async def _attempt(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:
-        assert self._client is not None and self._slots is not None
-        async with self._slots:
+        assert self._client is not None
+        async with self._slots.setdefault(url, asyncio.Semaphore(MAX_IN_FLIGHT)):
             return await self._post(event, url, secret, attempt, timeout_s)
 
     async def _post(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:

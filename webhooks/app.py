@@ -41,7 +41,8 @@ EVENTS_QUEUE = "extendq.checks"
 
 
 class Receiver:
-    """Verifies, de-duplicates and hands on one delivery at a time."""
+    """Verifies and de-duplicates each delivery, then applies it (a terminal event that carries its run) or hands it
+    on to the workers."""
 
     def __init__(
         self, *, settings: Settings, celery_app: Celery, store: RedisJobStore, applier: EventApplier | None = None
