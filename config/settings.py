@@ -77,9 +77,14 @@ class Settings(BaseSettings):
     webhook_check_max_interval_s: float = Field(default=600.0, gt=0)
     # A sweep that finds a run ended leaves it this long to its webhook before checking it.
     webhook_grace_s: float = Field(default=15.0, ge=0)
+    # With webhooks on, list sweeps only catch missed deliveries, whose runs wait out the grace anyway: sweeping
+    # more often than that costs CPU (listing each run several times) and finds nothing sooner.
+    webhook_sweep_interval_s: float = Field(default=15.0, gt=0)
     webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # Above 0: the SDK reads 0 as "no timestamp check", which would let a replay of any age verify.
     webhook_max_age_s: int = Field(default=300, gt=0)
+    # The receiver publishes the result of a terminal event that carries its run itself (no hop through a task).
+    webhook_apply: bool = True
     webhook_dedupe_ttl_s: int = Field(default=3 * 24 * 3600, gt=0)
 
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)

@@ -137,18 +137,21 @@ async def start_outage(request: Request) -> Response:
 
 
 async def get_webhook(request: Request) -> Response:
-    """GET /_emulator/webhook -> {"url", "secret"} of webhook delivery."""
+    """GET /_emulator/webhook -> {"url", "secret", "mirrors"} of webhook delivery."""
     dispatcher = _emulator(request).webhooks
-    return json_response({"url": dispatcher.url, "secret": dispatcher.secret})
+    return json_response({"url": dispatcher.url, "secret": dispatcher.secret, "mirrors": list(dispatcher.mirrors)})
 
 
 async def put_webhook(request: Request) -> Response:
-    """PUT /_emulator/webhook {"url", "secret"}: change where events go (null url stops deliveries)."""
+    """PUT /_emulator/webhook {"url", "secret", "mirrors"?}: change where events go (null url stops deliveries);
+    `mirrors`, a list of URLs, each event also goes to (same body and signature, delivered on its own)."""
     body = parse_json(await request.body())
-    url, secret = body.get("url"), body.get("secret")
+    url, secret, mirrors = body.get("url"), body.get("secret"), body.get("mirrors") or []
     if url is not None and (not isinstance(url, str) or not isinstance(secret, str) or not secret):
         raise bad_request("'url' needs a string 'secret' (wss_...)")
-    _emulator(request).webhooks.configure(url, secret if url is not None else None)
+    if not isinstance(mirrors, list) or not all(isinstance(mirror, str) and mirror for mirror in mirrors):
+        raise bad_request("'mirrors' must be a list of URLs")
+    _emulator(request).webhooks.configure(url, secret if url is not None else None, tuple(mirrors))
     return await get_webhook(request)
 
 

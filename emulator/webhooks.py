@@ -30,7 +30,7 @@ from extendq.emulator.statuses import EVENT_TYPES
 from extendq.emulator.wire import API_VERSION, JSON_TYPE, dumps, new_id
 
 MAX_RECORDS = 100_000
-MAX_IN_FLIGHT = 32  # concurrent deliveries; more wait their turn, as a flood would overwhelm a receiver
+MAX_IN_FLIGHT = 32  # concurrent deliveries per receiver; more wait their turn, as a flood would overwhelm it
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -106,17 +106,24 @@ class WebhookDispatcher:
         self.clock = clock
         self.url = url
         self.secret = secret
+        # Further receivers each event also goes to (a benchmark comparing receivers side by side).
+        self.mirrors: tuple[str, ...] = ()
         self.signed = SignedUrls(clock)
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._due: list[tuple[float, str]] = []
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
+        # Per receiver URL: a slow receiver holds up its own deliveries only, never a mirror's.
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._fired = 0
 
-    def configure(self, url: str | None, secret: str | None) -> None:
-        """Change where events go (None stops deliveries)."""
+    def configure(self, url: str | None, secret: str | None, mirrors: tuple[str, ...] = ()) -> None:
+        """Change where events go (None stops deliveries); `mirrors`: further URLs each event also goes to, with
+        the same body and signature, delivered (and retried) on their own."""
         self.url, self.secret = url, secret
+        self.mirrors = mirrors if url is not None else ()
+        self._fired = 0
 
     def schedule(self, run_id: str, at: float) -> None:
         """Note that `run_id` may reach a terminal status at `at`."""
@@ -135,8 +142,8 @@ class WebhookDispatcher:
     async def run(self) -> None:
         """The dispatcher loop; runs until cancelled."""
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        self._slots = {}
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=MAX_IN_FLIGHT * 4)
         async with httpx.AsyncClient(limits=limits) as client:
             self._client = client
             try:
@@ -169,9 +176,17 @@ class WebhookDispatcher:
                 continue
             event = self._render(run_id, at)
             if event is not None:
-                task = asyncio.create_task(self._deliver(event, self.url, self.secret))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._send(event, self.url, self.secret)
+
+    def _send(self, event: Event, url: str, secret: str) -> None:
+        targets = [url, *self.mirrors]
+        # With mirrors, the first receiver posted to takes turns, so that none is always served first.
+        self._fired += 1
+        shift = self._fired % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            task = asyncio.create_task(self._deliver(event, target, secret))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _render(self, run_id: str, at: float) -> Event | None:
         """The event for the run's status at `at`, once per event type; None when there is none."""
@@ -207,8 +222,8 @@ class WebhookDispatcher:
                 await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
 
     async def _attempt(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:
-        assert self._client is not None and self._slots is not None
-        async with self._slots:
+        assert self._client is not None
+        async with self._slots.setdefault(url, asyncio.Semaphore(MAX_IN_FLIGHT)):
             return await self._post(event, url, secret, attempt, timeout_s)
 
     async def _post(self, event: Event, url: str, secret: str, attempt: int, timeout_s: float) -> bool:
@@ -228,6 +243,7 @@ class WebhookDispatcher:
                 "eventId": event.event_id,
                 "eventType": event.event_type,
                 "runId": event.run_id,
+                "url": url,
                 "attempt": attempt,
                 "statusCode": status,
                 "error": error,

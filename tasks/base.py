@@ -20,6 +20,7 @@ from extendq.worker.batch import BatchRunner
 from extendq.worker.extend import ApiConfig, ExtendApi, build_api
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JobState
+from extendq.worker.offline import NoApi
 from extendq.worker.preflight import api_key_of
 from extendq.worker.ratelimit import PLANS, Limits, RateLimiter, RunsWindow
 from extendq.worker.records import EncodedResult
@@ -156,7 +157,7 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         default_deadline_s=settings.default_deadline_s,
         lease_s=settings.claim_lease_s,
         step_lease_s=settings.step_lease,
-        lock_ttl_s=settings.job_lock_s if settings.job_lock_s is not None else settings.request_timeout_s * 3,
+        lock_ttl_s=job_lock_s(settings),
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
         redact=Redactor(known_secrets(settings)),
@@ -165,6 +166,27 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
     runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member
     runner.tenants = tenant_accounts(settings, store)
     return runner
+
+
+def job_lock_s(settings: Settings) -> float:
+    """How long a step may hold a job's lock: `EXTENDQ_JOB_LOCK_S`, else three request timeouts."""
+    return settings.job_lock_s if settings.job_lock_s is not None else settings.request_timeout_s * 3
+
+
+def receiver_runner(settings: Settings, app: Celery, store: RedisJobStore) -> JobRunner:
+    """The webhook receiver's runner: it finishes jobs from their terminal events as a worker's step would (same
+    lock, same finishing script, same result), makes no Extend call, and hands its jobs' metrics to the workers.
+    """
+    publisher = BackendPublisher(app.backend)
+    return JobRunner(
+        api=NoApi(),
+        store=store,
+        publisher=publisher,
+        encode_result=publisher.encoded if publisher.writes_to(settings.redis_url) else None,
+        lock_ttl_s=job_lock_s(settings),
+        redact=Redactor(known_secrets(settings)),
+        hand_over_metrics=True,
+    )
 
 
 def limiter_for(settings: Settings, store: RedisJobStore, *, scope: str = "default") -> RateLimiter:
@@ -217,7 +239,7 @@ def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Ca
     runner = get_runner()
     config = SweepConfig(
         mode=settings.sweep,
-        interval_s=settings.sweep_interval_s,
+        interval_s=settings.webhook_sweep_interval_s if settings.webhooks_enabled else settings.sweep_interval_s,
         min_in_flight=settings.sweep_min_in_flight,
         webhook_grace_s=settings.webhook_grace_s if settings.webhooks_enabled else 0.0,
         hand_back_within_s=settings.webhook_check_interval_s if settings.webhooks_enabled else 1.0,

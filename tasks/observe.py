@@ -44,10 +44,11 @@ def serve_metrics(settings: Settings) -> None:
     global _stop
     if settings.metrics_port is None:
         return
-    registry = metrics.scrape_registry(metrics.pool_collector(settings))
+    store = store_for(settings)
+    handed_over = metrics.HandedOver(store.client, keys=store.keys)
+    registry = metrics.scrape_registry(metrics.pool_collector(settings, store), handed_over=handed_over)
     broker = broker_client(settings.broker)
     if broker is not None:
-        store = store_for(settings)
         workers = WorkerRegistry(store.client, keys=store.keys)
         registry.register(MisroutedCollector(broker, registry=workers, task_names=task_names(get_app())))
     _stop = metrics.start_server(port=settings.metrics_port, host=settings.metrics_host, registry=registry)

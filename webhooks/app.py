@@ -1,9 +1,13 @@
 """The webhook receiver: `POST /webhooks/extend`, an ASGI app to serve alone or mount into your own.
 
-An event is answered 200 only once it is durable: it sits in the broker as an `extendq.webhook_event` task,
-and only then is its id remembered in Redis, so that re-deliveries are answered `duplicate`. If handing it on
-fails (or the receiver dies first), nothing is remembered: 503 (or no answer) makes Extend deliver it again,
-and that delivery is taken. Refused deliveries (401, 400, 413) change nothing.
+An event is answered 200 only once it is durable, and only then is its id remembered in Redis, so that
+re-deliveries are answered `duplicate`. A terminal event that carries its run is applied here at once: the job's
+result is published by the same locked, atomic finishing step a worker's check takes (`EventApplier.apply_at_once`),
+the shortest way from Extend's delivery to a readable result. Every other event (progress, a signed-URL payload,
+to be fetched off the request path; a job unknown here or held by a step) is handed to the workers as an
+`extendq.webhook_event` task. If applying or handing on fails (or the receiver dies first), nothing is
+remembered: 503 (or no answer) makes Extend deliver it again, and that delivery is taken. Refused deliveries
+(401, 400, 413) change nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Celery
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,9 +25,11 @@ from starlette.routing import Route
 
 from extendq.config.metrics import multiprocess_dir
 from extendq.config.settings import Settings, get_settings
+from extendq.tasks.base import receiver_runner
 from extendq.tasks.celery import create_app as create_celery
 from extendq.webhooks.verify import Refusal, verified_event
 from extendq.worker import metrics
+from extendq.worker.events import EventApplier, inline_terminal_run, metadata_job, run_id_of
 from extendq.worker.store import RedisJobStore, open_store
 
 if TYPE_CHECKING:
@@ -34,12 +41,17 @@ EVENTS_QUEUE = "extendq.checks"
 
 
 class Receiver:
-    """Verifies, de-duplicates and hands on one delivery at a time."""
+    """Verifies and de-duplicates each delivery, then applies it (a terminal event that carries its run) or hands it
+    on to the workers."""
 
-    def __init__(self, *, settings: Settings, celery_app: Celery, store: RedisJobStore) -> None:
+    def __init__(
+        self, *, settings: Settings, celery_app: Celery, store: RedisJobStore, applier: EventApplier | None = None
+    ) -> None:
         self._settings = settings
         self._celery = celery_app
         self._store = store
+        self._applier = applier
+        self._lock_ttl_s = applier.runner.lock_ttl_s if applier is not None else 0.0
 
     async def receive(self, request: Request) -> JSONResponse:
         """Answer one delivery."""
@@ -74,7 +86,12 @@ class Receiver:
 
     def _hand_on(self, event: dict[str, Any]) -> str:
         event_id = str(event["eventId"])
-        if self._store.event_seen(event_id):
+        run = inline_terminal_run(event) if self._applier is not None else None
+        job_id = metadata_job(run) if run is not None else None
+        if run is not None and job_id is not None:
+            if (answer := self._apply_here(event, run, job_id)) is not None:
+                return answer
+        elif self._store.event_seen(event_id):
             self._store.count("webhook_redelivered")
             return "duplicate"
         try:
@@ -84,6 +101,27 @@ class Receiver:
         # Remembered only now that it is queued. Two deliveries of one event racing each other may both be
         # queued: the worker applies a terminal event once (the job finishes once), so that costs one no-op.
         self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
+        return "accepted"
+
+    def _apply_here(self, event: dict[str, Any], run: dict[str, Any], job_id: str) -> str | None:
+        """Answer a terminal event once its job's result is durable (published here, or before): `accepted`, or
+        `duplicate` for a re-delivery; None (nothing changed) hands the event to the workers: its job is unknown
+        here, a step holds it, another job owns the run, or Redis failed."""
+        assert self._applier is not None
+        event_id = str(event["eventId"])
+        try:
+            with self._store.event_look(event_id, run_id_of(run), job_id, ttl_s=self._lock_ttl_s) as look:
+                if look.seen:
+                    self._store.count("webhook_redelivered")
+                    return "duplicate"
+                if look.record is None or look.owner not in (None, job_id):
+                    return None
+                if self._applier.apply_at_once(str(event["eventType"]), run, look.record) is None:
+                    return None
+            self._store.note_event_seen(event_id, ttl_s=self._settings.webhook_dedupe_ttl_s)
+        except redis.RedisError as exc:  # the workers' path answers 503 when the broker is down too
+            log.warning("webhook %s not applied here: %s", event_id, exc)
+            return None
         return "accepted"
 
 
@@ -106,7 +144,9 @@ def create_app(
     """The receiver app; mount it (`app.mount("/", create_app())`) or serve it with uvicorn."""
     settings = settings or get_settings()
     store = store or open_store(settings)
-    receiver = Receiver(settings=settings, celery_app=celery_app or create_celery(settings), store=store)
+    celery_app = celery_app or create_celery(settings)
+    applier = EventApplier(runner=receiver_runner(settings, celery_app, store)) if settings.webhook_apply else None
+    receiver = Receiver(settings=settings, celery_app=celery_app, store=store, applier=applier)
     routes = [Route("/webhooks/extend", receiver.receive, methods=["POST"]), Route("/health", _health)]
     if settings.webhook_metrics:
         if (samples := multiprocess_dir()) is not None:

@@ -1,4 +1,9 @@
-"""Applying Extend's webhook events to jobs: a terminal run finishes its job with no API call."""
+"""Applying Extend's webhook events to jobs: a terminal run finishes its job with no API call.
+
+Workers apply every event the receiver queues (`apply`). The receiver applies a terminal event that carries its
+run itself, before answering (`apply_at_once`): the shortest way from Extend's delivery to a durable result, with
+the same lock and the same finishing script as a check, so whichever comes first publishes the one result.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ class EventApplier:
         payload = event.get("payload")
         if not event_type.startswith("workflow_run.") or not isinstance(payload, dict):
             return self._counted(event_type, Outcome.IGNORED)
-        run_id = str(payload.get("workflowRunId") or payload.get("id") or "")
+        run_id = run_id_of(payload)
         job_id = self._job_for(run_id, payload)
         if job_id is None:
             return self._counted(event_type, Outcome.UNKNOWN_RUN)
@@ -73,6 +78,20 @@ class EventApplier:
             if record.finished:
                 return self._counted(event_type, Outcome.ALREADY_FINISHED)
             return self._counted(event_type, self._apply_to(record, event_type, run_id, payload))
+
+    def apply_at_once(self, event_type: str, run: Run, record: JobRecord) -> Outcome | None:
+        """Apply a terminal event whose run came in its body (`inline_terminal_run`) to `record`, its job, read
+        under its lock (`RedisJobStore.event_look`), now, in the caller's thread.
+
+        None, having changed nothing, when another run claims the job: the caller hands the event to the workers,
+        which count it as they count any stranger.
+        """
+        run_id = run_id_of(run)
+        if record.run_id not in (None, run_id):
+            return None
+        if record.finished:
+            return self._counted(event_type, Outcome.ALREADY_FINISHED)
+        return self._counted(event_type, self._apply_to(record, event_type, run_id, run))
 
     def _apply_to(self, record: JobRecord, event_type: str, run_id: str, payload: Run) -> Outcome:
         now = self.clock()
@@ -94,11 +113,33 @@ class EventApplier:
         owner = self.runner.store.owners([run_id])[0] if run_id else None
         if owner is not None:
             return owner
-        metadata = payload.get("metadata")
-        job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
-        return str(job_id) if job_id else None
+        return metadata_job(payload)
 
     def _counted(self, event_type: str, outcome: Outcome) -> Outcome:
         self.runner.store.count(f"webhook_{outcome.value}")
         metrics.webhook_event(event_type, outcome.value)
         return outcome
+
+
+def inline_terminal_run(event: dict[str, Any]) -> Run | None:
+    """The run of a `workflow_run.*` event that says the run ended and carries it whole; None for any other event
+    (progress, a step run's, one whose run waits behind a signed URL, or no run id)."""
+    event_type = str(event.get("eventType", ""))
+    run = event.get("payload")
+    if not event_type.startswith("workflow_run.") or event_type.startswith("workflow_run.step_run"):
+        return None
+    if not isinstance(run, dict) or run.get("object") == "signed_data_url" or not is_terminal(run.get("status")):
+        return None
+    return run if run_id_of(run) else None
+
+
+def run_id_of(run: Run) -> str:
+    """The id of the run an event carries ('' when it names none)."""
+    return str(run.get("workflowRunId") or run.get("id") or "")
+
+
+def metadata_job(run: Run) -> str | None:
+    """The job id a run carries in its metadata (extendq puts it there when it creates the run), if any."""
+    metadata = run.get("metadata")
+    job_id = metadata.get(JOB_ID_KEY) if isinstance(metadata, dict) else None
+    return str(job_id) if job_id else None

@@ -96,6 +96,8 @@ class JobRunner:
     overrun_errors: tuple[type[BaseException], ...] = ()
     # Cuts the secrets the worker knows out of the message of an error nobody foresaw (worker/unforeseen.py).
     redact: Redactor = field(default_factory=Redactor)
+    # Set in the webhook receiver: the metrics of a job it finishes go to the workers' endpoints (`metrics.HandedOver`).
+    hand_over_metrics: bool = False
     _sweeps: SweepWatch = field(default_factory=SweepWatch)  # what this runner last saw of list sweeps
     _hand: StepHand | None = None  # the steps this process has under way, their leases renewed
 
@@ -478,7 +480,10 @@ class JobRunner:
         if aliases is not None:
             _publish_late(aliases, targets, lambda job_id: self.publisher.success(job_id, run))
             self._log(record, record.run_status, "finished", via=via)
-            metrics.job_finished(record, run, now, via=via)
+            if self.hand_over_metrics:
+                metrics.hand_over_finished(self.store, record, run, now, via=via)
+            else:
+                metrics.job_finished(record, run, now, via=via)
             after_run(self.store, record, run, now, usage_noted=True)
 
     def _fail(self, record: JobRecord, error: ExtendqError, now: float) -> None:

@@ -150,6 +150,11 @@ class Keys:
         return f"{self.prefix}outbox"
 
     @property
+    def metrics_handover(self) -> str:
+        """List: the metrics of jobs the webhook receiver finished, for a worker's endpoint to count (JSON each)."""
+        return f"{self.prefix}metrics:handover"
+
+    @property
     def finished(self) -> str:
         """Sorted set: job id -> when it finished; trimmed to the result TTL (`extendq list`)."""
         return f"{self.prefix}finished"

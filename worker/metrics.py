@@ -13,6 +13,11 @@ flight, the oldest of them, the dispatcher's lag, queue lengths) is read from Re
 `PoolCollector`, the same on every endpoint (aggregate those with `max()`). So the children's files hold
 counters and histograms only, and a dead child's files keep counting towards the totals, as they should.
 
+The webhook receiver finishes jobs too (terminal events it applies itself). Their job metrics are not counted in
+the receiver's process, where nobody looks for them: it notes each in a Redis list (`hand_over_finished`), and a
+worker's endpoint takes the notes at its next scrape (`HandedOver`, an atomic pop: each note counts on one worker)
+and records them as its own. That is one write per job finished by webhook, off the hot path of checks.
+
 The worker's main process makes a fresh directory before its pool forks and removes it when it stops
 (config/metrics.py, tasks/observe.py); the receiver's `extendq webhooks` does the same for its processes.
 prometheus_client picks in-memory or file-backed values when a metric's value is first made, so metrics are
@@ -23,6 +28,7 @@ Every recording function is best effort: it logs at DEBUG and never raises, so m
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import threading
@@ -52,6 +58,7 @@ _CHECK_BUCKETS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 _REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _OLDEST_PROBES = 20  # stale entries dropped per scrape, at most, while looking for the oldest job in flight
+HANDOVER_MAX = 10_000  # finished jobs' metrics the receiver's hand-over list keeps (no worker taking them)
 
 
 class _Metrics:
@@ -226,14 +233,82 @@ def job_finished(record: JobRecord, run: dict[str, Any], now: float, *, via: str
 
     Best effort.
     """
-    m, workflow = _metrics(), record.request.workflow.id
-    m.finished.labels(workflow, str(run.get("status"))).inc()
-    m.duration.labels(workflow, "SUCCESS").observe(max(now - record.enqueued_at, 0.0))
-    m.checks.labels(workflow).observe(record.checks)
+    _record_finished(_finished_note(record, run, now, via=via))
+
+
+def _finished_note(record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> dict[str, Any]:
+    """What `job_finished` records, as plain JSON (the receiver hands it to the workers in this form)."""
     ended = _timestamp(run.get("endTime")) or _timestamp(run.get("updatedAt"))
-    if ended is not None:
-        m.time_to_result.labels(workflow, via).observe(max(now - ended, 0.0))
-    _count_credits(m, workflow, run)
+    usage, metadata = run.get("usage"), run.get("metadata")
+    tags = metadata.get("extend:usage_tags") if isinstance(metadata, dict) else None
+    return {
+        "workflow": record.request.workflow.id,
+        "status": str(run.get("status")),
+        "duration_s": max(now - record.enqueued_at, 0.0),
+        "checks": record.checks,
+        "to_result_s": None if ended is None else max(now - ended, 0.0),
+        "via": via,
+        "credits": float(usage.get("credits") or 0) if isinstance(usage, dict) else 0.0,
+        "tags": sorted({str(tag) for tag in tags}) if isinstance(tags, list) else [],
+    }
+
+
+def _record_finished(note: dict[str, Any]) -> None:
+    m, workflow = _metrics(), str(note["workflow"])
+    m.finished.labels(workflow, note["status"]).inc()
+    m.duration.labels(workflow, "SUCCESS").observe(note["duration_s"])
+    m.checks.labels(workflow).observe(note["checks"])
+    if note["to_result_s"] is not None:
+        m.time_to_result.labels(workflow, note["via"]).observe(note["to_result_s"])
+    credits = float(note["credits"])
+    if credits > 0:
+        m.credits.labels(workflow).inc(credits)
+        for tag in note["tags"]:
+            m.credits_by_tag.labels(tag).inc(credits)
+
+
+def hand_over_finished(store: RedisJobStore, record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> None:
+    """`job_finished` for a job the webhook receiver finished: noted in Redis, where the next scrape of a worker's
+    endpoint takes it and counts it (`HandedOver`), so a job's metrics show where every other job's do.
+
+    The list keeps the latest `HANDOVER_MAX` notes (no worker serving metrics takes any). Best effort.
+    """
+    try:
+        note = json.dumps(_finished_note(record, run, now, via=via))
+        pipe = store.client.pipeline(transaction=False)
+        pipe.rpush(store.keys.metrics_handover, note)
+        pipe.ltrim(store.keys.metrics_handover, -HANDOVER_MAX, -1)
+        pipe.execute()
+    except Exception as exc:  # a metric must never fail the job it describes
+        log.debug("metric hand_over_finished not noted: %s", exc)
+
+
+class HandedOver:
+    """Counts, at each scrape, the finished jobs the webhook receiver handed over; each note is taken by one worker
+    (an atomic pop), so adding up the workers' endpoints counts every job once."""
+
+    def __init__(self, client: redis.Redis, *, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        """Takes the notes into this process's metrics; yields nothing of its own (the recorded samples show them)."""
+        self.take()
+        yield from ()
+
+    def take(self) -> int:
+        """Count the notes waiting now; how many. Best effort: 0 when Redis does not answer."""
+        try:
+            notes: list[Any] = self._redis.lpop(self._keys.metrics_handover, HANDOVER_MAX) or []  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            log.debug("handed-over metrics not taken: %s", exc)
+            return 0
+        for raw in notes:
+            try:
+                _record_finished(json.loads(raw))
+            except Exception as exc:  # one odd note never stops the others
+                log.debug("handed-over metric not recorded: %s", exc)
+        return len(notes)
 
 
 @_best_effort
@@ -243,17 +318,6 @@ def job_failed(record: JobRecord, kind: str, now: float) -> None:
     m.failed.labels(workflow, kind).inc()
     m.duration.labels(workflow, "FAILURE").observe(max(now - record.enqueued_at, 0.0))
     m.checks.labels(workflow).observe(record.checks)
-
-
-def _count_credits(m: _Metrics, workflow: str, run: dict[str, Any]) -> None:
-    usage, metadata = run.get("usage"), run.get("metadata")
-    credits = float(usage.get("credits") or 0) if isinstance(usage, dict) else 0.0
-    if credits <= 0:
-        return
-    m.credits.labels(workflow).inc(credits)
-    tags = metadata.get("extend:usage_tags") if isinstance(metadata, dict) else None
-    for tag in sorted({str(tag) for tag in tags}) if isinstance(tags, list) else ():
-        m.credits_by_tag.labels(tag).inc(credits)
 
 
 # ---- what the Extend boundary, the limiter and webhooks record -------------------------------------------
@@ -426,11 +490,14 @@ def _size(path: Path) -> int:
         return 0
 
 
-def scrape_registry(pool: PoolCollector | None = None) -> CollectorRegistry:
-    """What an endpoint serves: the recorded counters and histograms, and the pool's gauges."""
+def scrape_registry(pool: PoolCollector | None = None, *, handed_over: HandedOver | None = None) -> CollectorRegistry:
+    """What an endpoint serves: the recorded counters and histograms (after taking in `handed_over`, a worker's),
+    and the pool's gauges."""
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
+    if handed_over is not None:  # first: what it takes in is then in the recorded samples of the same scrape
+        registry.register(handed_over)
     registry.register(_Recorded())
     if pool is not None:
         registry.register(pool)

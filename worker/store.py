@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
@@ -37,6 +38,17 @@ from extendq.worker.records import (
 Adoption = Literal["adopted", "known", "key_taken"]
 # The claim of a job its producer recorded: its start message's (`RedisJobStore.create`).
 NEW_CLAIM = "new"
+
+
+@dataclass(frozen=True)
+class EventLook:
+    """What a webhook event finds in one look (`RedisJobStore.event_look`)."""
+
+    seen: bool  # its id was handed on already: a re-delivery
+    owner: str | None  # the job owning its run, None when the run is not recorded yet
+    record: JobRecord | None  # its job, locked for this look; None when unknown or another step holds it
+
+
 _ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
 
 
@@ -361,10 +373,7 @@ class RedisJobStore:
         """
         lock = JobLock(uuid.uuid4().hex)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=max(1, int(ttl_s * 1000)))
-        pipe.hgetall(self._keys.job(job_id))
-        pipe.zscore(self._keys.due, job_id)
-        pipe.smembers(self._keys.aliases(job_id))
+        self._lock_and_read(pipe, job_id, lock, ttl_s)
         if claim is not None:
             keys = [self._keys.lock(job_id), self._keys.claims, self._keys.due]
             args: list[str | float | int] = [
@@ -392,6 +401,13 @@ class RedisJobStore:
         finally:
             if not lock.released:
                 self.unlock(job_id, lock.token)
+
+    def _lock_and_read(self, pipe: Any, job_id: str, lock: JobLock, ttl_s: float) -> None:
+        """Queue on `pipe`: take the job's lock, read its record, next due time and aliases (four answers)."""
+        pipe.set(self._keys.lock(job_id), lock.token, nx=True, px=max(1, int(ttl_s * 1000)))
+        pipe.hgetall(self._keys.job(job_id))
+        pipe.zscore(self._keys.due, job_id)
+        pipe.smembers(self._keys.aliases(job_id))
 
     def lock_many(self, job_ids: list[str], *, ttl_s: float) -> tuple[str, list[str]]:
         """Take the locks of these jobs that are free, with one token, in one round trip: (token, ids locked)."""
@@ -480,6 +496,26 @@ class RedisJobStore:
     def event_seen(self, event_id: str) -> bool:
         """Whether an event id was handed on already (within the de-duplication TTL): a re-delivery."""
         return bool(self._redis.exists(self._keys.event_seen(event_id)))
+
+    @contextmanager
+    def event_look(self, event_id: str, run_id: str, job_id: str, *, ttl_s: float) -> Iterator[EventLook]:
+        """For a webhook event naming job `job_id`: whether its id was handed on already, the job owning `run_id`,
+        and the job locked and read, in one round trip. The lock is released on leaving, unless a write did.
+        """
+        lock = JobLock(uuid.uuid4().hex)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._keys.event_seen(event_id))
+        pipe.get(self._keys.run(run_id))
+        self._lock_and_read(pipe, job_id, lock, ttl_s)
+        seen, owner, held, raw, _, aliases = pipe.execute()
+        record = _decode(job_id, raw) if held and raw else None
+        if record is not None:
+            record.lock, record.aliases = lock, sorted(str(alias) for alias in aliases)
+        try:
+            yield EventLook(seen=bool(seen), owner=None if owner is None else str(owner), record=record)
+        finally:
+            if held and not lock.released:
+                self.unlock(job_id, lock.token)
 
     def note_event_seen(self, event_id: str, *, ttl_s: int) -> None:
         """Remember for `ttl_s` that an event id was handed on; called once the event is durably queued, so a

@@ -108,7 +108,7 @@ class Sweeper:
         keys = self.store.keys
         started = self.clock()
         ended, reach = self._ended_since(self._window_start(started) - _SKEW_S)
-        made_due = self._make_due(ended, started)
+        made_due = self._make_due(ended)
         if reach == "too_far":
             made_due += self._give_way(started)
         pipe = self.client.pipeline()
@@ -229,14 +229,16 @@ class Sweeper:
                 self.limiter.pause(exc.retry_after_s or 1.0)
             raise
 
-    def _make_due(self, ended: list[dict[str, Any]], now: float) -> int:
+    def _make_due(self, ended: list[dict[str, Any]]) -> int:
         run_ids = [str(summary["id"]) for summary in ended]
         owners = self.store.owners(run_ids)
         jobs = [job for job in owners if job is not None]
         unfinished = set(self.store.unfinished(jobs))
         grace = self.config.webhook_grace_s
+        # Due as of the run's end (plus the grace): the dispatcher claims the longest-waiting first, so a sweep's
+        # batch of checks serves the runs that ended just after the previous sweep before those that just ended.
         due = {
-            job: max(now, api_time(summary.get("updatedAt")) + grace)
+            job: api_time(summary.get("updatedAt")) + grace
             for summary, job in zip(ended, owners, strict=True)
             if job in unfinished
         }

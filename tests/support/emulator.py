@@ -184,9 +184,9 @@ class EmulatorProcess:
         """Make `route` (e.g. `POST /workflow_runs/batch`) answer `status` for `for_s` seconds from now (0 ends it)."""
         return dict(self._call("POST", "/outage", json={"route": route, "status": status, "for_s": for_s}))
 
-    def set_webhook(self, url: str | None, secret: str | None = None) -> None:
-        """Send webhooks to `url` signed with `secret` from now on (None stops them)."""
-        self._call("PUT", "/webhook", json={"url": url, "secret": secret})
+    def set_webhook(self, url: str | None, secret: str | None = None, mirrors: Sequence[str] = ()) -> None:
+        """Send webhooks to `url` signed with `secret` from now on (None stops them), and to each of `mirrors`."""
+        self._call("PUT", "/webhook", json={"url": url, "secret": secret, "mirrors": list(mirrors)})
 
     def review(
         self, run_id: str, decision: str, note: str | None = None, reviewer: str | None = None
