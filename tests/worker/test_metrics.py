@@ -146,7 +146,8 @@ def test_a_scrape_skips_a_pool_process_file_not_yet_sized(monkeypatch: pytest.Mo
         # When the endpoint is scraped, then it answers with the recorded sample
         got = samples(metrics.scrape_registry())
     finally:
-        metrics.configure(multiprocess_dir=None)
         disable_multiprocess()
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        metrics.configure(multiprocess_dir=None)  # the library's value class follows the environment: in memory
     failed = {labels: value for (name, labels), value in got.items() if name == "extendq_jobs_failed_total"}
     assert sum(failed.values()) == 1, got
