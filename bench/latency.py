@@ -17,6 +17,10 @@ Jobs arrive at `--rates` a second for `--seconds`. `busy` runs two `while True: 
 two-core machine) from the first job to the last result. Prints, per scenario, p50/p95/p99/max in ms for extendq
 and the floor measured in the same run, and their ratios. `--set` passes settings to extendq's processes
 (e.g. `--set EXTENDQ_SWEEP=off` to see what sweeps cost in webhook mode).
+
+Then the crash scenario of `bench/handover.py` (`--crash-jobs`, 200 by default, 0 to leave it out): that many jobs
+undisturbed, then again with two worker SIGKILLs (each worker restarted); the extra seconds to result of the jobs
+in hand at a kill (p50, p99, max) against the undisturbed run.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import emulator, redis_database, worker_env  # noqa: E402
+from bench.common import chaos_profile, emulator, redis_database, worker_env  # noqa: E402
 from bench.floor import CHANNEL, FloorProcess  # noqa: E402
+from bench.handover import crash_scenario, report  # noqa: E402
 from extendq.config.settings import Settings  # noqa: E402
 from extendq.tasks.celery import create_app  # noqa: E402
 from extendq.tasks.producer import build_request, enqueue  # noqa: E402
@@ -230,10 +235,15 @@ def verdicts(rows: list[Row]) -> list[str]:
     return out
 
 
-def crash_rows(args: argparse.Namespace, logs: Path) -> list[Row]:
-    """Scenarios with a crash. Reserved: `bench/handover.py`'s `crash_scenario()` is to be run from here, its rows
-    printed with the others (it is not written yet); none for now."""
-    return []
+def crash_lines(args: argparse.Namespace, logs: Path) -> list[str]:
+    """The crash scenario's figures (`bench/handover.py`): jobs of `--duration` runs, two worker SIGKILLs."""
+    if args.crash_jobs <= 0:
+        return []
+    duration = (args.duration[0], args.duration[1])
+    with emulator(chaos_profile(duration)) as served:
+        calm, hurt = crash_scenario(served, args.crash_jobs, logs / "crash", duration=duration)
+    title = f"\nworker crashes: {args.crash_jobs} jobs, 2 SIGKILLs (each worker restarted), extra seconds to result"
+    return [title, *report(calm, hurt)]
 
 
 def parse_args() -> argparse.Namespace:
@@ -246,6 +256,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's processes")
     parser.add_argument("--timeout", type=float, default=180.0, help="longest wait for a scenario's results")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="settings for extendq")
+    parser.add_argument("--crash-jobs", type=int, default=200, help="jobs of the crash scenario (0: leave it out)")
     args = parser.parse_args()
     args.set = dict(item.split("=", 1) for item in args.set)
     return args
@@ -259,7 +270,6 @@ def main() -> None:
     for scenario in scenarios:
         rows.append(run_scenario(scenario, args, logs))
         print(line(rows[-1]), flush=True)
-    rows += crash_rows(args, logs)
     extra = f", settings {args.set}" if args.set else ""
     print(f"\nendTime -> result published, ms; runs of {args.duration[0]:g}-{args.duration[1]:g} s, jobs arriving")
     print(f"for {args.seconds:g} s, worker concurrency {args.concurrency}{extra}; x: extendq / floor, same run")
@@ -268,6 +278,8 @@ def main() -> None:
         print(line(row))
     for verdict in verdicts(rows):
         print(verdict)
+    for crash_line in crash_lines(args, logs):
+        print(crash_line, flush=True)
     print(f"logs: {logs}")
 
 

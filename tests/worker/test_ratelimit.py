@@ -35,7 +35,7 @@ def test_reservations_line_up_at_the_rate(redis_client: redis.Redis) -> None:
     # Then the first goes now and each other is reserved exactly one interval after the previous
     assert grants[0].now and all(grant.reserved and not grant.now for grant in grants[1:])
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    assert all(abs(gap - 0.11) < 1e-6 for gap in gaps), gaps
+    assert all(abs(gap - 0.11) < 1e-3 for gap in gaps), gaps
 
 
 def _slot(grant: Grant) -> float:
@@ -108,7 +108,7 @@ def test_calls_held_up_by_a_pause_line_up_after_it_instead_of_stampeding(redis_c
     slots = [_slot(shared.reserve(Bucket.REQUESTS)) for _ in range(5)]
     assert before + 0.5 <= slots[0] <= after + 0.5
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    assert all(abs(gap - 0.11) < 1e-6 for gap in gaps), gaps
+    assert all(abs(gap - 0.11) < 1e-3 for gap in gaps), gaps
 
 
 def test_concurrent_callers_share_one_budget(redis_client: redis.Redis) -> None:
@@ -128,9 +128,10 @@ def test_concurrent_callers_share_one_budget(redis_client: redis.Redis) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    # Then the 80 reservations are 80 moments, no two closer than one interval (two taken at once would share one)
+    # Then the 80 reservations are 80 moments, no two closer than one interval (two taken at once would share
+    # one); slots come back from Lua with 14 significant digits, 0.1 ms at this epoch
     gaps = [b - a for a, b in zip(sorted(slots), sorted(slots)[1:], strict=False)]
-    assert len(slots) == 80 and min(gaps) >= 1.1 / 20 - 1e-6, min(gaps)
+    assert len(slots) == 80 and min(gaps) >= 1.1 / 20 - 1e-3, min(gaps)
 
 
 def test_usage_shows_the_tokens_reserved_ahead_and_the_pauses_of_the_last_hour(redis_client: redis.Redis) -> None:
