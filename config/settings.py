@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extendq.config.regions import Region
 from extendq.config.tenants import load_tenants
+from extendq.config.tls_files import check_tls_files
 from extendq.errors import ConfigError
 
 API_VERSION = "2026-02-09"
@@ -29,6 +30,13 @@ class Settings(BaseSettings):
     key_prefix: str = "extendq:"
     # A starting worker waits this long for its Redis to answer, then refuses to start (Redis starting with it).
     redis_wait_s: float = Field(default=30.0, ge=0)
+    # TLS for `rediss://` URLs (config/redis_connection.py): a CA bundle, a client certificate and key for a server
+    # that requires one, and how the server is checked (required: certificate and host name; optional: certificate
+    # only; none: nothing).
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
+    redis_tls_verify: str = Field(default="required", pattern="^(required|optional|none)$")
 
     # Extend: the SDK's own EXTEND_API_KEY is honoured.
     api_key: SecretStr | None = Field(
@@ -107,6 +115,15 @@ class Settings(BaseSettings):
     def _check_landing_window(self) -> Settings:
         if self.landing_window_s <= self.request_timeout_s:
             raise ValueError("EXTENDQ_LANDING_WINDOW_S must exceed EXTENDQ_REQUEST_TIMEOUT_S")
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis_tls(self) -> Settings:
+        files = {"CA": self.redis_tls_ca_file, "CERT": self.redis_tls_cert_file, "KEY": self.redis_tls_key_file}
+        given = [name for name, path in files.items() if path]
+        if given and not any(url.startswith("rediss://") for url in (self.redis_url, self.broker, self.result_backend)):
+            raise ValueError(f"EXTENDQ_REDIS_TLS_{given[0]}_FILE is set but no Redis URL is a rediss:// (TLS) URL")
+        check_tls_files(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
         return self
 
     @property

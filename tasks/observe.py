@@ -45,7 +45,7 @@ def serve_metrics(settings: Settings) -> None:
     if settings.metrics_port is None:
         return
     registry = metrics.scrape_registry(metrics.pool_collector(settings))
-    broker = broker_client(settings.broker)
+    broker = broker_client(settings)
     if broker is not None:
         store = store_for(settings)
         workers = WorkerRegistry(store.client, keys=store.keys)
@@ -82,7 +82,7 @@ def watch_pool(settings: Settings, consumer: Any, stop: threading.Event) -> Pool
 
     watch = PoolWatch(
         registry=registry,
-        broker=broker_client(settings.broker),
+        broker=broker_client(settings),
         describe=describe,
         task_names=task_names(consumer.app),
         interval_s=settings.pool_watch_interval_s,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from extendq.config.redis_connection import is_tls, redis_client, tls_description
 from extendq.config.settings import Settings
 from extendq.config.tenants import load_tenants
 from extendq.errors import ConfigError
@@ -74,7 +75,7 @@ def wait_for_redis(
     """
     deadline = clock() + settings.redis_wait_s
     for variable, url in redis_urls(settings).items():
-        while not _answers(variable, url):
+        while not _answers(settings, variable, url):
             if clock() >= deadline:
                 raise ConfigError(
                     f"{variable}: no Redis answered at {redis_where(url)} within {settings.redis_wait_s:g} s"
@@ -82,8 +83,8 @@ def wait_for_redis(
             sleep(_PING_EVERY_S)
 
 
-def _answers(variable: str, url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=_PING_TIMEOUT_S, socket_timeout=_PING_TIMEOUT_S)
+def _answers(settings: Settings, variable: str, url: str) -> bool:
+    client = redis_client(settings, url, socket_connect_timeout=_PING_TIMEOUT_S, socket_timeout=_PING_TIMEOUT_S)
     try:
         return bool(client.ping())
     except redis.AuthenticationError as exc:  # a ConnectionError, but one that waiting cannot mend
@@ -122,7 +123,7 @@ def start_line(settings: Settings, *, queues: Sequence[str], keyless: bool) -> s
         _rate_limit(settings),
         f"webhooks {'on' if settings.webhooks_enabled else 'off'}",
         _sweeps(settings),
-        "Redis " + ", ".join(_redis_named(variable, url) for variable, url in redis_urls(settings).items()),
+        _redis_part(settings),
         f"queues {', '.join(queues)}",
     ]
     return "extendq worker starting: " + "; ".join(parts)
@@ -147,6 +148,12 @@ def _sweeps(settings: Settings) -> str:
     if settings.sweep == "auto":
         return f"sweeps auto (from {settings.sweep_min_in_flight} jobs in flight)"
     return f"sweeps {settings.sweep}"
+
+
+def _redis_part(settings: Settings) -> str:
+    urls = redis_urls(settings)
+    named = "Redis " + ", ".join(_redis_named(variable, url) for variable, url in urls.items())
+    return named + (f" ({tls_description(settings)})" if any(is_tls(url) for url in urls.values()) else "")
 
 
 def _redis_named(variable: str, url: str) -> str:
