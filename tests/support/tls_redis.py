@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.asgi import free_port
 from tests.support.groups import stop_group
 
 _Key = ec.EllipticCurvePrivateKey
@@ -76,7 +76,9 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: _Key) -> x509.Certifica
     )
 
 
-def _leaf(ca: x509.Certificate, ca_key: _Key, common_name: str, usage: x509.ObjectIdentifier) -> tuple[_Key, x509.Certificate]:
+def _leaf(
+    ca: x509.Certificate, ca_key: _Key, common_name: str, usage: x509.ObjectIdentifier
+) -> tuple[_Key, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -96,19 +98,10 @@ def _write_cert(path: Path, cert: x509.Certificate) -> Path:
 
 
 def _write_key(path: Path, key: _Key) -> Path:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.write_bytes(pem)
     path.chmod(0o600)
     return path
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at the moment."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class TlsRedis:
@@ -130,9 +123,7 @@ class TlsRedis:
         """Start the server and wait until it answers PING over TLS."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = (self.folder / "redis.log").open("ab")
-        self.proc = subprocess.Popen(
-            self._args(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.proc = subprocess.Popen(self._args(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
