@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extendq.config.regions import Region
+from extendq.config.sentinel_url import SentinelUrl, is_sentinel, parse_sentinel_url
 from extendq.config.tenants import load_tenants
 from extendq.config.tls_files import check_tls_files
 from extendq.errors import ConfigError
@@ -125,6 +126,27 @@ class Settings(BaseSettings):
             raise ValueError(f"EXTENDQ_REDIS_TLS_{given[0]}_FILE is set but no Redis URL is a rediss:// (TLS) URL")
         check_tls_files(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
         return self
+
+    @model_validator(mode="after")
+    def _check_sentinel_urls(self) -> Settings:
+        self.sentinel_urls()
+        return self
+
+    def sentinel_urls(self) -> dict[str, SentinelUrl]:
+        """The Redis URLs given as `redis+sentinel://`, parsed, by their variable (ValueError naming a bad one)."""
+        urls = {
+            "EXTENDQ_REDIS_URL": self.redis_url,
+            "EXTENDQ_BROKER_URL": self.broker_url or "",
+            "EXTENDQ_RESULT_BACKEND_URL": self.result_backend_url or "",
+        }
+        parsed: dict[str, SentinelUrl] = {}
+        for variable, url in urls.items():
+            if is_sentinel(url):
+                try:
+                    parsed[variable] = parse_sentinel_url(url)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}: {exc}") from None
+        return parsed
 
     @property
     def extend_base_url(self) -> str:

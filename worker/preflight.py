@@ -60,6 +60,11 @@ def check_values(settings: Settings) -> None:
     """The values Settings cannot check alone; `ConfigError` naming the variable."""
     if settings.secrets_key is not None:
         check_key(settings.secrets_key.get_secret_value())
+    for variable, sentinel in list(settings.sentinel_urls().items())[:1]:
+        raise ConfigError(
+            f"{variable}: Redis Sentinel (redis+sentinel://, master {sentinel.service_name!r} through "
+            f"{len(sentinel.sentinels)} sentinel(s)) is not yet supported: give the master's redis:// or rediss:// URL"
+        )
 
 
 def wait_for_redis(
