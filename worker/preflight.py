@@ -8,6 +8,7 @@ address: a tunnel on 127.0.0.1 may lead to Extend itself.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
@@ -94,7 +95,9 @@ def _answers(settings: Settings, variable: str, url: str) -> bool:
         return bool(client.ping())
     except redis.AuthenticationError as exc:  # a ConnectionError, but one that waiting cannot mend
         raise _refused(variable, url, exc) from None
-    except (redis.ConnectionError, redis.TimeoutError):
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc.__cause__, ssl.SSLCertVerificationError):  # nor can waiting mend a certificate
+            raise _unverified(variable, url, exc.__cause__) from None
         return False
     except redis.RedisError as exc:
         raise _refused(variable, url, exc) from None
@@ -104,6 +107,14 @@ def _answers(settings: Settings, variable: str, url: str) -> bool:
 
 def _refused(variable: str, url: str, exc: Exception) -> ConfigError:
     return ConfigError(f"{variable}: Redis at {redis_where(url)} refused: {type(exc).__name__}")
+
+
+def _unverified(variable: str, url: str, exc: ssl.SSLCertVerificationError) -> ConfigError:
+    why = str(exc.verify_message).rstrip(".")
+    return ConfigError(
+        f"{variable}: the TLS certificate of Redis at {redis_where(url)} did not verify ({why}): "
+        "check EXTENDQ_REDIS_TLS_CA_FILE and EXTENDQ_REDIS_TLS_VERIFY"
+    )
 
 
 def redis_urls(settings: Settings) -> dict[str, str]:

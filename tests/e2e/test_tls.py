@@ -22,12 +22,14 @@ from typer.testing import CliRunner
 from extendq.cli.main import app as cli_app
 from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
+from extendq.errors import ConfigError
 from extendq.tasks.aio import result_async
 from extendq.tasks.celery import create_app
 from extendq.tasks.producer import build_request, enqueue
 from extendq.tasks.waiting import waiting_in_broker
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobState
+from extendq.worker.preflight import wait_for_redis
 from extendq.worker.store import open_store
 from tests.e2e.conftest import PROFILE, SECRETS_KEY
 from tests.support.beat import BeatProcess
@@ -154,3 +156,55 @@ def test_plaintext_and_a_wrong_ca_are_refused(tls_redis: TlsRedis, pki: Pki, tmp
     # While the settings' own client does
     with tls_redis.client() as client:
         assert client.ping() is True
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
+    """A TLS Redis whose certificate names another host; it takes clients without a certificate."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    with TlsRedis(make_pki(folder / "pki", hosts=("redis.elsewhere.example",)), folder / "server") as server:
+        yield server
+
+
+def answers(settings: Settings) -> bool:
+    with redis_client(settings, socket_timeout=5, socket_connect_timeout=5) as client:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+
+@pytest.mark.parametrize(
+    ("verify", "own_ca", "answered"),
+    [
+        ("required", True, False),  # the certificate verifies, its host name does not match
+        ("optional", True, True),  # the certificate verifies, the host name is not checked
+        ("optional", False, False),  # the system's CAs do not know the test CA
+        ("required", False, False),
+        ("none", False, True),  # anything goes
+    ],
+)
+def test_the_verify_mode_decides_which_server_certificates_pass(
+    elsewhere: TlsRedis, verify: str, own_ca: bool, answered: bool
+) -> None:
+    env = {"EXTENDQ_REDIS_URL": elsewhere.url, "EXTENDQ_REDIS_TLS_VERIFY": verify}
+    if own_ca:
+        env["EXTENDQ_REDIS_TLS_CA_FILE"] = str(elsewhere.pki.ca_cert)
+    assert answers(Settings.from_env(env)) is answered
+
+
+def test_a_starting_worker_refuses_at_once_a_certificate_that_does_not_verify(elsewhere: TlsRedis) -> None:
+    settings = Settings.from_env(
+        {"EXTENDQ_REDIS_URL": elsewhere.url, "EXTENDQ_REDIS_TLS_CA_FILE": str(elsewhere.pki.ca_cert)}
+    )
+
+    def never(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s for a certificate that cannot verify")
+
+    with pytest.raises(ConfigError) as refused:
+        wait_for_redis(settings, sleep=never)
+    assert str(refused.value) == (
+        f"EXTENDQ_REDIS_URL: the TLS certificate of Redis at TLS 127.0.0.1:{elsewhere.port}/0 did not verify "
+        "(IP address mismatch, certificate is not valid for '127.0.0.1'): "
+        "check EXTENDQ_REDIS_TLS_CA_FILE and EXTENDQ_REDIS_TLS_VERIFY"
+    )

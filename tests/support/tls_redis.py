@@ -36,8 +36,8 @@ class Pki:
     client_key: Path
 
 
-def make_pki(folder: Path, *, name: str = "extendq test") -> Pki:
-    """A fresh CA named `name` and the two certificates it signs, written under `folder`."""
+def make_pki(folder: Path, *, name: str = "extendq test", hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Pki:
+    """A fresh CA named `name` and the two certificates it signs (for `hosts`), written under `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
@@ -47,8 +47,8 @@ def make_pki(folder: Path, *, name: str = "extendq test") -> Pki:
         .add_extension(x509.KeyUsage(*_CA_USAGE), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    server_key, server = _leaf(ca, ca_key, "redis server", ExtendedKeyUsageOID.SERVER_AUTH)
-    client_key, client = _leaf(ca, ca_key, "extendq client", ExtendedKeyUsageOID.CLIENT_AUTH)
+    server_key, server = _leaf(ca, ca_key, "redis server", ExtendedKeyUsageOID.SERVER_AUTH, hosts)
+    client_key, client = _leaf(ca, ca_key, "extendq client", ExtendedKeyUsageOID.CLIENT_AUTH, hosts)
     return Pki(
         ca_cert=_write_cert(folder / "ca.crt", ca),
         server_cert=_write_cert(folder / "server.crt", server),
@@ -77,11 +77,11 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: _Key) -> x509.Certifica
 
 
 def _leaf(
-    ca: x509.Certificate, ca_key: _Key, common_name: str, usage: x509.ObjectIdentifier
+    ca: x509.Certificate, ca_key: _Key, common_name: str, usage: x509.ObjectIdentifier, hosts: tuple[str, ...]
 ) -> tuple[_Key, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names = [_name(host) for host in hosts]
     cert = (
         _builder(subject, ca.subject, key)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -90,6 +90,13 @@ def _leaf(
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
+
+
+def _name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> Path:
@@ -159,7 +166,7 @@ class TlsRedis:
         )
 
     def _answers(self) -> bool:
-        with self.client(socket_connect_timeout=1, socket_timeout=1) as probe:
+        with self.client(socket_connect_timeout=1, socket_timeout=1, ssl_check_hostname=False) as probe:
             try:
                 return bool(probe.ping())
             except (redis.ConnectionError, redis.TimeoutError):
