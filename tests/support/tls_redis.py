@@ -162,7 +162,7 @@ class TlsRedis:
             ssl_ca_certs=str(self.pki.ca_cert),
             ssl_certfile=str(self.pki.client_cert),
             ssl_keyfile=str(self.pki.client_key),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def _answers(self) -> bool:
