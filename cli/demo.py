@@ -32,6 +32,7 @@ from extendq.cli.outcome_table import outcomes_table
 from extendq.cli.processes import Child, Supervisor, sigint_blocked, signals_as_exit
 from extendq.cli.redis_server import RedisServer, RedisServerError, RedisUnavailable, ensure_redis
 from extendq.cli.views import redact
+from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
 from extendq.tasks.celery import QUEUE, create_app
 from extendq.tasks.producer import build_request, enqueue
@@ -237,7 +238,7 @@ def _worker_argv(options: DemoOptions) -> list[str]:
 
 def _submit(settings: Settings, samples: Sequence[Sample], console: Console, timeout_s: float) -> list[Outcome]:
     """Queue every sample and follow the jobs to their end; the outcomes, in sample order."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client(settings, decode_responses=True)
     store = RedisJobStore(client, keys=Keys(settings.key_prefix), result_ttl_s=settings.result_ttl_s)
     with closing(client), create_app(settings) as app:
         jobs = [Tracked(enqueue(app, _request(sample)).id, sample.relative, sample.expected) for sample in samples]

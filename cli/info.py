@@ -23,7 +23,7 @@ _LABEL = 17  # the label column
 
 def gather(settings: Settings, app: Celery, store: RedisJobStore) -> dict[str, Any]:
     """The overview of the pool `settings` name (see `worker.overview.Overview.read`)."""
-    broker = broker_client(settings.broker)
+    broker = broker_client(settings)
     try:
         return Overview(
             store=store,

@@ -27,6 +27,7 @@ from extendq.cli.manifest import BadInput, Entry, entries_for, parse_metadata
 from extendq.cli.redis_server import RedisUnavailable, redis_answers
 from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
+from extendq.config.redis_connection import redis_client, tls_options_for
 from extendq.config.settings import Settings
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
 from extendq.worker.models import JobState
@@ -195,7 +196,8 @@ class _Session:
     def check_redis(self) -> None:
         """Raise `RedisUnavailable` naming the URL (password hidden) when Redis does not answer."""
         for url in dict.fromkeys([self.settings.redis_url, self.settings.broker, self.settings.result_backend]):
-            if url.startswith(("redis://", "rediss://", "unix://")) and not redis_answers(url, timeout_s=2.0):
+            tls = tls_options_for(self.settings, url)
+            if url.startswith(("redis://", "rediss://", "unix://")) and not redis_answers(url, timeout_s=2.0, tls=tls):
                 raise RedisUnavailable(f"Redis unreachable at {redact(url)}")
 
     @property
@@ -479,7 +481,7 @@ def watch(
 
     with _guard() as session:
         session.check_redis()
-        client = redis.Redis.from_url(session.settings.redis_url, decode_responses=True)
+        client = redis_client(session.settings, decode_responses=True)
         try:
             feed = EventFeed(client, session.store.keys)
             finished = feed.run(

@@ -19,9 +19,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import redis
@@ -55,9 +56,11 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
-    """Return True when a Redis at `url` answers PING within `timeout_s` seconds."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=_no_retry())
+def redis_answers(url: str, timeout_s: float = 0.5, *, tls: Mapping[str, Any] | None = None) -> bool:
+    """Return True when a Redis at `url` answers PING within `timeout_s` seconds (`tls`: redis-py's ssl_* options)."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=_no_retry(), **(tls or {})
+    )
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):

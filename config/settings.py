@@ -11,7 +11,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extendq.config.regions import Region
+from extendq.config.sentinel_url import SentinelUrl, is_sentinel, parse_sentinel_url
 from extendq.config.tenants import load_tenants
+from extendq.config.tls_files import check_tls_files
 from extendq.errors import ConfigError
 
 API_VERSION = "2026-02-09"
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
     key_prefix: str = "extendq:"
     # A starting worker waits this long for its Redis to answer, then refuses to start (Redis starting with it).
     redis_wait_s: float = Field(default=30.0, ge=0)
+    # TLS for `rediss://` URLs (config/redis_connection.py): a CA bundle, a client certificate and key for a server
+    # that requires one, and how the server is checked (required: certificate and host name; optional: certificate
+    # only; none: nothing).
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
+    redis_tls_verify: str = Field(default="required", pattern="^(required|optional|none)$")
 
     # Extend: the SDK's own EXTEND_API_KEY is honoured.
     api_key: SecretStr | None = Field(
@@ -121,6 +130,36 @@ class Settings(BaseSettings):
         if self.landing_window_s <= self.request_timeout_s:
             raise ValueError("EXTENDQ_LANDING_WINDOW_S must exceed EXTENDQ_REQUEST_TIMEOUT_S")
         return self
+
+    @model_validator(mode="after")
+    def _check_redis_tls(self) -> Settings:
+        files = {"CA": self.redis_tls_ca_file, "CERT": self.redis_tls_cert_file, "KEY": self.redis_tls_key_file}
+        given = [name for name, path in files.items() if path]
+        if given and not any(url.startswith("rediss://") for url in (self.redis_url, self.broker, self.result_backend)):
+            raise ValueError(f"EXTENDQ_REDIS_TLS_{given[0]}_FILE is set but no Redis URL is a rediss:// (TLS) URL")
+        check_tls_files(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+        return self
+
+    @model_validator(mode="after")
+    def _check_sentinel_urls(self) -> Settings:
+        self.sentinel_urls()
+        return self
+
+    def sentinel_urls(self) -> dict[str, SentinelUrl]:
+        """The Redis URLs given as `redis+sentinel://`, parsed, by their variable (ValueError naming a bad one)."""
+        urls = {
+            "EXTENDQ_REDIS_URL": self.redis_url,
+            "EXTENDQ_BROKER_URL": self.broker_url or "",
+            "EXTENDQ_RESULT_BACKEND_URL": self.result_backend_url or "",
+        }
+        parsed: dict[str, SentinelUrl] = {}
+        for variable, url in urls.items():
+            if is_sentinel(url):
+                try:
+                    parsed[variable] = parse_sentinel_url(url)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}: {exc}") from None
+        return parsed
 
     @property
     def step_lease(self) -> float:

@@ -82,7 +82,10 @@ def create_app(
 
 
 class LazyRedis:
-    """One redis.asyncio client (a connection pool), opened lazily inside the server's event loop."""
+    """One redis.asyncio client (a connection pool), opened lazily inside the server's event loop.
+
+    A `rediss://` URL gets the TLS options of extendq's settings (EXTENDQ_REDIS_TLS_*).
+    """
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -91,7 +94,7 @@ class LazyRedis:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self._url, decode_responses=True)
+            self._client = aioredis.Redis.from_url(self._url, decode_responses=True, **_tls_options(self._url))
         return self._client
 
     async def close(self) -> None:
@@ -205,3 +208,12 @@ _PAGE = """<!doctype html>
   }
 </script>
 """
+
+
+def _tls_options(url: str) -> dict[str, Any]:
+    if not url.startswith("rediss://"):
+        return {}
+    from extendq.config.redis_connection import tls_options
+    from extendq.config.settings import get_settings
+
+    return tls_options(get_settings())

@@ -74,7 +74,8 @@ async def result_async(job_id: str, *, timeout: float | None = None, app: Celery
     by_url = _listeners.setdefault(loop, {})
     listener = by_url.get(url)
     if listener is None:
-        listener = by_url[url] = _Listener(url, on_idle=lambda: by_url.pop(url, None))
+        tls = celery_app.conf.redis_backend_use_ssl or {}
+        listener = by_url[url] = _Listener(url, tls=tls, on_idle=lambda: by_url.pop(url, None))
     meta = await listener.wait(backend.get_key_for_task(job_id).decode(), backend, timeout)
     return _outcome(backend, meta)
 
@@ -82,8 +83,8 @@ async def result_async(job_id: str, *, timeout: float | None = None, app: Celery
 class _Listener:
     """The results awaited on one event loop from one Redis: one pub/sub connection, a few for GETs."""
 
-    def __init__(self, url: str, *, on_idle: Any) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=_GET_CONNECTIONS, timeout=None)
+    def __init__(self, url: str, *, tls: dict[str, Any], on_idle: Any) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=_GET_CONNECTIONS, timeout=None, **tls)
         self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
         self._pubsub = self._client.pubsub()
         self._queues: dict[str, set[asyncio.Queue[Any]]] = {}

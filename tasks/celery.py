@@ -11,6 +11,7 @@ from celery.apps.worker import Worker
 from kombu import Exchange, Queue
 
 from extendq.config.logging import configure_logging
+from extendq.config.redis_connection import tls_options_for
 from extendq.config.settings import Settings, get_settings
 from extendq.errors import ConfigError
 from extendq.tasks.startup import EXIT_CONFIG, CheckedWorker, refuse
@@ -35,6 +36,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker,
         "result_backend": settings.result_backend,
+        # rediss:// URLs: the same TLS options for kombu, the result backend and redbeat (config/redis_connection.py).
+        "broker_use_ssl": tls_options_for(settings, settings.broker) or None,
+        "redis_backend_use_ssl": tls_options_for(settings, settings.result_backend) or None,
         # JSON only: no pickle on the wire, and producers in any language can enqueue by name.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -72,6 +76,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_max_loop_interval": settings.beat_max_loop_interval_s,
         "redbeat_redis_url": settings.redis_url,
         "redbeat_redis_options": {},
+        "redbeat_redis_use_ssl": tls_options_for(settings, settings.redis_url) or None,
         "redbeat_key_prefix": Keys(settings.key_prefix).beat,
         "redbeat_lock_timeout": settings.beat_lock_timeout_s,
     }

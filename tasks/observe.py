@@ -47,7 +47,7 @@ def serve_metrics(settings: Settings) -> None:
     store = store_for(settings)
     handed_over = metrics.HandedOver(store.client, keys=store.keys)
     registry = metrics.scrape_registry(metrics.pool_collector(settings, store), handed_over=handed_over)
-    broker = broker_client(settings.broker)
+    broker = broker_client(settings)
     if broker is not None:
         workers = WorkerRegistry(store.client, keys=store.keys)
         registry.register(MisroutedCollector(broker, registry=workers, task_names=task_names(get_app())))
@@ -83,7 +83,7 @@ def watch_pool(settings: Settings, consumer: Any, stop: threading.Event) -> Pool
 
     watch = PoolWatch(
         registry=registry,
-        broker=broker_client(settings.broker),
+        broker=broker_client(settings),
         describe=describe,
         task_names=task_names(consumer.app),
         interval_s=settings.pool_watch_interval_s,

@@ -32,7 +32,7 @@ def waiting_in_broker(app: Celery, job_id: str) -> bool:
     url = str(app.conf.broker_url or "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return True
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, **(app.conf.broker_use_ssl or {}))
     try:
         unacked = str((app.conf.broker_transport_options or {}).get("unacked_key", "unacked"))
         return _in_queues(client, job_id.encode()) or _in_unacked(client, unacked, job_id.encode())

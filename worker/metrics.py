@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from extendq.config.redis_connection import redis_client
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys, queue_lists
 from extendq.worker.store import RedisJobStore, open_store
 
@@ -453,7 +454,7 @@ def pool_collector(settings: Settings, store: RedisJobStore | None = None) -> Po
     """The pool's gauges for `settings`: the job store's Redis, and the broker's queues when it is a Redis."""
 
     store = store or open_store(settings)
-    broker = redis.Redis.from_url(settings.broker) if settings.broker.startswith(("redis://", "rediss://")) else None
+    broker = redis_client(settings, settings.broker) if settings.broker.startswith(("redis://", "rediss://")) else None
     return PoolCollector(store.client, keys=store.keys, broker=broker, queues=(CHECKS_QUEUE, QUEUE))
 
 

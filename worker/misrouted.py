@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from extendq.config.redis_connection import redis_client
+from extendq.config.settings import Settings
 from extendq.worker.keys import CELERY_DEFAULT_QUEUE, QUEUE, queue_lists
 from extendq.worker.periodic import repeat
 from extendq.worker.pool import WorkerEntry, WorkerRegistry
@@ -72,9 +74,10 @@ class Misrouted:
         }
 
 
-def broker_client(url: str) -> redis.Redis | None:
+def broker_client(settings: Settings) -> redis.Redis | None:
     """A client of the broker when it is a Redis (lazy: no connection yet); None for another broker."""
-    return redis.Redis.from_url(url) if url.startswith(("redis://", "rediss://", "unix://")) else None
+    url = settings.broker
+    return redis_client(settings, url) if url.startswith(("redis://", "rediss://", "unix://")) else None
 
 
 def task_name(raw: bytes | str) -> str | None:

@@ -8,12 +8,14 @@ address: a tunnel on 127.0.0.1 may lead to Extend itself.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from extendq.config.redis_connection import is_tls, redis_client, tls_description
 from extendq.config.settings import Settings
 from extendq.config.tenants import load_tenants
 from extendq.errors import ConfigError
@@ -59,6 +61,11 @@ def check_values(settings: Settings) -> None:
     """The values Settings cannot check alone; `ConfigError` naming the variable."""
     if settings.secrets_key is not None:
         check_key(settings.secrets_key.get_secret_value())
+    for variable, sentinel in list(settings.sentinel_urls().items())[:1]:
+        raise ConfigError(
+            f"{variable}: Redis Sentinel (redis+sentinel://, master {sentinel.service_name!r} through "
+            f"{len(sentinel.sentinels)} sentinel(s)) is not yet supported: give the master's redis:// or rediss:// URL"
+        )
 
 
 def wait_for_redis(
@@ -74,7 +81,7 @@ def wait_for_redis(
     """
     deadline = clock() + settings.redis_wait_s
     for variable, url in redis_urls(settings).items():
-        while not _answers(variable, url):
+        while not _answers(settings, variable, url):
             if clock() >= deadline:
                 raise ConfigError(
                     f"{variable}: no Redis answered at {redis_where(url)} within {settings.redis_wait_s:g} s"
@@ -82,13 +89,15 @@ def wait_for_redis(
             sleep(_PING_EVERY_S)
 
 
-def _answers(variable: str, url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=_PING_TIMEOUT_S, socket_timeout=_PING_TIMEOUT_S)
+def _answers(settings: Settings, variable: str, url: str) -> bool:
+    client = redis_client(settings, url, socket_connect_timeout=_PING_TIMEOUT_S, socket_timeout=_PING_TIMEOUT_S)
     try:
         return bool(client.ping())
     except redis.AuthenticationError as exc:  # a ConnectionError, but one that waiting cannot mend
         raise _refused(variable, url, exc) from None
-    except (redis.ConnectionError, redis.TimeoutError):
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if isinstance(exc.__cause__, ssl.SSLCertVerificationError):  # nor can waiting mend a certificate
+            raise _unverified(variable, url, exc.__cause__) from None
         return False
     except redis.RedisError as exc:
         raise _refused(variable, url, exc) from None
@@ -98,6 +107,14 @@ def _answers(variable: str, url: str) -> bool:
 
 def _refused(variable: str, url: str, exc: Exception) -> ConfigError:
     return ConfigError(f"{variable}: Redis at {redis_where(url)} refused: {type(exc).__name__}")
+
+
+def _unverified(variable: str, url: str, exc: ssl.SSLCertVerificationError) -> ConfigError:
+    why = str(exc.verify_message).rstrip(".")
+    return ConfigError(
+        f"{variable}: the TLS certificate of Redis at {redis_where(url)} did not verify ({why}): "
+        "check EXTENDQ_REDIS_TLS_CA_FILE and EXTENDQ_REDIS_TLS_VERIFY"
+    )
 
 
 def redis_urls(settings: Settings) -> dict[str, str]:
@@ -122,7 +139,7 @@ def start_line(settings: Settings, *, queues: Sequence[str], keyless: bool) -> s
         _rate_limit(settings),
         f"webhooks {'on' if settings.webhooks_enabled else 'off'}",
         _sweeps(settings),
-        "Redis " + ", ".join(_redis_named(variable, url) for variable, url in redis_urls(settings).items()),
+        _redis_part(settings),
         f"queues {', '.join(queues)}",
     ]
     return "extendq worker starting: " + "; ".join(parts)
@@ -147,6 +164,12 @@ def _sweeps(settings: Settings) -> str:
     if settings.sweep == "auto":
         return f"sweeps auto (from {settings.sweep_min_in_flight} jobs in flight)"
     return f"sweeps {settings.sweep}"
+
+
+def _redis_part(settings: Settings) -> str:
+    urls = redis_urls(settings)
+    named = "Redis " + ", ".join(_redis_named(variable, url) for variable, url in urls.items())
+    return named + (f" ({tls_description(settings)})" if any(is_tls(url) for url in urls.values()) else "")
 
 
 def _redis_named(variable: str, url: str) -> str:

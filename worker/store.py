@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import redis
 
+from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
 from extendq.worker import store_scripts as scripts
 from extendq.worker.keys import Keys
@@ -54,7 +55,7 @@ _ADOPTIONS: dict[int, Adoption] = {1: "adopted", 0: "known", 2: "key_taken"}
 
 def open_store(settings: Settings) -> RedisJobStore:
     """The job store on the settings' Redis (a lazy connection pool: call it after fork)."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+    client = redis_client(settings, decode_responses=True, health_check_interval=30)
     return RedisJobStore(client, keys=Keys(settings.key_prefix), result_ttl_s=settings.result_ttl_s)
 
 

@@ -129,7 +129,12 @@ def test_a_worker_without_a_key_runs_jobs_on_an_emulator(env: dict[str, str], pr
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("EXTENDQ_POLL_BACKOFF", "0.5"), ("EXTENDQ_SECRETS_KEY", "not-a-fernet-key")],
+    [
+        ("EXTENDQ_POLL_BACKOFF", "0.5"),
+        ("EXTENDQ_SECRETS_KEY", "not-a-fernet-key"),
+        ("EXTENDQ_REDIS_TLS_VERIFY", "maybe"),
+        ("EXTENDQ_REDIS_TLS_CERT_FILE", "/etc/hostname"),
+    ],
 )
 def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(
     env: dict[str, str], producer: Celery, db: redis.Redis, tmp_path: Path, variable: str, value: str
@@ -145,6 +150,20 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(
     assert len(lines) == 1 and variable in lines[0], output
     assert "Traceback" not in output and "ready." not in output
     assert db.llen(QUEUE) == 1
+
+
+def test_a_sentinel_url_stops_the_worker_as_not_yet_supported(env: dict[str, str], tmp_path: Path) -> None:
+    # Given a Redis Sentinel URL with a password
+    url = "redis+sentinel://:pw-never-shown@127.0.0.1:26379,127.0.0.1:26380/mymaster/0"
+    # When a worker starts on it
+    refused = run_refused({**env, "EXTENDQ_REDIS_URL": url}, tmp_path)
+    # Then it exits with status 2 and one line saying Sentinel is not yet supported, never the password
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, output
+    lines = extendq_lines(output)
+    assert len(lines) == 1 and lines[0].startswith("extendq worker: EXTENDQ_REDIS_URL: Redis Sentinel"), output
+    assert "not yet supported" in lines[0] and "'mymaster' through 2 sentinel(s)" in lines[0]
+    assert "pw-never-shown" not in output and "Traceback" not in output
 
 
 def test_a_worker_whose_redis_does_not_answer_gives_up_after_its_wait(env: dict[str, str], tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_the_start_line_says_what_the_worker_will_do_and_holds_no_secret() -> No
     assert line == (
         "extendq worker starting: Extend https://api.us2.extend.app (region us2), API version 2026-02-09, key set, "
         "tenants acme; rate limit 5 requests/s, unlimited runs/min; webhooks on; sweeps off; "
-        "Redis cache:6380/2, broker TLS broker.example:6379/0; queues extendq"
+        "Redis cache:6380/2, broker TLS broker.example:6379/0 (tls verify required); queues extendq"
     )
 
 
