@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from extendq.cli.demo import KEY_PREFIX, choose_redis
+from extendq.cli.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -113,27 +115,31 @@ def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str, tmp_path: 
     assert_no_children_left(output)
 
 
-def test_the_demo_skips_a_database_a_client_is_connected_to(redis_server_url: str) -> None:
+@pytest.fixture
+def shared_redis() -> Iterator[str]:
+    """A Redis of these tests' own, standing for a shared one (the test run's holds other tests' connections)."""
+    with RedisServer() as server:
+        yield server.url
+
+
+def test_the_demo_skips_a_database_a_client_is_connected_to(shared_redis: str) -> None:
     # Given the database the demo would pick, with an idle client connected to it (a worker on an emptied database)
-    first = choose_redis(f"{redis_server_url}/0")
+    first = choose_redis(shared_redis)
     first.release()
-    if first.private is not None:
-        pytest.skip("no shared Redis: the demo started a private one")
+    assert first.private is None, "the demo started a Redis of its own beside a shared one"
     with redis.Redis.from_url(first.url) as idle:
         idle.ping()
         # When the demo looks for a database again, then it takes another one
-        second = choose_redis(f"{redis_server_url}/0")
+        second = choose_redis(shared_redis)
         try:
             assert second.url != first.url
         finally:
             second.release()
 
 
-def test_release_keeps_keys_that_are_not_the_demos(redis_server_url: str) -> None:
-    target = choose_redis(f"{redis_server_url}/0")
-    if target.private is not None:
-        target.release()
-        pytest.skip("no shared Redis: the demo started a private one")
+def test_release_keeps_keys_that_are_not_the_demos(shared_redis: str) -> None:
+    target = choose_redis(shared_redis)
+    assert target.private is None, "the demo started a Redis of its own beside a shared one"
     with redis.Redis.from_url(target.url, decode_responses=True) as client:
         # Given someone else's key next to the demo's in the claimed database
         client.set(f"{KEY_PREFIX}job:1", "x")
