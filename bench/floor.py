@@ -13,11 +13,9 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aredis
 import uvicorn
 from extend_ai.wrapper.webhooks import Webhooks
@@ -28,7 +26,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.asgi import free_port  # noqa: E402
+from tests.support.asgi import answers_health, free_port  # noqa: E402
 from tests.support.groups import stop_group  # noqa: E402
 
 CHANNEL = "floor:result:"
@@ -71,13 +69,8 @@ class FloorProcess:
 
     def __enter__(self) -> FloorProcess:
         self.proc = subprocess.Popen(self._args, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
+        if answers_health(self.url):
+            return self
         self.__exit__()
         raise RuntimeError("the hand-wired receiver did not start")
 

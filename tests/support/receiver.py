@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-import httpx
-
-from tests.support.asgi import free_port
+from tests.support.asgi import answers_health, free_port
 from tests.support.groups import stop_group
 
 
@@ -34,13 +31,8 @@ class ReceiverProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], env=self.env, stdout=self._log, stderr=self._log, start_new_session=True
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
+        if answers_health(self.url):
+            return self
         self.__exit__()
         raise RuntimeError("the receiver did not start")
 
