@@ -119,24 +119,25 @@ def _on_db(url: str, db: int) -> redis.Redis:
 def claim_database(url: str, *, owner: str, wait_s: float = 30.0) -> int:
     """Claim an empty Redis database number for a test run; given back by `release_database`.
 
-    A database some process is still connected to is passed over even when empty: a worker or beat that outlived
-    its test would otherwise take the next test's messages. When every database is taken that way, the claim waits
-    up to `wait_s` for one to clear before taking an empty one regardless.
+    A database a consumer is still blocked on (a worker's BRPOP, a relay's XREAD) is passed over even when empty: a
+    worker that outlived its test would otherwise take the next test's messages. When every free database has one,
+    the claim waits up to `wait_s` for one to clear, then takes an empty one regardless.
     """
     deadline = time.monotonic() + wait_s
-    while True:
-        db = _claim_once(url, owner, idle_only=time.monotonic() < deadline)
+    while time.monotonic() < deadline:
+        db = _claim_once(url, owner, skip=_databases_consumed(url))
         if db is not None:
             return db
-        if time.monotonic() >= deadline:
-            raise RuntimeError("no empty Redis database (1-15) for the test run")
         time.sleep(0.5)
+    db = _claim_once(url, owner, skip=set())
+    if db is None:
+        raise RuntimeError("no empty Redis database (1-15) for the test run")
+    return db
 
 
-def _claim_once(url: str, owner: str, *, idle_only: bool) -> int | None:
-    busy = _databases_in_use(url) if idle_only else set()
+def _claim_once(url: str, owner: str, *, skip: set[int]) -> int | None:
     for db in range(1, 16):
-        if db in busy:
+        if db in skip:
             continue
         with _on_db(url, db) as client:
             if client.set(_OWNER_KEY, owner, nx=True, ex=3600):
@@ -146,14 +147,13 @@ def _claim_once(url: str, owner: str, *, idle_only: bool) -> int | None:
     return None
 
 
-def _databases_in_use(url: str) -> set[int]:
-    """Database numbers other connections have selected (our own claim connections use a fresh client each)."""
+def _databases_consumed(url: str) -> set[int]:
+    """Database numbers a connection is blocked on (flag `b`): a consumer waiting for messages there. Idle pooled
+    connections a test process keeps to a database it gave back do not count."""
     with _on_db(url, 0) as client:
-        me = int(client.client_id())
-        return {int(c["db"]) for c in client.client_list() if int(c["id"]) != me and int(c["db"]) != 0}
+        return {int(c["db"]) for c in client.client_list() if "b" in c.get("flags", "") and int(c["db"]) != 0}
 
 
-# FLUSHDB that keeps the claim: a database emptied without it would look free to another test process.
 _EMPTY = """
 local owner = redis.call('GET', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
