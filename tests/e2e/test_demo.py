@@ -78,6 +78,12 @@ def test_demo_runs_every_sample_and_leaves_no_process(redis_server_url: str) -> 
     assert_no_children_left(done.stdout)
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell at a terminal leaves it: a suite run in the background (`nohup make test &`) has it ignored,
+    and a child would inherit that and never see the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(180)
 def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str, tmp_path: Path) -> None:
     # Given a demo whose children are up and whose jobs are in flight (every answer 1.5 s late: still in flight when
@@ -91,6 +97,7 @@ def test_ctrl_c_stops_the_demo_and_every_child(redis_server_url: str, tmp_path: 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_as_from_a_terminal,
     )
     assert demo.stdout is not None
     seen = ""
