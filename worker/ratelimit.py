@@ -13,6 +13,7 @@ create every 60.6 s / limit, never lets a create go in a burst and loses every s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -113,6 +114,12 @@ if log_key then
 end
 return {1, tostring(at - now), string.format('%.17g', at)}
 """
+
+# How late a reserved request token may still be spent. `limit` requests span the window plus 150 ms (see
+# `_interval_s`): half of that for a call that comes a little late to its slot (a step's dispatch), the rest for its
+# way from here to Extend's gateway (a pool process or Extend's own front slowed down for a moment).
+REQUEST_GRACE_S = 0.075
+_REQUEST_SPAN_S = 1.15
 
 _PAUSE = """
 -- KEYS: pause key, pauses hash. ARGV: seconds. Pushes the pause end later, never earlier; counts the pause in
@@ -247,6 +254,33 @@ class RateLimiter:
         """Whether runs per minute are held by the log of creates (else by one create per interval)."""
         return self._limits.runs_per_minute is not None and self._limits.runs_window is RunsWindow.LOG
 
+    def wait_turn(
+        self,
+        sleep: Callable[[float], object],
+        *,
+        max_wait_s: float = 60.0,
+        on_wait: Callable[[float], object] | None = None,
+    ) -> float | None:
+        """Reserve a request token and sleep until its slot. None: the call may go now. Else it must not go: the
+        seconds after which to ask again (no token within `max_wait_s`, a long pause), or 0 when `sleep` returned
+        true (stop).
+
+        A sleep that ends more than `REQUEST_GRACE_S` after the slot (a busy host) takes another token: spent that
+        late, the call would bunch with those of the slots after it and could tip Extend's window over.
+        """
+        while True:
+            grant = self.reserve(Bucket.REQUESTS, max_wait_s=max_wait_s)
+            if not grant.reserved:
+                return grant.wait_s
+            if grant.now:
+                return None
+            if on_wait is not None:
+                on_wait(grant.wait_s)
+            if sleep(grant.wait_s):
+                return 0.0
+            if grant.slot is None or self.server_time() <= grant.slot + REQUEST_GRACE_S:
+                return None
+
     def server_time(self) -> float:
         """Now, on the Redis server's clock (the one reserved slots are judged by, whichever host asks)."""
         seconds, micros = self._client.time()
@@ -317,17 +351,17 @@ class RateLimiter:
         # would take every request token for seconds, and the checks (and those creates' own request tokens,
         # lost when a step is a little late) would queue behind them. Half the request budget at most, in a burst.
         rps = self._limits.requests_per_second
-        return 2 * 1.1 / rps if rps else 0.0
+        return 2 * _REQUEST_SPAN_S / rps if rps else 0.0
 
     def _log_limit(self) -> int:
         return max(int(self._limits.runs_per_minute or 1), 1)
 
     def _interval_s(self, bucket: Bucket) -> float | None:
-        # Headroom keeps the jitter between a token here and the request's arrival at Extend (a process
-        # slowed down for a moment) from ever tipping a window over: `limit` calls always span the window
-        # plus 100 ms (one second), or plus 600 ms (one minute).
+        # Headroom keeps the jitter between a token here and the request's arrival at Extend (a call a little
+        # late for its slot, a process slowed down for a moment) from ever tipping a window over: `limit` calls
+        # always span the window plus 150 ms (one second), or plus 600 ms (one minute).
         if bucket is Bucket.REQUESTS and self._limits.requests_per_second:
-            return 1.1 / self._limits.requests_per_second
+            return _REQUEST_SPAN_S / self._limits.requests_per_second
         if bucket is Bucket.RUNS and self._limits.runs_per_minute:
             return 60.6 / self._limits.runs_per_minute
         return None

@@ -45,7 +45,7 @@ from extendq.worker.extend import ExtendApi, api_time
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
 from extendq.worker.periodic import exclusive, repeat
-from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.recover")
@@ -142,11 +142,12 @@ class Recovery:
 
     def _take_token(self) -> None:
         # This pass runs in a thread or a command of its own, so it waits for its turn instead of rescheduling.
-        while self.limiter is not None:
-            grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=60.0)
-            self.sleep(grant.wait_s)
-            if grant.reserved:
-                return
+        while self.limiter is not None and (wait := self.limiter.wait_turn(self._nap, max_wait_s=60.0)) is not None:
+            self.sleep(wait)
+
+    def _nap(self, seconds: float) -> bool:
+        self.sleep(seconds)
+        return False
 
 
 def adopted_request(run: dict[str, Any]) -> JobRequest | None:

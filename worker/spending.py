@@ -6,12 +6,12 @@ import json
 from collections.abc import Callable, Sequence
 
 from extendq.errors import Throttled
-from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.ratelimit import REQUEST_GRACE_S, Bucket, RateLimiter
 from extendq.worker.records import JobRecord
 from extendq.worker.store import RedisJobStore
 
 # How late a reserved token may still be spent: within the margin the limiter keeps per window.
-_LATE_GRACE_S = {Bucket.REQUESTS: 0.08, Bucket.RUNS: 0.5}
+_LATE_GRACE_S = {Bucket.REQUESTS: REQUEST_GRACE_S, Bucket.RUNS: 0.5}
 # A slot of the runs log is spent this late at most, at its own time in the log: the next minute's creates line up
 # a window after it, not after the moment the step came (which would shift every later minute on by the delay).
 # Later, it is given back and taken again at the moment of the create, if the window allows. The log's 600 ms of

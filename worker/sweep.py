@@ -23,7 +23,7 @@ from extendq.errors import RateLimited
 from extendq.worker.extend import ExtendApi, api_time
 from extendq.worker.models import is_terminal
 from extendq.worker.periodic import repeat
-from extendq.worker.ratelimit import Bucket, RateLimiter
+from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.sweep")
@@ -206,13 +206,7 @@ class Sweeper:
         """Wait for a page's token, reserved in line with the jobs'; False: none within reach, or stopping."""
         if self.limiter is None:
             return True
-        grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=self.config.max_wait_s)
-        if not grant.reserved:
-            return False
-        if grant.wait_s > 0:
-            self._keep_lead(grant.wait_s)
-            return not self.sleep(grant.wait_s)
-        return True
+        return self.limiter.wait_turn(self.sleep, max_wait_s=self.config.max_wait_s, on_wait=self._keep_lead) is None
 
     def _keep_lead(self, wait_s: float) -> None:
         # Waiting for a token may outlast the lease: keep it, so no other process starts a sweep meanwhile.

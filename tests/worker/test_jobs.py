@@ -67,10 +67,10 @@ def test_every_page_of_the_lookup_waits_for_a_token_of_its_own(redis_client: red
     before = _redis_now(redis_client)
     runner.advance("job-1")
     after = _redis_now(redis_client)
-    # Then the first page went at once and the second waits for its token, one interval (0.11 s) after it
+    # Then the first page went at once and the second waits for its token, one interval (0.115 s) after it
     assert api.calls == ["list"]
     due = runner.store.due_at("job-1")
-    assert due is not None and before + 0.11 - 1e-3 <= due <= after + 0.11 + 1e-3, (before, due, after)
+    assert due is not None and before + 0.115 - 1e-3 <= due <= after + 0.115 + 1e-3, (before, due, after)
 
 
 def _redis_now(client: redis.Redis) -> float:
