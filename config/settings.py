@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # List sweeps replace per-run checks when many runs are in flight.
     sweep: str = Field(default="auto", pattern="^(auto|on|off)$")
     sweep_interval_s: float = Field(default=2.0, gt=0)
+    # While at least 10 runs end a second, sweeps come this often instead (each list still replaces 5 checks).
+    sweep_busy_interval_s: float = Field(default=0.5, gt=0)
     sweep_min_in_flight: int = Field(default=20, ge=0)
     sweep_check_interval_s: float = Field(default=300.0, gt=0)
     # At most this many safety-net checks a second while sweeping (default: a tenth of the requests/s limit,

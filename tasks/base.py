@@ -243,6 +243,9 @@ def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Ca
         min_in_flight=settings.sweep_min_in_flight,
         webhook_grace_s=settings.webhook_grace_s if settings.webhooks_enabled else 0.0,
         hand_back_within_s=settings.webhook_check_interval_s if settings.webhooks_enabled else 1.0,
+        busy_interval_s=None
+        if settings.webhooks_enabled
+        else min(settings.sweep_busy_interval_s, settings.sweep_interval_s),
     )
     return Sweeper(
         api=runner.api,

@@ -39,13 +39,13 @@ def exclusive(client: redis.Redis, key: str, *, ttl_s: float) -> Iterator[bool]:
 def repeat(
     step: Callable[[], object],
     *,
-    every_s: float,
+    every_s: float | Callable[[], float],
     stop: Callable[[float], bool],
     what: str,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run `step` every `every_s`, from one start to the next, until `stop(timeout)` answers True; a failure
-    (Redis, Extend) is logged as `what` failed and the loop goes on.
+    """Run `step` every `every_s` (a callable is asked after each step), from one start to the next, until
+    `stop(timeout)` answers True; a failure (Redis, Extend) is logged as `what` failed and the loop goes on.
 
     A step's own time counts towards the interval (a sweep that takes a second under load still starts every
     `every_s`, not every `every_s` plus a second); after a step longer than that, a tenth of it passes first.
@@ -56,5 +56,6 @@ def repeat(
             step()
         except (ExtendqError, redis.RedisError) as exc:
             log.warning("%s failed, trying again next interval: %s", what, exc)
-        if stop(max(every_s - (clock() - started), every_s / 10)):
+        interval = every_s() if callable(every_s) else every_s
+        if stop(max(interval - (clock() - started), interval / 10)):
             return

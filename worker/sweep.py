@@ -84,6 +84,11 @@ class SweepConfig:
     # or sooner when they were due sooner. With webhooks on, the webhook check interval: checks only catch
     # missed deliveries.
     hand_back_within_s: float = 1.0
+    # While runs end fast (the last sweeps made at least `busy_ended_per_s` jobs due a second), sweeps come every
+    # `busy_interval_s` instead of `interval_s`: each list still stands in for several checks, and results come
+    # sooner. None: always `interval_s` (with webhooks on, sweeps only catch missed deliveries).
+    busy_interval_s: float | None = 0.5
+    busy_ended_per_s: float = 10.0
 
 
 @dataclass(kw_only=True)
@@ -100,10 +105,17 @@ class Sweeper:
     # Waits for a reserved token, in the sweeper's own thread; True means stop (the worker is shutting down).
     sleep: Callable[[float], bool] = _sleep
     _token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _last: tuple[float, float] | None = None  # the last sweep's start (this process's clock) and interval
+
+    @property
+    def interval_s(self) -> float:
+        """The wait from one sweep's start to the next: `busy_interval_s` while runs end fast, else `interval_s`."""
+        return self._last[1] if self._last is not None else self.config.interval_s
 
     def sweep_once(self) -> int:
         """One sweep if this process leads and sweeps are wanted; how many jobs it made due."""
         if not self._wanted() or not self._lead():
+            self._last = None
             return 0
         keys = self.store.keys
         started = self.clock()
@@ -116,7 +128,16 @@ class Sweeper:
             pipe.set(keys.sweep("mark"), repr(started))
         pipe.set(keys.sweep("active"), "1", px=int(self.config.interval_s * 3000))
         pipe.execute()
+        self._pace(started, made_due)
         return made_due
+
+    def _pace(self, started: float, made_due: int) -> None:
+        """Set the next interval from how many jobs this sweep made due a second since the last one."""
+        busy, interval = self.config.busy_interval_s, self.config.interval_s
+        elapsed = started - self._last[0] if self._last is not None else interval
+        if busy is not None and made_due >= self.config.busy_ended_per_s * max(elapsed, busy):
+            interval = min(busy, interval)
+        self._last = (started, interval)
 
     def active(self) -> bool:
         """Whether sweeps are running now (checks then stretch to the safety net)."""
@@ -189,7 +210,7 @@ class Sweeper:
         rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
         if not rps:
             return self.config.max_pages
-        share = int(self.config.max_share * rps * self.config.interval_s)
+        share = int(self.config.max_share * rps * self.interval_s)
         return max(1, min(self.config.max_pages, share))
 
     def _give_way(self, now: float) -> int:
@@ -260,4 +281,4 @@ def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:
         if due := sweeper.sweep_once():
             log.info("sweep made %d finished runs due", due)
 
-    repeat(sweep, every_s=sweeper.config.interval_s, stop=stop, what="sweep")
+    repeat(sweep, every_s=lambda: sweeper.interval_s, stop=stop, what="sweep")

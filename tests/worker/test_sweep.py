@@ -232,3 +232,48 @@ def test_a_window_out_of_reach_gives_way_to_checks_of_their_own(redis_client: re
     assert store.due_at("job-1") == 1000.0
     assert store.stretched() == []
     assert redis_client.get(KEYS.sweep("mark")) == repr(1002.0)
+
+
+def store_with_runs(client: redis.Redis, count: int, *, now: float) -> RedisJobStore:
+    """A store holding job-1..job-`count`, whose runs workflow_run_<i> are in flight, checked far in the future."""
+    store = RedisJobStore(client, keys=KEYS, result_ttl_s=60)
+    request = JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}})
+    for index in range(1, count + 1):
+        store.create(f"job-{index}", request, now=now, lease_s=1, secrets=None)
+        store.record_run(f"job-{index}", f"workflow_run_{index}", submitted_at=now)
+        store.schedule(f"job-{index}", now + 300, stretched=True)
+    return store
+
+
+def test_sweeps_come_sooner_while_many_runs_end_and_slow_down_when_few_do(redis_client: redis.Redis) -> None:
+    # Given 30 runs that all ended within the first sweep's 2 s window, and none after
+    clock = Clock(1000.0)
+    store = store_with_runs(redis_client, 30, now=990.0)
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 31)], [])
+    sweeps = sweeper(store, api, clock)
+    assert sweeps.interval_s == 2.0
+    # When the first sweep makes them due (15 a second, above the 10 that make sweeps busy)
+    assert sweeps.sweep_once() == 30
+    # Then the next sweep comes after the busy interval; and after one that found nothing, after the interval again
+    assert sweeps.interval_s == 0.5
+    clock.now = 1000.5
+    assert sweeps.sweep_once() == 0 and sweeps.interval_s == 2.0
+
+
+def test_a_few_ended_runs_keep_the_interval(redis_client: redis.Redis) -> None:
+    # Given 15 runs ended in a sweep's 2 s window: 7.5 a second
+    store = store_with_runs(redis_client, 15, now=990.0)
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 16)])
+    sweeps = sweeper(store, api, Clock(1000.0))
+    # When they are swept, then the next sweep comes after the interval
+    assert sweeps.sweep_once() == 15 and sweeps.interval_s == 2.0
+
+
+def test_with_no_busy_interval_sweeps_keep_theirs_however_many_runs_end(redis_client: redis.Redis) -> None:
+    # Given sweeps with no busy interval (webhooks on: they only catch missed deliveries), and 30 runs ended
+    store = store_with_runs(redis_client, 30, now=990.0)
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 31)])
+    config = SweepConfig(mode="on", interval_s=1.0, busy_interval_s=None)
+    sweeps = Sweeper(api=api, store=store, client=redis_client, config=config, clock=Clock(1000.0))
+    # When they are swept, then the next sweep comes after the interval
+    assert sweeps.sweep_once() == 30 and sweeps.interval_s == 1.0
