@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from enum import IntEnum
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NoReturn
 
 import kombu.exceptions
 import redis
@@ -29,6 +29,7 @@ from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
 from extendq.config.redis_connection import redis_client, tls_options_for
 from extendq.config.settings import Settings
+from extendq.config.tenants import known_tenants
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
 from extendq.worker.models import JobState
 
@@ -267,6 +268,7 @@ def submit(
     manifest: Annotated[Path | None, typer.Option(help="CSV or JSONL with columns path,workflow,metadata.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to their end and show a table.")] = False,
     timeout: Annotated[float | None, typer.Option(min=0, help="With --wait: stop waiting after S seconds.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="The Extend account to run on (EXTENDQ_TENANTS).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue one job per file (folders expand to their files, URLs are fetched by Extend) and print job ids.
@@ -278,7 +280,8 @@ def submit(
     with _guard() as session:
         entries = entries_for(inputs or [], workflow=workflow, metadata=parse_metadata(metadata), manifest=manifest)
         key = session.settings.secrets_key
-        requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
+        account = _Account(tenant, known_tenants(session.settings))
+        requests = [_request(entry, key.get_secret_value() if key else None, account) for entry in entries]
         session.check_redis()
         ids = _enqueue(session, requests)
         jobs = [Tracked(job_id, entry.label) for job_id, entry in zip(ids, entries, strict=True)]
@@ -315,13 +318,25 @@ def _enqueue(session: _Session, requests: Sequence[JobRequest]) -> list[str]:
     return [ids[index] for index in range(len(requests))]
 
 
-def _request(entry: Entry, secrets_key: str | None) -> JobRequest:
+class _Account(NamedTuple):
+    """The tenant a submit names (None: the default account) and the tenants the producer knows."""
+
+    tenant: str | None
+    known: frozenset[str]
+
+
+def _request(entry: Entry, secrets_key: str | None, account: _Account) -> JobRequest:
     """The entry's validated job request; `InvalidJobRequest` names the entry."""
     from extendq.tasks.producer import build_request
 
     try:
         return build_request(
-            workflow=entry.workflow or "", file=entry.file, metadata=entry.metadata, secrets_key=secrets_key
+            workflow=entry.workflow or "",
+            file=entry.file,
+            metadata=entry.metadata,
+            secrets_key=secrets_key,
+            tenant=account.tenant,
+            tenants=account.known,
         )
     except InvalidJobRequest as exc:
         raise InvalidJobRequest(f"{entry.label}: {exc}") from None
