@@ -554,6 +554,7 @@ def list_jobs(
     ] = None,
     since: Annotated[str, typer.Option(help="Finished within this long: 90s, 30m, 1h, 2d.")] = "1h",
     limit: Annotated[int, typer.Option(min=1, help="At most N jobs, newest first.")] = 100,
+    tenant: Annotated[list[str] | None, typer.Option(help="Only jobs of this tenant's account (repeatable).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Finished jobs, newest first, by how they ended (kept as long as results are)."""
@@ -565,7 +566,7 @@ def list_jobs(
         age = parse_age(since)
         wanted = list_filters(status or ())
         session.check_redis()
-        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit)
+        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit, tenants=tenant or ())
         if as_json:
             emit_json([{key: value for key, value in row.items() if key != "outcome"} for row in rows])
         else:
