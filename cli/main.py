@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from enum import IntEnum
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NoReturn
 
 import kombu.exceptions
 import redis
@@ -29,6 +29,7 @@ from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
 from extendq.config.redis_connection import redis_client, tls_options_for
 from extendq.config.settings import Settings
+from extendq.config.tenants import known_tenants
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
 from extendq.worker.models import JobState
 
@@ -267,6 +268,7 @@ def submit(
     manifest: Annotated[Path | None, typer.Option(help="CSV or JSONL with columns path,workflow,metadata.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to their end and show a table.")] = False,
     timeout: Annotated[float | None, typer.Option(min=0, help="With --wait: stop waiting after S seconds.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="The Extend account to run on (EXTENDQ_TENANTS).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue one job per file (folders expand to their files, URLs are fetched by Extend) and print job ids.
@@ -278,7 +280,8 @@ def submit(
     with _guard() as session:
         entries = entries_for(inputs or [], workflow=workflow, metadata=parse_metadata(metadata), manifest=manifest)
         key = session.settings.secrets_key
-        requests = [_request(entry, key.get_secret_value() if key else None) for entry in entries]
+        account = _Account(tenant, known_tenants(session.settings))
+        requests = [_request(entry, key.get_secret_value() if key else None, account) for entry in entries]
         session.check_redis()
         ids = _enqueue(session, requests)
         jobs = [Tracked(job_id, entry.label) for job_id, entry in zip(ids, entries, strict=True)]
@@ -315,13 +318,25 @@ def _enqueue(session: _Session, requests: Sequence[JobRequest]) -> list[str]:
     return [ids[index] for index in range(len(requests))]
 
 
-def _request(entry: Entry, secrets_key: str | None) -> JobRequest:
+class _Account(NamedTuple):
+    """The tenant a submit names (None: the default account) and the tenants the producer knows."""
+
+    tenant: str | None
+    known: frozenset[str]
+
+
+def _request(entry: Entry, secrets_key: str | None, account: _Account) -> JobRequest:
     """The entry's validated job request; `InvalidJobRequest` names the entry."""
     from extendq.tasks.producer import build_request
 
     try:
         return build_request(
-            workflow=entry.workflow or "", file=entry.file, metadata=entry.metadata, secrets_key=secrets_key
+            workflow=entry.workflow or "",
+            file=entry.file,
+            metadata=entry.metadata,
+            secrets_key=secrets_key,
+            tenant=account.tenant,
+            tenants=account.known,
         )
     except InvalidJobRequest as exc:
         raise InvalidJobRequest(f"{entry.label}: {exc}") from None
@@ -539,6 +554,7 @@ def list_jobs(
     ] = None,
     since: Annotated[str, typer.Option(help="Finished within this long: 90s, 30m, 1h, 2d.")] = "1h",
     limit: Annotated[int, typer.Option(min=1, help="At most N jobs, newest first.")] = 100,
+    tenant: Annotated[list[str] | None, typer.Option(help="Only jobs of this tenant's account (repeatable).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Finished jobs, newest first, by how they ended (kept as long as results are)."""
@@ -550,7 +566,7 @@ def list_jobs(
         age = parse_age(since)
         wanted = list_filters(status or ())
         session.check_redis()
-        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit)
+        rows = finished_jobs(session.store, since=time.time() - age, statuses=wanted, limit=limit, tenants=tenant or ())
         if as_json:
             emit_json([{key: value for key, value in row.items() if key != "outcome"} for row in rows])
         else:

@@ -7,6 +7,7 @@ acme:
   region: eu                     # or base_url; neither: the pool's EXTENDQ_BASE_URL / EXTENDQ_REGION
   workspace_id: ws_...           # organisation keys
   rate_limit_plan: scale         # or rate_limit_requests_per_second / rate_limit_runs_per_minute
+  webhook_secrets: [wss_...]     # the account's webhook signing secret(s) (several during a rotation)
 globex:
   api_key: sk_live_...
 ```
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from extendq.config.regions import Region
 
@@ -57,6 +58,18 @@ class Tenant(BaseModel):
     rate_limit_plan: Annotated[str, Field(pattern="^(payg|scale|enterprise)$")] | None = None
     rate_limit_requests_per_second: Annotated[float, Field(gt=0)] | None = None
     rate_limit_runs_per_minute: Annotated[float, Field(gt=0)] | None = None
+    # Secrets that sign this account's webhooks; none: the pool's EXTENDQ_WEBHOOK_SECRETS verify its events.
+    webhook_secrets: tuple[SecretStr, ...] = ()
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # One string works too, comma-separated as EXTENDQ_WEBHOOK_SECRETS is.
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    def signing_secrets(self) -> list[str]:
+        """The account's own webhook signing secrets (empty: it has none of its own)."""
+        return [secret.get_secret_value() for secret in self.webhook_secrets]
 
     def base_url_or(self, default: str) -> str:
         """The tenant's API base URL: its own, its region's, or `default` (the pool's)."""

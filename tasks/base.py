@@ -12,7 +12,7 @@ from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
 from extendq.config.settings import Settings, get_settings
-from extendq.config.tenants import load_tenants
+from extendq.config.tenants import Tenant, load_tenants
 from extendq.errors import ExtendqError
 from extendq.tasks.celery import ExtendqApp, get_app
 from extendq.tasks.producer import secrets_key_of
@@ -219,25 +219,54 @@ def tenant_accounts(settings: Settings, store: RedisJobStore) -> TenantAccounts 
         )
 
     def limiter(name: str) -> RateLimiter:
-        # A tenant's own plan and numbers when it gives any (it is another account); else the pool's settings.
-        own = tenants[name].model_dump(include=_LIMIT_FIELDS)
-        limits = settings.model_copy(update=own) if any(value is not None for value in own.values()) else settings
-        return limiter_for(limits, store, scope=f"tenant:{name}")
+        return limiter_for(tenant_limits(settings, tenants[name]), store, scope=f"tenant:{name}")
 
-    return TenantAccounts(tenants, build_api=build, build_limiter=limiter)
+    safety = {name: safety_checks_per_s(tenant_limits(settings, tenant)) for name, tenant in tenants.items()}
+    return TenantAccounts(tenants, build_api=build, build_limiter=limiter, safety_checks_per_s=safety)
+
+
+def tenant_limits(settings: Settings, tenant: Tenant) -> Settings:
+    """The settings a tenant's limits are read from: its own plan and numbers when it gives any (it is another
+    account), else the pool's."""
+    own = tenant.model_dump(include=_LIMIT_FIELDS)
+    return settings.model_copy(update=own) if any(value is not None for value in own.values()) else settings
 
 
 _LIMIT_FIELDS = {"rate_limit_plan", "rate_limit_requests_per_second", "rate_limit_runs_per_minute"}
 
 
-def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Callable[[list[str]], None]) -> Sweeper:
-    """The list sweeper of this worker process (only one sweeps at a time across the pool).
+def sweepers_for(
+    settings: Settings, *, sleep: Callable[[float], bool], adopt: Callable[[list[str], str | None], None]
+) -> list[Sweeper]:
+    """The list sweepers of this worker process, one per account: the default one, then each tenant's (only one
+    process sweeps an account at a time across the pool).
 
     `sleep` waits for a page's token and answers True when the worker is stopping; `adopt` hands the runs of
     jobs a sweep found without a record to the workers (`tasks.bulk.send_adoptions`).
     """
     runner = get_runner()
-    config = SweepConfig(
+    config = sweep_config(settings)
+    tenants = runner.tenants.names if runner.tenants is not None else frozenset()
+    accounts: list[str | None] = [None, *sorted(tenants)]
+    return [
+        Sweeper(
+            api=runner.api_of(tenant),
+            store=runner.store,
+            client=runner.store.client,
+            config=config,
+            limiter=runner.limiter_of(tenant),
+            adopt=adopt,
+            sleep=sleep,
+            tenant=tenant,
+            tenants=tenants,
+        )
+        for tenant in accounts
+    ]
+
+
+def sweep_config(settings: Settings) -> SweepConfig:
+    """When and how every account sweeps."""
+    return SweepConfig(
         mode=settings.sweep,
         interval_s=settings.webhook_sweep_interval_s if settings.webhooks_enabled else settings.sweep_interval_s,
         min_in_flight=settings.sweep_min_in_flight,
@@ -246,15 +275,6 @@ def sweeper_for(settings: Settings, *, sleep: Callable[[float], bool], adopt: Ca
         busy_interval_s=None
         if settings.webhooks_enabled
         else min(settings.sweep_busy_interval_s, settings.sweep_interval_s),
-    )
-    return Sweeper(
-        api=runner.api,
-        store=runner.store,
-        client=runner.store.client,
-        config=config,
-        limiter=runner.limiter,
-        adopt=adopt,
-        sleep=sleep,
     )
 
 

@@ -57,6 +57,7 @@ def follow_reviews() -> dict[str, int]:
             api=runner.api,
             store=runner.store,
             limiter=runner.limiter,
+            tenants=runner.tenants,
             interval_s=settings.review_interval_s,
             outcome_ttl_s=settings.result_ttl_s,
         )

@@ -13,7 +13,7 @@ from celery.worker import state as worker_state
 
 from extendq.config.settings import get_settings
 from extendq.errors import InvalidJobRequest
-from extendq.tasks.base import get_runner, set_runner, store_for, sweeper_for
+from extendq.tasks.base import get_runner, set_runner, store_for, sweepers_for
 from extendq.tasks.bulk import send_adoptions
 from extendq.tasks.callbacks import start_relay
 from extendq.tasks.celery import get_app
@@ -158,12 +158,10 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
     _claims = ClaimKeeper(store=_dispatcher.store, held=claims_in_hand, lease_s=settings.step_lease)
     _claims.start()
 
-    threading.Thread(
-        target=run_forever,
-        args=(sweeper_for(settings, sleep=_stopping.wait, adopt=send_adoptions), _stopping.wait),
-        name="extendq-sweeper",
-        daemon=True,
-    ).start()
+    # One thread per account: a sweep waiting out one account's pause or outage never delays another's.
+    for sweeper in sweepers_for(settings, sleep=_stopping.wait, adopt=send_adoptions):
+        name = "extendq-sweeper" if sweeper.tenant is None else f"extendq-sweeper-{sweeper.tenant}"
+        threading.Thread(target=run_forever, args=(sweeper, _stopping.wait), name=name, daemon=True).start()
     start_relay(settings, _stopping)
     serve_metrics(settings)
     watch_pool(settings, sender, _stopping)

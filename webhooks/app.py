@@ -27,6 +27,7 @@ from extendq.config.metrics import multiprocess_dir
 from extendq.config.settings import Settings, get_settings
 from extendq.tasks.base import receiver_runner
 from extendq.tasks.celery import create_app as create_celery
+from extendq.webhooks.accounts import SigningSecrets
 from extendq.webhooks.verify import Refusal, verified_event
 from extendq.worker import metrics
 from extendq.worker.events import EventApplier, inline_terminal_run, metadata_job, run_id_of
@@ -52,17 +53,14 @@ class Receiver:
         self._store = store
         self._applier = applier
         self._lock_ttl_s = applier.runner.lock_ttl_s if applier is not None else 0.0
+        self._secrets = SigningSecrets.from_settings(settings)
 
     async def receive(self, request: Request) -> JSONResponse:
         """Answer one delivery."""
         try:
             body = await self._read_body(request)
-            event = verified_event(
-                body,
-                request.headers,
-                secrets=self._settings.signing_secrets,
-                max_age_s=self._settings.webhook_max_age_s,
-            )
+            secrets = await run_in_threadpool(self._secrets.for_delivery, body, self._store)
+            event = verified_event(body, request.headers, secrets=secrets, max_age_s=self._settings.webhook_max_age_s)
             status = await run_in_threadpool(self._hand_on, event)
         except Refusal as refusal:
             log.warning("webhook refused (%d): %s", refusal.status, refusal.reason)

@@ -4,7 +4,7 @@
 Extend's side and carry the batch id and each input's metadata, where extendq put the job id. A job of a
 batch therefore has no run id at first: the list sweeper (or the job's own safety check, listing the
 batch) finds each run as it ends, and one fetch of the full run — the result, which is fetched anyway —
-tells whose run it is.
+tells whose run it is. A batch is for one account: the default one, or one tenant's (its key, its limit).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +64,7 @@ class BatchRunner:
             if not fresh:
                 return None
             state = {str(k): str(v) for k, v in store.client.hgetall(store.keys.batch(batch_id)).items()}
-            extend_batch = state.get("xb") or self._landed(
-                batch_id, state, set(ours), workflow_id=fresh[0].request.workflow.id
-            )
+            extend_batch = state.get("xb") or self._landed(batch_id, state, set(ours), request=fresh[0].request)
             if extend_batch is None:
                 extend_batch = self._post(batch_id, fresh)
             self._mark_submitted(batch_id, extend_batch, fresh)
@@ -74,15 +72,16 @@ class BatchRunner:
         finally:
             store.unlock_many(locked, token)
 
-    def adopt(self, run_id: str) -> bool:
-        """Fetch an ended run of one of our batches and finish the job it belongs to; False if not ours."""
+    def adopt(self, run_id: str, tenant: str | None = None) -> bool:
+        """Fetch an ended run of one of our batches (of the account `tenant`, None for the default one) and
+        finish the job it belongs to; False if not ours."""
         if self.runner.store.owners([run_id])[0] is not None:
             return False  # adopted already (sweeps overlap a little)
         # A token reserved for later is kept for the task's retry: under a busy limit, asking for one free now
         # failed every time, the task gave up, and the run waited for its job's safety-net check.
         holder = self.runner.store.keys.adoption(run_id)
-        self._pace_on(holder)
-        run = self.runner.api.get_run(run_id)
+        self._pace_on(holder, tenant)
+        run = self.runner.api_of(tenant).get_run(run_id)
         self.runner.store.client.delete(holder)
         return self.finish_member(run)
 
@@ -124,7 +123,7 @@ class BatchRunner:
         """
         for run_id in self._unowned_runs(record, pace, ended_only=True):
             pace()
-            self.finish_member(self.runner.api.get_run(run_id), holding=record.job_id)
+            self.finish_member(self.runner.api_for(record).get_run(run_id), holding=record.job_id)
 
     def find_member(self, record: JobRecord, pace: Callable[[], None]) -> None:
         """A member being cancelled, or past its deadline, before its run is known: fetch its batch's unowned runs
@@ -132,7 +131,7 @@ class BatchRunner:
         Every request takes a token with `pace`."""
         for run_id in self._unowned_runs(record, pace, ended_only=False):
             pace()
-            run = self.runner.api.get_run(run_id)
+            run = self.runner.api_for(record).get_run(run_id)
             self.finish_member(run, holding=record.job_id)
             if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
                 return
@@ -144,12 +143,13 @@ class BatchRunner:
         """
         if record.extend_batch_id is None:
             return []
-        pages = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
+        api = self.runner.api_for(record)
+        pages = api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
         summaries: list[dict[str, Any]] = list(pages.get("data") or [])
         token = pages.get("nextPageToken")
         while token:
             pace()
-            page = self.runner.api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
+            page = api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
             summaries += page.get("data") or []
             token = page.get("nextPageToken")
         run_ids = [str(s["id"]) for s in summaries if not ended_only or is_terminal(s.get("status"))]
@@ -194,8 +194,8 @@ class BatchRunner:
         return fresh
 
     def _post(self, batch_id: str, records: list[JobRecord]) -> str:
-        store = self.runner.store
-        self._pace_on(store.keys.batch(batch_id))
+        store, tenant = self.runner.store, records[0].request.tenant
+        self._pace_on(store.keys.batch(batch_id), tenant)
         workflow = records[0].request.workflow.model_dump(exclude_none=True)
         inputs = [self._input(record) for record in records]
         # Written ahead of the post, on the batch and on each member: should its answer be lost, a member's own
@@ -209,13 +209,14 @@ class BatchRunner:
             pipe.hset(store.keys.job(record.job_id), "post", repr(posted_at))
         pipe.execute()
         priority = records[0].request.priority
-        return self.runner.api.create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
+        return self.runner.api_of(tenant).create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
 
-    def _pace_on(self, key: str) -> None:
-        """Take a request token from the shared limit before a call of a batch task, or raise `RetryableError`
-        with the wait. A token reserved for later is kept in the hash `key` (the batch's record, or the run's
-        adoption): the task's retry spends it at its slot instead of throwing it away and reserving another."""
-        limiter = self.runner.limiter
+    def _pace_on(self, key: str, tenant: str | None) -> None:
+        """Take a request token from the account's shared limit before a call of a batch task, or raise
+        `RetryableError` with the wait. A token reserved for later is kept in the hash `key` (the batch's record,
+        or the run's adoption): the task's retry spends it at its slot instead of throwing it away and reserving
+        another."""
+        limiter = self.runner.limiter_of(tenant)
         if limiter is None:
             return
         store = self.runner.store
@@ -250,21 +251,22 @@ class BatchRunner:
             item["secrets"] = unseal(record.secrets, self.runner.secrets_key)
         return item
 
-    def _landed(self, batch_id: str, state: dict[str, str], members: set[str], *, workflow_id: str) -> str | None:
+    def _landed(self, batch_id: str, state: dict[str, str], members: set[str], *, request: JobRequest) -> str | None:
         """After a post whose answer was lost: the batch it created, found by one of its runs' metadata (the run
         of any member of this batch task, including one that has gone on alone since)."""
         if "post" not in state:
             return None
         since = float(state["post"]) - _LANDED_SLACK_S
         seen: set[str] = set()
-        pace = functools.partial(self._pace_on, self.runner.store.keys.batch(batch_id))
-        for summary in self.runner.api.recent_runs(workflow_id, since, pace):
+        pace = functools.partial(self._pace_on, self.runner.store.keys.batch(batch_id), request.tenant)
+        api = self.runner.api_of(request.tenant)
+        for summary in api.recent_runs(request.workflow.id, since, pace):
             extend_batch = summary.get("batchId")
             if not extend_batch or extend_batch in seen:
                 continue
             seen.add(str(extend_batch))
             pace()
-            run = self.runner.api.get_run(str(summary["id"]))
+            run = api.get_run(str(summary["id"]))
             if (run.get("metadata") or {}).get(JOB_ID_KEY) in members:
                 log.warning("batch %s adopts Extend batch %s created by an earlier attempt", batch_id, extend_batch)
                 return str(extend_batch)
@@ -287,8 +289,9 @@ class BatchRunner:
                 posting_since=None,
             )
             self.runner.note_submitted(record, via="batch")
-            delay, stretched = self.runner.check_delay_s(0.0)
-            store.schedule(record.job_id, now + delay, stretched=stretched)
+            tenant = record.request.tenant
+            delay, stretched = self.runner.check_delay_s(0.0, tenant)
+            store.schedule(record.job_id, now + delay, stretched=stretched, tenant=tenant)
         log.info("batch %s posted as Extend batch %s with %s", batch_id, extend_batch, _count(records))
 
 
@@ -296,12 +299,18 @@ def _count(records: Iterable[JobRecord]) -> str:
     return f"{sum(1 for _ in records)} runs"
 
 
-def members_from(jobs: list[dict[str, Any]]) -> list[BatchJob]:
-    """Batch members from a task message: `[{"job_id", "request"}]`; raises `InvalidJobRequest`."""
+def members_from(jobs: list[dict[str, Any]], *, tenants: Collection[str] = ()) -> list[BatchJob]:
+    """Batch members from a task message: `[{"job_id", "request"}]`, all of one account (a tenant among
+    `tenants`, this worker's, or the default one); raises `InvalidJobRequest`."""
     members = []
     for job in jobs:
         request = JobRequest.parse(job["request"])
-        if request.tenant is not None:
-            raise InvalidJobRequest("batches run on the default account; send a tenant's jobs one by one")
         members.append(BatchJob(job_id=str(job["job_id"]), request=request, secrets=request.secrets))
+    accounts = {member.request.tenant for member in members}
+    if len(accounts) > 1:
+        raise InvalidJobRequest("a batch is for one account: its jobs name different tenants")
+    unknown = sorted(name for name in accounts if name is not None and name not in tenants)
+    if unknown:
+        known = ", ".join(sorted(tenants)) or "none"
+        raise InvalidJobRequest(f"unknown tenant {unknown[0]!r}: this worker's tenants are {known}")
     return members

@@ -37,9 +37,15 @@ def outcome(state: str, run_status: str | None) -> str:
 
 
 def finished_jobs(
-    store: RedisJobStore, *, since: float, statuses: Collection[str] = (), limit: int = 1000
+    store: RedisJobStore,
+    *,
+    since: float,
+    statuses: Collection[str] = (),
+    limit: int = 1000,
+    tenants: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """Jobs that finished at or after `since` (unix s), newest first, whose outcome or state is one of `statuses`.
+    """Jobs that finished at or after `since` (unix s), newest first, whose outcome or state is one of `statuses`
+    and, when `tenants` are given, that ran on one of those tenants' accounts.
 
     `statuses` are matched without case against the outcome (PROCESSED, FAILED, REJECTED, CANCELLED,
     NEEDS_REVIEW, FAILURE) and the job state (SUCCESS, FAILURE); `failed` matches FAILURE and FAILED.
@@ -54,7 +60,7 @@ def finished_jobs(
         if not page:
             break
         start += len(page)
-        rows += [row for row in page if row is not None and _wanted(row, wanted)]
+        rows += [row for row in page if row is not None and _wanted(row, wanted) and _of(row, tenants)]
     return rows[:limit]
 
 
@@ -106,6 +112,10 @@ def _row(job_id: str, fields: dict[Any, Any]) -> dict[str, Any] | None:
         "replay_of": request.get("replay_of"),
         "finished_at": float(finished),
     }
+
+
+def _of(row: dict[str, Any], tenants: Collection[str]) -> bool:
+    return not tenants or row["tenant"] in tenants
 
 
 def _wanted(row: dict[str, Any], wanted: set[str]) -> bool:

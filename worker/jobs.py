@@ -103,12 +103,19 @@ class JobRunner:
 
     def api_for(self, record: JobRecord) -> ExtendApi:
         """The Extend API of the job's account: its tenant's, or the default one."""
-        tenant = record.request.tenant
-        return self.api if tenant is None else self._tenants(tenant).api(tenant)
+        return self.api_of(record.request.tenant)
 
     def limiter_for(self, record: JobRecord) -> RateLimiter | None:
         """The rate limiter of the job's account: each tenant has a budget of its own."""
-        tenant = record.request.tenant
+        return self.limiter_of(record.request.tenant)
+
+    def api_of(self, tenant: str | None) -> ExtendApi:
+        """The Extend API of an account: a tenant's, or (None) the default one; `InvalidJobRequest` for a tenant
+        this worker does not know."""
+        return self.api if tenant is None else self._tenants(tenant).api(tenant)
+
+    def limiter_of(self, tenant: str | None) -> RateLimiter | None:
+        """The rate limiter of an account: a tenant's own, or (None) the default one."""
         return self.limiter if tenant is None else self._tenants(tenant).limiter(tenant)
 
     def _tenants(self, tenant: str) -> TenantAccounts:
@@ -275,8 +282,9 @@ class JobRunner:
             self.batch_checker(record, lambda: self._spend(record, self.clock(), Bucket.REQUESTS))
         latest = self.store.load(record.job_id)
         if latest is not None and not latest.finished and latest.run_id is None:
-            delay, stretched = self._check_delay_s(now - (record.submitted_at or now))
-            self.store.schedule(record.job_id, now + delay, stretched=stretched)
+            tenant = record.request.tenant
+            delay, stretched = self._check_delay_s(now - (record.submitted_at or now), tenant=tenant)
+            self.store.schedule(record.job_id, now + delay, stretched=stretched, tenant=tenant)
 
     def _waits_for_its_batch(self, record: JobRecord, now: float) -> bool:
         """A member whose batch task has not marked it posted: it joins the Extend batch the task created, waits
@@ -364,8 +372,7 @@ class JobRunner:
                 self._log(record, status, "progress")
             event = job_event(record, state=JobState.RUNNING, status=status)
         record.run_status, record.attempts = status, 0
-        # List sweeps read the default account only: a tenant's runs keep their own checks.
-        delay, stretched = self._check_delay_s(now - (record.submitted_at or now), swept=record.request.tenant is None)
+        delay, stretched = self._check_delay_s(now - (record.submitted_at or now), tenant=record.request.tenant)
         due = now + delay if record.deadline_at is None else min(now + delay, record.deadline_at)
         info = record.progress()
         result = self._encoded(record.job_id, info, JobState.RUNNING.value)
@@ -384,19 +391,27 @@ class JobRunner:
             self.store.record_run(record.job_id, record.run_id, submitted_at=record.submitted_at or now)
         log.warning("job %s: a step outlived its lock; its outcome was not written", record.job_id)
 
-    def check_delay_s(self, elapsed_s: float) -> tuple[float, bool]:
-        """The delay to a run's next check `elapsed_s` after submission, and whether sweeps stretched it."""
-        return self._check_delay_s(elapsed_s)
+    def check_delay_s(self, elapsed_s: float, tenant: str | None = None) -> tuple[float, bool]:
+        """The delay to a run's next check `elapsed_s` after submission, and whether the sweeps of its account
+        (`tenant`, None for the default one) stretched it."""
+        return self._check_delay_s(elapsed_s, tenant=tenant)
 
-    def _check_delay_s(self, elapsed_s: float, *, swept: bool = True) -> tuple[float, bool]:
-        """The delay to the next check, and whether it was stretched because list sweeps are running."""
+    def _check_delay_s(self, elapsed_s: float, *, tenant: str | None = None) -> tuple[float, bool]:
+        """The delay to the next check, and whether it was stretched because its account's list sweeps run."""
         delay = self.checks.delay_s(elapsed_s)
         interval_s = self.sweep_check_interval_s
-        if swept and interval_s is not None and self._sweeps.sweeping(self.store, self.sweep_min_in_flight):
+        tenants = self.tenants.names if self.tenants is not None else ()
+        if interval_s is not None and self._sweeps.sweeping(self.store, self.sweep_min_in_flight, tenant, tenants):
             # List sweeps notice the run's end; this check is only the safety net (worker/sweep.py).
-            safety = self._sweeps.safety_interval_s(interval_s, self.sweep_safety_checks_per_s)
+            safety = self._sweeps.safety_interval_s(interval_s, self._safety_checks_per_s(tenant), tenant)
             return max(delay, safety * (0.75 + 0.5 * self.retry.rand())), True
         return delay, False
+
+    def _safety_checks_per_s(self, tenant: str | None) -> float | None:
+        """How many safety-net checks a second the account's jobs may make while its sweeps run."""
+        if tenant is None or self.tenants is None:
+            return self.sweep_safety_checks_per_s
+        return self.tenants.safety_checks_per_s(tenant)
 
     def _expire(self, record: JobRecord) -> None:
         if record.run_id is not None:

@@ -85,11 +85,20 @@ class Keys:
         """Hash: worker id (host:pid) -> JSON of a live worker (name, concurrency, queues, last heartbeat)."""
         return f"{self.prefix}workers"
 
-    def sweep(self, name: str) -> str:
-        """List-sweep state: strings `leader` (lease), `mark` (when the last sweep began), `active` (flag), and the
-        sorted set `stretched` (job id -> its stretched check; a job leaves it when it finishes, and the set
-        expires a result TTL after its last write)."""
-        return f"{self.prefix}sweep:{name}"
+    def sweep(self, name: str, tenant: str | None = None) -> str:
+        """List-sweep state of one account (the default one, or a tenant's): strings `leader` (lease), `mark` (when
+        the last sweep began), `active` (flag), and the sorted set `stretched` (job id -> its stretched check; a job
+        leaves it when it finishes, and the set expires a result TTL after its last write)."""
+        return f"{self.prefix}sweep:{name}" if tenant is None else f"{self.prefix}sweep:tenant:{tenant}:{name}"
+
+    def tenant_in_flight(self, tenant: str) -> str:
+        """Sorted set: job id -> when it was recorded, for a tenant's jobs in flight (its sweeps' switch-on count);
+        written with the job's record and left in the finishing step."""
+        return f"{self.prefix}tenant:{tenant}:inflight"
+
+    def is_tenant_in_flight(self, key: str) -> bool:
+        """Whether `key` is a tenant's in-flight set (the reconciler drops finished jobs from them)."""
+        return key.startswith(f"{self.prefix}tenant:") and key.endswith(":inflight")
 
     def batch(self, batch_id: str) -> str:
         """Hash: one of our batches (its Extend batch id `xb`, when its post began `post`); expires with results."""

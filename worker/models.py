@@ -201,8 +201,6 @@ class JobRequest(_Strict):
     def _check_whole(self) -> JobRequest:
         if (self.file is None) == (self.package is None):
             raise ValueError("give exactly one of file or package")
-        if self.tenant is not None and self.needs_review == "watch":
-            raise ValueError("needs_review 'watch' follows runs of the default account only, not a tenant's")
         size = len(json.dumps(self.run_metadata("0" * 36), separators=(",", ":")).encode())
         if size > METADATA_MAX_BYTES:
             raise ValueError(f"metadata is {size} bytes serialised (with extendq's keys); the limit is 10240")

@@ -68,6 +68,8 @@ class Reconciler:
             owned = [(key, *parsed) for key in keys if (parsed := self.store.keys.owned(key)) is not None]
             self._jobs([(key, ident) for key, family, ident in owned if family == "job"], now, counts)
             self._indexes([(key, family, ident) for key, family, ident in owned if family != "job"], counts)
+            for key in filter(self.store.keys.is_tenant_in_flight, keys):
+                self._tenant_orphans(key, counts)
         self._due_orphans(counts)
         if any(counts.values()):
             log.info("reconcile: %s", " ".join(f"{name}={value}" for name, value in sorted(counts.items())))
@@ -157,6 +159,19 @@ class Reconciler:
             for job_id, done in zip(job_ids, self.store.finished_flags(job_ids) if job_ids else [], strict=True):
                 if done and client.eval(_DROP_ORPHAN, 2, keys.due, keys.job(job_id), job_id):
                     counts["due_orphans_removed"] += 1
+            if int(cursor) == 0:
+                return
+
+    def _tenant_orphans(self, key: str, counts: Counter[str]) -> None:
+        """Drop finished or unknown jobs from a tenant's in-flight set (a job's finish leaves it; one whose record
+        was lost never finishes), so that the tenant's sweeps count only its jobs in flight."""
+        client, cursor = self.store.client, 0
+        while True:
+            cursor, entries = client.zscan(key, cursor, count=self.batch)
+            job_ids = [str(job_id) for job_id, _ in entries]
+            done = [job_id for job_id, flag in zip(job_ids, self.store.finished_flags(job_ids), strict=True) if flag]
+            if done and (removed := client.zrem(key, *done)):
+                counts["tenant_orphans_removed"] += int(removed)
             if int(cursor) == 0:
                 return
 

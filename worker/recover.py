@@ -13,9 +13,10 @@ once on however many machines: the step does nothing when the job or the run is 
 What cannot be recovered: jobs whose run was never created (queued, or waiting for a rate-limit token, at
 the loss). Their request lived only in Redis; their producers must enqueue them again. An adopted job gets
 back its result, its job key and its metadata; callbacks, deadlines, `needs_review="watch"` and per-run
-secrets were in the lost request and are not restored. Runs of tenant accounts are not listed (the default
-account only, like list sweeps). A pass adopts any run carrying a job id this Redis does not know: where
-another deployment shares the Extend account, turn the automatic pass off (`EXTENDQ_RECOVER_ON_RESTART`).
+secrets were in the lost request and are not restored. A pass lists the default account, then each tenant's
+(`EXTENDQ_TENANTS`), and a tenant's adopted jobs go on in its account; an account that fails (a revoked key)
+is logged and skipped, never the others. A pass adopts any run carrying a job id this Redis does not know: where
+another deployment shares an Extend account, turn the automatic pass off (`EXTENDQ_RECOVER_ON_RESTART`).
 
 When it runs: `extendq recover [--since 24h]` by hand, and automatically once per data loss. Each worker's
 main process looks every few seconds at a marker key (`Keys.dataset`) and at the Redis server's `run_id`
@@ -33,20 +34,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import redis
 
-from extendq.errors import InvalidJobRequest, RateLimited, RetryableError, RunRejected
+from extendq.errors import ExtendqError, InvalidJobRequest, RateLimited, RetryableError, RunRejected
 from extendq.worker.extend import ExtendApi, api_time
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
 from extendq.worker.periodic import exclusive, repeat
 from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.store import RedisJobStore
+from extendq.worker.tenants import TenantAccounts
 
 log = logging.getLogger("extendq.recover")
 T = TypeVar("T")
@@ -62,6 +64,8 @@ class Recovery:
     limiter: RateLimiter | None = None
     # Called as follow(owner, job_id) when another job took the run's job key meanwhile: the job shares its result.
     follow: Callable[[str, str], None] | None = None
+    tenant: str | None = None  # the account listed: a tenant's, or None for the default one
+    tenants: TenantAccounts | None = None  # the other accounts, each listed after this one
     page_size: int = 100
     attempts: int = 6
     clock: Callable[[], float] = time.time
@@ -69,23 +73,46 @@ class Recovery:
 
     @classmethod
     def for_runner(cls, runner: JobRunner) -> Recovery:
-        """A pass with the runner's default Extend account, store, shared limiter and result publisher."""
-        return cls(api=runner.api, store=runner.store, limiter=runner.limiter, follow=runner.follow)
+        """A pass over the runner's accounts (the default one, then its tenants'), with its store, shared limiters
+        and result publisher."""
+        return cls(
+            api=runner.api, store=runner.store, limiter=runner.limiter, follow=runner.follow, tenants=runner.tenants
+        )
 
     def run(self, *, since: float) -> dict[str, int]:
-        """Adopt the runs created since `since` (unix seconds); counts by outcome.
+        """Adopt the runs created since `since` (unix seconds) in every account; counts by outcome.
 
         `listed` runs were looked at: `adopted` ones got a record, `known` ones had one, `foreign` ones carry no
         extendq job id, `key_taken` ones joined the job that took their job key, `gone` ones vanished meanwhile,
-        `unreadable` ones could not be read as a request.
+        `unreadable` ones could not be read as a request; `accounts_failed` accounts could not be listed (a
+        tenant's revoked key, say: the other accounts are recovered all the same). The default account's failure
+        is raised (the pass is run again).
         """
+        counts = self._run_account(since)
+        for name in sorted(self.tenants.names) if self.tenants is not None else ():
+            counts.update(self._run_tenant(name, since))
+        return {name: counts[name] for name in ("listed", "adopted", "known", "foreign")} | dict(counts)
+
+    def _run_tenant(self, name: str, since: float) -> Counter[str]:
+        """The pass over one tenant's account; a failure there is logged and counted, never raised."""
+        assert self.tenants is not None
+        try:
+            api, limiter = self.tenants.api(name), self.tenants.limiter(name)
+            return replace(self, api=api, limiter=limiter, tenant=name, tenants=None)._run_account(since)
+        except ExtendqError as exc:
+            log.warning("recovery of tenant %s failed: %s", name, exc)
+            return Counter(accounts_failed=1)
+
+    def _run_account(self, since: float) -> Counter[str]:
         counts: Counter[str] = Counter()
         for page in self._pages(since):
             counts["listed"] += len(page)
             for summary, known in zip(page, self.store.known_runs([str(s["id"]) for s in page]), strict=True):
                 counts["known" if known else self._recover(summary)] += 1
-        log.info("recovery since %s: %s", _iso(since), " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        return {name: counts[name] for name in ("listed", "adopted", "known", "foreign")} | dict(counts)
+        account = "" if self.tenant is None else f" of tenant {self.tenant}"
+        tally = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        log.info("recovery%s since %s: %s", account, _iso(since), tally)
+        return counts
 
     def _pages(self, since: float) -> Iterator[list[dict[str, Any]]]:
         """Summaries of runs created at or after `since`, newest first, a page at a time."""
@@ -112,7 +139,7 @@ class Recovery:
         job_id = (run.get("metadata") or {}).get(JOB_ID_KEY)
         if not isinstance(job_id, str) or not job_id:
             return "foreign"
-        request = adopted_request(run)
+        request = adopted_request(run, self.tenant)
         if request is None:
             log.warning("run %s of job %s cannot be read as a job request; not adopted", run_id, job_id)
             return "unreadable"
@@ -150,8 +177,9 @@ class Recovery:
         return False
 
 
-def adopted_request(run: dict[str, Any]) -> JobRequest | None:
-    """A request standing for the lost one: the run's workflow, its files by id, its metadata and job key."""
+def adopted_request(run: dict[str, Any], tenant: str | None = None) -> JobRequest | None:
+    """A request standing for the lost one: the run's workflow, its files by id, its metadata and job key, on the
+    account (`tenant`) it was listed in."""
     metadata = run.get("metadata") or {}
     file_ids = [str(item["id"]) for item in run.get("files") or [] if isinstance(item, dict) and item.get("id")]
     if not file_ids:
@@ -159,6 +187,8 @@ def adopted_request(run: dict[str, Any]) -> JobRequest | None:
     package = {"files": [{"id": file_id} for file_id in file_ids]}
     files = {"file": {"id": file_ids[0]}} if len(file_ids) == 1 else {"package": package}
     base = {"workflow": (run.get("workflow") or {}).get("id"), **files, "job_key": metadata.get(JOB_KEY_KEY)}
+    if tenant is not None:
+        base["tenant"] = tenant
     own = {key: value for key, value in metadata.items() if not str(key).startswith("extendq:")}
     for payload in ({**base, "metadata": own}, base):  # metadata Extend holds but we would refuse: left out
         try:

@@ -17,11 +17,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from extendq.errors import ExtendqError, RateLimited, RetryableError
+from extendq.errors import ExtendqError, InvalidJobRequest, RateLimited, RetryableError
 from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.records import JobRecord
 from extendq.worker.store import RedisJobStore
+from extendq.worker.tenants import TenantAccounts
 
 log = logging.getLogger("extendq.review")
 
@@ -63,11 +64,16 @@ def review_status(store: RedisJobStore, job_id: str) -> str | None:
 
 @dataclass(kw_only=True)
 class ReviewFollower:
-    """Looks again at followed runs that are due, and publishes each one's outcome once it is reviewed."""
+    """Looks again at followed runs that are due, and publishes each one's outcome once it is reviewed.
+
+    Each run is looked at through its job's account (`api` and `limiter` for the default one, `tenants` for the
+    others); an account without a token, or paused by a 429, postpones only its own runs.
+    """
 
     api: ExtendApi
     store: RedisJobStore
     limiter: RateLimiter | None = None
+    tenants: TenantAccounts | None = None
     interval_s: float = 300.0
     outcome_ttl_s: int = 7 * 24 * 3600
     batch: int = 100
@@ -76,49 +82,69 @@ class ReviewFollower:
     def follow_due(self) -> dict[str, int]:
         """One pass over the followed runs due now; counts by what happened (`reviewed`, `waiting`, ...)."""
         now = self.clock()
-        claimed = self._claim(now)
         counts: Counter[str] = Counter()
-        for index, job_id in enumerate(claimed):
-            wait_s = self._token_wait_s()
-            if wait_s is None:
-                try:
-                    counts[self._look(job_id, now)] += 1
-                    continue
-                except RateLimited as exc:
-                    wait_s = exc.retry_after_s or 1.0
-                    if self.limiter is not None:
-                        self.limiter.pause(wait_s)
-            # No token in the pool's shared rate limit, or Extend said 429: the rest wait that long, not an interval.
-            self.store.client.zadd(self.store.keys.review, dict.fromkeys(claimed[index:], now + wait_s), xx=True)
-            counts["throttled"] += len(claimed) - index
-            break
+        held_back: dict[str | None, float] = {}  # account -> when its runs may be looked at again
+        for job_id in self._claim(now):
+            record = self.store.load(job_id)
+            if record is None or record.run_id is None:
+                counts[self._expired(job_id)] += 1
+                continue
+            tenant = record.request.tenant
+            if tenant not in held_back and (wait_s := self._look_or_wait(record, now, counts)) is not None:
+                held_back[tenant] = now + wait_s
+            if tenant in held_back:
+                # No token in the account's shared rate limit, or Extend said 429: its runs wait that long.
+                self.store.client.zadd(self.store.keys.review, {job_id: held_back[tenant]}, xx=True)
+                counts["throttled"] += 1
         return dict(counts)
 
-    def _token_wait_s(self) -> float | None:
-        """None when a request may go now (its token taken), else how long until one may."""
-        if self.limiter is None:
+    def _look_or_wait(self, record: JobRecord, now: float, counts: Counter[str]) -> float | None:
+        """Look at the job's run (its outcome counted), or how long its account must wait for a token."""
+        tenant = record.request.tenant
+        try:
+            api, limiter = self._account(tenant)
+        except InvalidJobRequest as exc:
+            # A process without the tenant's key (its configuration is behind): the run is looked at again later.
+            log.warning("job %s review check skipped: %s", record.job_id, exc)
+            counts["unknown_tenant"] += 1
             return None
-        grant = self.limiter.reserve(Bucket.REQUESTS, max_wait_s=0.0)
-        return None if grant.now else max(grant.wait_s, 0.05)
+        wait_s = _token_wait_s(limiter)
+        if wait_s is not None:
+            return wait_s
+        try:
+            counts[self._look(api, record, now)] += 1
+            return None
+        except RateLimited as exc:
+            if limiter is not None:
+                limiter.pause(exc.retry_after_s or 1.0)
+            return exc.retry_after_s or 1.0
+
+    def _account(self, tenant: str | None) -> tuple[ExtendApi, RateLimiter | None]:
+        if tenant is None:
+            return self.api, self.limiter
+        if self.tenants is None:
+            raise InvalidJobRequest(f"unknown tenant {tenant!r}: this worker has no tenants configured")
+        return self.tenants.api(tenant), self.tenants.limiter(tenant)
 
     def _claim(self, now: float) -> list[str]:
         keys = [self.store.keys.review]
         ids = self.store.client.eval(_CLAIM, 1, *keys, now, self.batch, now + self.interval_s)
         return [str(job_id) for job_id in ids]
 
-    def _look(self, job_id: str, now: float) -> str:
-        record = self.store.load(job_id)
-        if record is None or record.run_id is None:
-            # Its record expired (results are kept EXTENDQ_RESULT_TTL_S): nothing left to publish to.
-            self.store.client.zrem(self.store.keys.review, job_id)
-            log.info("job %s no longer followed: its record expired before the review ended", job_id)
-            return "expired"
+    def _expired(self, job_id: str) -> str:
+        # Its record expired (results are kept EXTENDQ_RESULT_TTL_S): nothing left to publish to.
+        self.store.client.zrem(self.store.keys.review, job_id)
+        log.info("job %s no longer followed: its record expired before the review ended", job_id)
+        return "expired"
+
+    def _look(self, api: ExtendApi, record: JobRecord, now: float) -> str:
+        assert record.run_id is not None
         try:
-            run = self.api.get_run(record.run_id)
+            run = api.get_run(record.run_id)
         except RateLimited:
             raise
         except RetryableError as exc:
-            log.warning("job %s review check failed, trying again in %.0fs: %s", job_id, self.interval_s, exc)
+            log.warning("job %s review check failed, trying again in %.0fs: %s", record.job_id, self.interval_s, exc)
             return "retry"
         except ExtendqError as exc:
             self._publish(record, "", getattr(exc, "kind", type(exc).__name__), now)
@@ -146,3 +172,11 @@ class ReviewFollower:
         self.store.emit(event)
         fields = {"event": "reviewed", **{k: v for k, v in event.items() if v}}
         log.info("job %s reviewed run=%s status=%s", record.job_id, record.run_id, status or error, extra=fields)
+
+
+def _token_wait_s(limiter: RateLimiter | None) -> float | None:
+    """None when a request may go now (its token taken), else how long until one may."""
+    if limiter is None:
+        return None
+    grant = limiter.reserve(Bucket.REQUESTS, max_wait_s=0.0)
+    return None if grant.now else max(grant.wait_s, 0.05)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -137,7 +137,15 @@ class RedisJobStore:
         lock_key, in_flight = (self._keys.lock(job_id), self._keys.in_flight) if lock else ("", "")
         token, lock_ms = lock or ("", 0)
         claims = "" if lock or batch_task else self._keys.claims  # a batch member has no start message
-        keys = [self._keys.job(job_id), key_index, self._keys.due, lock_key, in_flight, claims]
+        keys = [
+            self._keys.job(job_id),
+            key_index,
+            self._keys.due,
+            lock_key,
+            in_flight,
+            claims,
+            self._tenant_set(request),
+        ]
         args = [job_id, request.job_key or "", self._ttl, now + lease_s, token, lock_ms, now, *_flatten(fields)]
         owner, created = self._create(keys=keys, args=args)
         return str(owner), bool(created)
@@ -194,7 +202,7 @@ class RedisJobStore:
             self._keys.job(record.job_id),
             self._keys.due,
             self._keys.events,
-            self._keys.sweep("stretched") if stretched else "",
+            self._keys.sweep("stretched", record.request.tenant) if stretched else "",
             self._keys.run(record.run_id) if created and record.run_id else "",
             self._keys.lock(record.job_id) if lock else "",
             result.key if result else "",
@@ -224,7 +232,7 @@ class RedisJobStore:
         fields = _encode_new(request, now=submitted_at, secrets=None)
         fields.update({_F_STATE: JobState.RUNNING.value, _F_RUN: run_id, _F_SUBMITTED: repr(submitted_at)})
         key_index = self._keys.job_key(request.job_key) if request.job_key else ""
-        keys = [self._keys.job(job_id), self._keys.run(run_id), key_index, self._keys.due]
+        keys = [self._keys.job(job_id), self._keys.run(run_id), key_index, self._keys.due, self._tenant_set(request)]
         code, owner = self._adopt(keys=keys, args=[job_id, due_at, *_flatten(fields)])
         return _ADOPTIONS[int(code)], str(owner)
 
@@ -283,12 +291,14 @@ class RedisJobStore:
         """Add one to a counter field; its new value."""
         return int(self._redis.hincrby(self._keys.job(job_id), _FIELDS[name], 1))
 
-    def schedule(self, job_id: str, due_at: float, *, stretched: bool = False, posted: bool = True) -> None:
-        """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because sweeps run;
-        `posted=False`: clear the job's posting mark too (no create went out). A finished job is never
-        scheduled again (its entry goes instead), whoever asks.
+    def schedule(
+        self, job_id: str, due_at: float, *, stretched: bool = False, posted: bool = True, tenant: str | None = None
+    ) -> None:
+        """Make the job's next step due at `due_at` (unix seconds); `stretched`: only because the sweeps of the
+        job's account (`tenant`, None for the default one) run; `posted=False`: clear the job's posting mark too
+        (no create went out). A finished job is never scheduled again (its entry goes instead), whoever asks.
         """
-        keys = [self._keys.job(job_id), self._keys.due, self._keys.sweep("stretched") if stretched else ""]
+        keys = [self._keys.job(job_id), self._keys.due, self._keys.sweep("stretched", tenant) if stretched else ""]
         self._schedule(keys=keys, args=[job_id, due_at, "" if posted else "1", self._ttl])
 
     def make_due(self, job_ids: list[str], due_at: float) -> None:
@@ -304,14 +314,14 @@ class RedisJobStore:
         if due:
             self._redis.zadd(self._keys.due, dict(due), xx=True, lt=True)
 
-    def unstretch(self, job_ids: list[str]) -> None:
-        """Forget that these jobs' checks were stretched for sweeps."""
+    def unstretch(self, job_ids: list[str], tenant: str | None = None) -> None:
+        """Forget that these jobs' checks were stretched for the sweeps of their account."""
         if job_ids:
-            self._redis.zrem(self._keys.sweep("stretched"), *job_ids)
+            self._redis.zrem(self._keys.sweep("stretched", tenant), *job_ids)
 
-    def stretched(self, limit: int = 10_000) -> list[str]:
-        """Jobs whose next check was pushed out because sweeps were running."""
-        return [str(job_id) for job_id in self._redis.zrange(self._keys.sweep("stretched"), 0, limit - 1)]
+    def stretched(self, limit: int = 10_000, tenant: str | None = None) -> list[str]:
+        """Jobs of one account whose next check was pushed out because its sweeps were running."""
+        return [str(job_id) for job_id in self._redis.zrange(self._keys.sweep("stretched", tenant), 0, limit - 1)]
 
     def claim_due(self, *, now: float, limit: int, lease_s: float) -> list[tuple[str, float]]:
         """Atomically claim up to `limit` due jobs; each is re-due at its lease end unless rescheduled first
@@ -351,6 +361,22 @@ class RedisJobStore:
     def in_flight(self) -> int:
         """How many jobs are scheduled (every unfinished job is)."""
         return int(self._redis.zcard(self._keys.due))
+
+    def in_flight_of(self, tenant: str | None, *, tenants: Collection[str] = ()) -> int:
+        """How many of one account's jobs are in flight: a tenant's, or the default account's (every job
+        scheduled but those of `tenants`, the tenants configured)."""
+        if tenant is not None:
+            return int(self._redis.zcard(self._keys.tenant_in_flight(tenant)))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(self._keys.due)
+        for name in tenants:
+            pipe.zcard(self._keys.tenant_in_flight(name))
+        total, *theirs = pipe.execute()
+        return max(0, int(total) - sum(int(count) for count in theirs))
+
+    def _tenant_set(self, request: JobRequest) -> str:
+        """The in-flight set of the request's tenant, or '' (no key) for the default account."""
+        return self._keys.tenant_in_flight(request.tenant) if request.tenant is not None else ""
 
     @contextmanager
     def lock(self, job_id: str, *, ttl_s: float) -> Iterator[bool]:
@@ -466,8 +492,9 @@ class RedisJobStore:
             self._keys.lock(record.job_id) if record.lock else "",
             result.key if result else "",
             self._keys.usage_pending if usage else "",
-            self._keys.sweep("stretched"),
+            self._keys.sweep("stretched", record.request.tenant),
             self._keys.claims,
+            self._tenant_set(record.request),
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""

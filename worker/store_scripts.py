@@ -12,7 +12,7 @@ end
 
 CREATE = """
 -- KEYS: job hash, job-key index (or ''), due set, lock (or ''), in-flight index (or ''), claims (or '': no
---       claim; else the job's start message holds the claim `new`).
+--       claim; else the job's start message holds the claim `new`), the tenant's in-flight set (or '').
 -- ARGV: job id, job key, ttl, due, lock token, lock ttl (ms), enqueued at, then field/value pairs.
 -- Returns {owner id, 1 when this call recorded the job (and took its lock, when asked) else 0}.
 if KEYS[2] ~= '' then
@@ -29,6 +29,7 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
 if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[1]) end
 if KEYS[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], 'new') end
+if KEYS[7] ~= '' then redis.call('ZADD', KEYS[7], 'NX', ARGV[7], ARGV[1]) end
 return {ARGV[1], 1}
 """
 
@@ -123,7 +124,7 @@ FINISH = (
     + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
 --       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set,
---       claims (or '').
+--       claims (or ''), the tenant's in-flight set (or '').
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
 -- Returns false when the job had already finished, or when the step's lock is no longer its own (it outlived
@@ -144,6 +145,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('ZREM', KEYS[13], ARGV[1])
 if KEYS[14] ~= '' then redis.call('HDEL', KEYS[14], ARGV[1]) end
+if KEYS[15] ~= '' then redis.call('ZREM', KEYS[15], ARGV[1]) end
 local event = {}
 for i = 15, #ARGV do event[#event + 1] = ARGV[i] end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
@@ -248,7 +250,8 @@ return 1
 """
 
 ADOPT = """
--- KEYS: job hash, run index, job-key index (or ''), due set. ARGV: job id, due, then field/value pairs.
+-- KEYS: job hash, run index, job-key index (or ''), due set, the tenant's in-flight set (or '').
+-- ARGV: job id, due, then field/value pairs.
 -- Returns {1, job id} when recorded, {0, owner} when the job or run is known already, {2, owner} when the
 -- job key belongs to another job.
 if redis.call('HEXISTS', KEYS[1], 'req') == 1 then return {0, ARGV[1]} end
@@ -266,6 +269,7 @@ for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if KEYS[5] ~= '' then redis.call('ZADD', KEYS[5], 'NX', ARGV[2], ARGV[1]) end
 return {1, ARGV[1]}
 """
 

@@ -5,6 +5,10 @@ Every few seconds one sweeper (a lease in Redis elects it among all workers) lis
 every job whose run ended there due at once: that job's next check fetches the full run and publishes
 it. While sweeps run, per-job checks stretch to a slow safety net. With few runs in flight a sweep would
 cost more calls than it saves, so in `auto` mode sweeps start only above a number of jobs in flight.
+
+Each Extend account sweeps on its own: the default one, and each tenant (`EXTENDQ_TENANTS`) with its own API,
+rate limit, window, leader and count of jobs in flight, so a tenant's runs are found by listing its account,
+and one account's trouble (a revoked key, a 429 pause) never holds up another's sweeps.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,28 +40,35 @@ def _sleep(seconds: float) -> bool:
     return False
 
 
+_UNSEEN = (False, 0.0, 0)
+
+
 @dataclass
 class SweepWatch:
-    """Whether list sweeps are running, as a runner last saw it, and the safety-net checks they leave."""
+    """Whether each account's list sweeps are running, as a runner last saw it, and the safety-net checks they
+    leave. Accounts are named by tenant (None: the default account)."""
 
-    seen: tuple[bool, float, int] = (False, 0.0, 0)  # sweeping, known until (monotonic), jobs in flight
+    # Per account: sweeping, known until (monotonic), jobs in flight.
+    seen: dict[str | None, tuple[bool, float, int]] = field(default_factory=dict)
 
-    def sweeping(self, store: RedisJobStore, min_in_flight: int) -> bool:
-        """Sweeps are running, or will be within one interval (enough jobs in flight); a yes is kept a second."""
+    def sweeping(
+        self, store: RedisJobStore, min_in_flight: int, tenant: str | None = None, tenants: Collection[str] = ()
+    ) -> bool:
+        """The account's sweeps are running, or will be within one interval (enough of its jobs in flight); a yes
+        is kept a second. `tenants`: those configured (the default account's jobs are all the others)."""
         now = time.monotonic()
-        if now >= self.seen[1]:
-            pipe = store.client.pipeline(transaction=False)
-            pipe.exists(store.keys.sweep("active"))
-            pipe.zcard(store.keys.due)
-            active, in_flight = pipe.execute()
+        if now >= self.seen.get(tenant, _UNSEEN)[1]:
+            active = store.client.exists(store.keys.sweep("active", tenant))
+            in_flight = store.in_flight_of(tenant, tenants=tenants)
             sweeping = bool(active) or in_flight >= min_in_flight
-            self.seen = (sweeping, now + 1.0 if sweeping else now, int(in_flight))
-        return self.seen[0]
+            self.seen[tenant] = (sweeping, now + 1.0 if sweeping else now, in_flight)
+        return self.seen[tenant][0]
 
-    def safety_interval_s(self, interval_s: float, checks_per_s: float | None) -> float:
-        """A run's safety-net check interval: with many runs in flight it is spread further, so that the safety
-        net never spends more than its share of the API (`checks_per_s` for the whole pool)."""
-        return max(interval_s, self.seen[2] / checks_per_s) if checks_per_s else interval_s
+    def safety_interval_s(self, interval_s: float, checks_per_s: float | None, tenant: str | None = None) -> float:
+        """A run's safety-net check interval: with many of its account's runs in flight it is spread further, so
+        that the safety net never spends more than its share of the account's API (`checks_per_s`)."""
+        in_flight = self.seen.get(tenant, _UNSEEN)[2]
+        return max(interval_s, in_flight / checks_per_s) if checks_per_s else interval_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,14 +104,18 @@ class SweepConfig:
 
 @dataclass(kw_only=True)
 class Sweeper:
-    """Finds runs that ended by listing recently updated runs; one sweeper at a time across all workers."""
+    """Finds runs of one account that ended by listing its recently updated runs; one sweeper per account at a
+    time across all workers."""
 
     api: ExtendApi
     store: RedisJobStore
     client: redis.Redis
     config: SweepConfig
     limiter: RateLimiter | None = None
-    adopt: Callable[[list[str]], None] | None = None
+    # Hands ended runs of our batches to the adopting task, with the account (tenant) they belong to.
+    adopt: Callable[[list[str], str | None], None] | None = None
+    tenant: str | None = None  # the account swept: a tenant's, or None for the default one
+    tenants: Collection[str] = ()  # the tenants configured (the default account's jobs are all the others)
     clock: Callable[[], float] = time.time
     # Waits for a reserved token, in the sweeper's own thread; True means stop (the worker is shutting down).
     sleep: Callable[[float], bool] = _sleep
@@ -125,8 +140,8 @@ class Sweeper:
             made_due += self._give_way(started)
         pipe = self.client.pipeline()
         if reach != "cut_short":  # a sweep cut short (no token) leaves the mark, so the next one looks as far back
-            pipe.set(keys.sweep("mark"), repr(started))
-        pipe.set(keys.sweep("active"), "1", px=int(self.config.interval_s * 3000))
+            pipe.set(keys.sweep("mark", self.tenant), repr(started))
+        pipe.set(keys.sweep("active", self.tenant), "1", px=int(self.config.interval_s * 3000))
         pipe.execute()
         self._pace(started, made_due)
         return made_due
@@ -141,7 +156,7 @@ class Sweeper:
 
     def active(self) -> bool:
         """Whether sweeps are running now (checks then stretch to the safety net)."""
-        return bool(self.client.exists(self.store.keys.sweep("active")))
+        return bool(self.client.exists(self.store.keys.sweep("active", self.tenant)))
 
     def _window_start(self, started: float) -> float:
         """Where this sweep looks back to: where the last complete one began, or where the sweeps began.
@@ -150,7 +165,7 @@ class Sweeper:
         leaves it for the next: checks stretch as soon as sweeps are due, and the runs that end meanwhile must
         not fall out of the window (their jobs would wait for the safety-net check).
         """
-        key = self.store.keys.sweep("mark")
+        key = self.store.keys.sweep("mark", self.tenant)
         pipe = self.client.pipeline()
         pipe.set(key, repr(started - self.config.interval_s), nx=True)
         pipe.get(key)
@@ -158,25 +173,28 @@ class Sweeper:
 
     def _wanted(self) -> bool:
         mode = self.config.mode
-        if mode == "off" or (mode == "auto" and self.store.in_flight() < self.config.min_in_flight):
+        if mode == "off" or (mode == "auto" and self._in_flight() < self.config.min_in_flight):
             # Sweeps stopped: a later start opens a new window (the jobs are back to regular checks).
-            self.client.delete(self.store.keys.sweep("active"), self.store.keys.sweep("mark"))
+            self.client.delete(self.store.keys.sweep("active", self.tenant), self.store.keys.sweep("mark", self.tenant))
             self._hand_back()
             return False
         return True
 
     def _hand_back(self) -> None:
         """Sweeps stopped: jobs whose checks were stretched for them go back to the normal cadence."""
-        stretched = self.store.stretched()
+        stretched = self.store.stretched(tenant=self.tenant)
         if not stretched:
             return
         now, within = self.clock(), self.config.hand_back_within_s
         self.store.bring_forward({job: now + random.random() * within for job in self.store.unfinished(stretched)})
-        self.store.unstretch(stretched)
+        self.store.unstretch(stretched, self.tenant)
         log.info("sweeps stopped: %d jobs back to regular checks", len(stretched))
 
+    def _in_flight(self) -> int:
+        return self.store.in_flight_of(self.tenant, tenants=self.tenants)
+
     def _lead(self) -> bool:
-        key, ttl_ms = self.store.keys.sweep("leader"), int(self.config.interval_s * 3000)
+        key, ttl_ms = self.store.keys.sweep("leader", self.tenant), int(self.config.interval_s * 3000)
         if self.client.set(key, self._token, nx=True, px=ttl_ms):
             return True
         if self.client.get(key) in (self._token, self._token.encode()):
@@ -189,7 +207,7 @@ class Sweeper:
         ("complete"), stopped for want of a token ("cut_short"), or out of pages before it ("too_far")."""
         ended: list[dict[str, Any]] = []
         token: str | None = None
-        size = min(max(self.config.page_size, self.store.in_flight()), self.config.max_page_size)
+        size = min(max(self.config.page_size, self._in_flight()), self.config.max_page_size)
         for _ in range(self._page_budget()):
             if not self._paced():
                 return ended, "cut_short"
@@ -216,10 +234,10 @@ class Sweeper:
     def _give_way(self, now: float) -> int:
         """The window is out of a sweep's reach (a long outage or pause): the jobs whose checks were stretched
         for sweeps get checks of their own now, which cover the gap, and the next sweep starts a new window."""
-        stretched = self.store.stretched()
+        stretched = self.store.stretched(tenant=self.tenant)
         unfinished = self.store.unfinished(stretched)
         self.store.make_due(unfinished, now)
-        self.store.unstretch(stretched)
+        self.store.unstretch(stretched, self.tenant)
         log.warning("a sweep could not reach its window: %d jobs get checks of their own", len(unfinished))
         return len(unfinished)
 
@@ -231,7 +249,7 @@ class Sweeper:
 
     def _keep_lead(self, wait_s: float) -> None:
         # Waiting for a token may outlast the lease: keep it, so no other process starts a sweep meanwhile.
-        key = self.store.keys.sweep("leader")
+        key = self.store.keys.sweep("leader", self.tenant)
         if self.client.get(key) in (self._token, self._token.encode()):
             self.client.pexpire(key, int((wait_s + self.config.interval_s * 3) * 1000))
 
@@ -258,7 +276,7 @@ class Sweeper:
             if job in unfinished
         }
         self.store.bring_forward(due)
-        self.store.unstretch(jobs)
+        self.store.unstretch(jobs, self.tenant)
         adopted = self._adopt_batch_runs([s for s, owner in zip(ended, owners, strict=True) if owner is None])
         return len(due) + adopted
 
@@ -270,7 +288,7 @@ class Sweeper:
         ours = self.store.batches_known([str(s["batchId"]) for s in batched])
         run_ids = [str(s["id"]) for s, known in zip(batched, ours, strict=True) if known]
         if run_ids:
-            self.adopt(run_ids)
+            self.adopt(run_ids, self.tenant)
         return len(run_ids)
 
 
@@ -279,6 +297,7 @@ def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:
 
     def sweep() -> None:
         if due := sweeper.sweep_once():
-            log.info("sweep made %d finished runs due", due)
+            account = "" if sweeper.tenant is None else f" of tenant {sweeper.tenant}"
+            log.info("sweep%s made %d finished runs due", account, due)
 
     repeat(sweep, every_s=lambda: sweeper.interval_s, stop=stop, what="sweep")

@@ -8,7 +8,7 @@ worker's configuration: they never travel in a task message or land in Redis.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from extendq.errors import InvalidJobRequest
 from extendq.worker.extend import ExtendApi
@@ -24,8 +24,10 @@ class TenantAccounts:
         *,
         build_api: Callable[[str], ExtendApi],
         build_limiter: Callable[[str], RateLimiter | None],
+        safety_checks_per_s: Mapping[str, float] | None = None,
     ) -> None:
         self._names = frozenset(names)
+        self._safety = dict(safety_checks_per_s or {})
         self._build_api = build_api
         self._build_limiter = build_limiter
         self._apis: dict[str, ExtendApi] = {}
@@ -51,6 +53,10 @@ class TenantAccounts:
             if tenant not in self._limiters:
                 self._limiters[tenant] = self._build_limiter(tenant)
             return self._limiters[tenant]
+
+    def safety_checks_per_s(self, tenant: str) -> float | None:
+        """How many safety-net checks a second the tenant's jobs may make while its sweeps run (None: no bound)."""
+        return self._safety.get(tenant)
 
     def close(self) -> None:
         """Close every API built so far."""

@@ -18,6 +18,7 @@ class FakeApi:
         self.instant = instant
         self.runs: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
+        self.batches: list[dict[str, Any]] = []
         self.create_error: ExtendqError | None = None
 
     def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,10 @@ class FakeApi:
         return f"file_{self.name}"
 
     def create_batch(self, body: dict[str, Any]) -> str:
-        raise NotImplementedError
+        """A batch is only noted (its runs never start): tests read `batches`."""
+        self.calls.append("batch")
+        self.batches.append(body)
+        return f"batch_{self.name}_{len(self.batches)}"
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
         """Every run, newest first, on one page (the lookup after a lost create reads it)."""

@@ -134,3 +134,15 @@ def test_the_list_command_prints_json_and_refuses_a_bad_age(
     assert "refused" in table.stdout and "ok" in table.stdout and "2 jobs" in table.stdout
     bad = CliRunner().invoke(app, ["list", "--since", "soon"], env=env)
     assert bad.exit_code == Exit.BAD_INPUT and "--since" in bad.stderr
+
+
+def test_finished_jobs_can_be_listed_for_some_tenants_only(runs: tuple[JobRunner, FakeApi, Clock]) -> None:
+    # Given a default job and one of each of two tenants (unknown to this runner: they fail with no call)
+    _finish(runs, "default", "PROCESSED")
+    _finish(runs, "acme-job", "PROCESSED", tenant="acme")
+    _finish(runs, "globex-job", "PROCESSED", tenant="globex")
+    store, since = runs[0].store, runs[2].now - 3600
+    # Then a tenant filter lists only the jobs of those tenants' accounts
+    assert [row["job_id"] for row in finished_jobs(store, since=since, tenants=["acme"])] == ["acme-job"]
+    assert len(finished_jobs(store, since=since, tenants=["acme", "globex"])) == 2
+    assert len(finished_jobs(store, since=since)) == 3

@@ -133,3 +133,17 @@ def test_a_prefix_with_glob_characters_scans_only_its_own_keys(redis_client: red
     _job(other, "not-mine", due=None)
     Reconciler(store=store, drive=driven, result_ttl_s=TTL, grace_s=60, clock=lambda: NOW).run()
     assert driven.ids == ["mine"]
+
+
+def test_a_tenants_in_flight_set_keeps_only_its_jobs_in_flight(redis_client: redis.Redis) -> None:
+    # Given two of acme's jobs in flight, one finished (it left the set), and one whose record was lost
+    store, driven = _store(redis_client), Driven()
+    for job_id in ("running", "finished", "lost"):
+        _job(store, job_id, due=NOW + 5, tenant="acme")
+    _finish(store, "finished", at=NOW - 10)
+    assert redis_client.zrange("extendq:tenant:acme:inflight", 0, -1) == ["lost", "running"]
+    redis_client.delete("extendq:job:lost")
+    # When the reconciler runs, then only the job in flight is counted for acme's sweeps
+    counts = _reconciler(store, driven).run()
+    assert redis_client.zrange("extendq:tenant:acme:inflight", 0, -1) == ["running"]
+    assert counts["tenant_orphans_removed"] == 1

@@ -14,6 +14,7 @@ from extendq.worker.models import JobRequest, JobState
 from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
 from extendq.worker.review import ReviewFollower, review_status
 from extendq.worker.store import RedisJobStore
+from extendq.worker.tenants import TenantAccounts
 
 
 class FakeApi:
@@ -196,3 +197,33 @@ def test_looks_spend_the_pool_s_shared_rate_limit(world: Any, redis_client: redi
     assert follower.follow_due() == {"throttled": 3} and api.gets == 0
     scores = [score for _, score in redis_client.zrange("extendq:review", 0, -1, withscores=True)]
     assert all(clock.now + 0.05 <= score <= clock.now + 1.5 for score in scores), (clock.now, scores)
+
+
+def test_a_tenants_watched_run_is_looked_at_through_its_account_and_its_pause_holds_back_only_its_own(
+    world: Any, redis_client: redis.Redis
+) -> None:
+    # Given a watched NEEDS_REVIEW run on the default account and two on acme's
+    store, api, results, clock = world
+    acme = FakeApi()
+    tenants = TenantAccounts(["acme"], build_api=lambda name: acme, build_limiter=lambda name: None)
+    runner = JobRunner(api=api, store=store, publisher=results, clock=clock, tenants=tenants)
+    for job_id, extra in (("d", {}), ("a1", {"tenant": "acme"}), ("a2", {"tenant": "acme"})):
+        request = {"workflow": "workflow_review", "file": {"text": "x"}, "needs_review": "watch", **extra}
+        runner.start(job_id, JobRequest.parse(request))
+    assert (len(api.runs), len(acme.runs)) == (1, 2)
+    # When both are reviewed, but acme's account answers 429
+    clock.now += 300
+    api.status = acme.status = "PROCESSED"
+    for run in [*api.runs.values(), *acme.runs.values()]:
+        run["status"] = "PROCESSED"
+    acme.fail_with = RateLimited("slow down", retry_after_s=7)
+    follower = ReviewFollower(api=api, store=store, tenants=tenants, interval_s=300, clock=clock)
+    # Then the default run is published, and only acme's wait out its pause (one call spent on it)
+    assert follower.follow_due() == {"reviewed": 1, "throttled": 2}
+    assert acme.gets == 1 and review_status(store, "d") == "PROCESSED"
+    assert {score for _, score in redis_client.zrange("extendq:review", 0, -1, withscores=True)} == {clock.now + 7}
+    # And once acme answers, its runs' outcomes are published through its own account
+    clock.now += 7
+    acme.fail_with = None
+    assert follower.follow_due() == {"reviewed": 2}
+    assert [review_status(store, job_id) for job_id in ("a1", "a2")] == ["PROCESSED", "PROCESSED"]

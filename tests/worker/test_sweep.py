@@ -277,3 +277,41 @@ def test_with_no_busy_interval_sweeps_keep_theirs_however_many_runs_end(redis_cl
     sweeps = Sweeper(api=api, store=store, client=redis_client, config=config, clock=Clock(1000.0))
     # When they are swept, then the next sweep comes after the interval
     assert sweeps.sweep_once() == 30 and sweeps.interval_s == 1.0
+
+
+def _tenant_job(store: RedisJobStore, job_id: str, run_id: str, *, tenant: str, now: float) -> None:
+    request = JobRequest.parse({"workflow": "workflow_x", "file": {"id": "file_1"}, "tenant": tenant})
+    store.create(job_id, request, now=now, lease_s=1, secrets=None)
+    store.record_run(job_id, run_id, submitted_at=now)
+    store.schedule(job_id, now + 300, stretched=True, tenant=tenant)
+
+
+def test_a_tenants_sweep_lists_its_own_account_and_keeps_its_own_window(redis_client: redis.Redis) -> None:
+    # Given a default job and two of acme's in flight, each checked next far in the future
+    store = store_with_a_run(redis_client, now=990.0)
+    _tenant_job(store, "acme-1", "workflow_run_a1", tenant="acme", now=990.0)
+    _tenant_job(store, "acme-2", "workflow_run_a2", tenant="acme", now=990.0)
+    acme_api = ListingApi([ended("workflow_run_a1", 1005.0)])
+    config = SweepConfig(mode="auto", min_in_flight=2, interval_s=2.0)
+    acme = Sweeper(api=acme_api, store=store, client=redis_client, config=config, clock=Clock(1010.0), tenant="acme")
+    # When acme's sweeper runs (two of its jobs in flight: its threshold)
+    made_due = acme.sweep_once()
+    # Then it listed acme's account and made acme's job due as of its run's end, in acme's own sweep state
+    assert (acme_api.lists, made_due, store.due_at("acme-1")) == (1, 1, 1005.0)
+    assert store.stretched(tenant="acme") == ["acme-2"] and store.stretched() == ["job-1"]
+    assert redis_client.exists(KEYS.sweep("active", "acme"), KEYS.sweep("mark", "acme")) == 2
+    assert not redis_client.exists(KEYS.sweep("active"), KEYS.sweep("mark"))
+
+
+def test_the_default_accounts_sweeps_do_not_count_a_tenants_jobs(redis_client: redis.Redis) -> None:
+    # Given one default job and three of acme's in flight, and a threshold of two jobs in flight
+    store = store_with_a_run(redis_client, now=990.0)
+    for index in range(3):
+        _tenant_job(store, f"acme-{index}", f"workflow_run_a{index}", tenant="acme", now=990.0)
+    config = SweepConfig(mode="auto", min_in_flight=2, interval_s=2.0)
+    api = ListingApi()
+    default = Sweeper(api=api, store=store, client=redis_client, config=config, clock=Clock(1000.0), tenants={"acme"})
+    # When the default account's sweeper runs, it does not sweep: it has one job in flight, not four
+    assert default.sweep_once() == 0 and api.lists == 0
+    # And its stretched job is handed back, while acme's stay stretched for acme's sweeps
+    assert store.stretched() == [] and len(store.stretched(tenant="acme")) == 3

@@ -14,9 +14,9 @@ from extendq.config.settings import Settings
 from extendq.config.tenants import known_tenants, load_tenants
 from extendq.errors import ConfigError, InvalidJobRequest
 from extendq.tasks.base import build_runner
-from extendq.tasks.bulk import enqueue_many
+from extendq.tasks.bulk import enqueue_many, submit_many
 from extendq.tasks.producer import build_request
-from extendq.worker.batch import members_from
+from extendq.worker.batch import BatchJob, BatchRunner, members_from
 from extendq.worker.jobs import JobRunner
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest
@@ -70,14 +70,19 @@ def test_producers_know_tenant_names_without_keys() -> None:
         build_request(workflow="w", file={"id": "f"}, tenant="acme", tenants=frozenset())
 
 
-def test_a_tenant_job_cannot_watch_reviews_or_go_in_a_batch(redis_client: redis.Redis, settings: Settings) -> None:
-    with pytest.raises(InvalidJobRequest, match="needs_review 'watch'"):
-        JobRequest.parse({"workflow": "w", "file": {"id": "f"}, "tenant": "acme", "needs_review": "watch"})
-    request = JobRequest.parse({"workflow": "w", "file": {"id": "f"}, "tenant": "acme"})
-    with pytest.raises(InvalidJobRequest, match="one by one"):
-        enqueue_many(Celery(broker="memory://"), [request, request])
-    with pytest.raises(InvalidJobRequest, match="one by one"):
-        members_from([{"job_id": "j", "request": request.wire()}])
+def test_a_batch_is_for_one_known_account(redis_client: redis.Redis, settings: Settings) -> None:
+    # A tenant's job may watch reviews and go in a batch; a batch is for one account, and a known tenant
+    assert JobRequest.parse({"workflow": "w", "file": {"id": "f"}, "tenant": "acme", "needs_review": "watch"})
+    acme = JobRequest.parse({"workflow": "w", "file": {"id": "f"}, "tenant": "acme"})
+    default = JobRequest.parse({"workflow": "w", "file": {"id": "f"}})
+    with pytest.raises(InvalidJobRequest, match="the same tenant"):
+        enqueue_many(Celery(broker="memory://"), [acme, default])
+    members = members_from([{"job_id": "j", "request": acme.wire()}], tenants={"acme"})
+    assert [member.request.tenant for member in members] == ["acme"]
+    with pytest.raises(InvalidJobRequest, match="unknown tenant 'acme'"):
+        members_from([{"job_id": "j", "request": acme.wire()}], tenants={"globex"})
+    with pytest.raises(InvalidJobRequest, match="one account"):
+        members_from([{"job_id": "j", "request": acme.wire()}, {"job_id": "k", "request": default.wire()}])
 
 
 class _Limiters:
@@ -132,17 +137,54 @@ def test_a_job_naming_a_tenant_this_worker_does_not_know_fails_with_no_call(
     assert "no tenants configured" in str(runner.publisher.published["j-y"])  # type: ignore[attr-defined]
 
 
-def test_sweeps_never_stretch_a_tenants_checks(pool: tuple[JobRunner, dict[str, FakeApi], _Limiters]) -> None:
-    # Given list sweeps running (they read the default account only)
+def test_a_jobs_checks_stretch_only_while_its_own_accounts_sweeps_run(
+    pool: tuple[JobRunner, dict[str, FakeApi], _Limiters],
+) -> None:
+    # Given the default account's list sweeps running, and acme's not
     runner, _, _ = pool
-    runner.sweep_check_interval_s = 300.0
-    runner.store.client.set(runner.store.keys.sweep("active"), "1")
+    runner.sweep_check_interval_s, runner.sweep_min_in_flight = 300.0, 1000
+    keys = runner.store.keys
+    runner.store.client.set(keys.sweep("active"), "1")
     for job_id, extra in (("j-default", {}), ("j-acme", {"tenant": "acme"})):
         runner.start(job_id, JobRequest.parse({"workflow": "w", "file": {"text": "x"}, **extra}))
     # Then the default job's next check is stretched to the safety net, the tenant's is not
     now = runner.clock()
     assert (runner.store.due_at("j-default") or 0) - now > 200
     assert (runner.store.due_at("j-acme") or 0) - now < 5
+    assert runner.store.stretched() == ["j-default"] and runner.store.stretched(tenant="acme") == []
+    # When acme's sweeps start too, its next job's check stretches, noted in acme's own set
+    runner.store.client.set(keys.sweep("active", "acme"), "1")
+    runner.start("j-acme-2", JobRequest.parse({"workflow": "w", "file": {"text": "x"}, "tenant": "acme"}))
+    assert (runner.store.due_at("j-acme-2") or 0) - now > 200
+    assert runner.store.stretched(tenant="acme") == ["j-acme-2"]
+
+
+def test_each_account_counts_its_own_jobs_in_flight(pool: tuple[JobRunner, dict[str, FakeApi], _Limiters]) -> None:
+    # Given two default jobs, three of acme's and one of globex's in flight (no rate limits: no step waits)
+    runner, apis, _ = pool
+    runner.tenants = TenantAccounts(["acme", "globex"], build_api=apis.__getitem__, build_limiter=lambda name: None)
+    for index, tenant in enumerate([None, None, "acme", "acme", "acme", "globex"]):
+        extra = {"tenant": tenant} if tenant else {}
+        runner.start(f"j-{index}", JobRequest.parse({"workflow": "w", "file": {"text": "x"}, **extra}))
+    tenants = {"acme", "globex"}
+    counts = [runner.store.in_flight_of(name, tenants=tenants) for name in (None, "acme", "globex")]
+    assert counts == [2, 3, 1]
+    # When one of acme's jobs finishes (its run ends at its first check)
+    runner.advance("j-2")
+    # Then acme counts one fewer, and the others are as they were
+    counts = [runner.store.in_flight_of(name, tenants=tenants) for name in (None, "acme", "globex")]
+    assert counts == [2, 2, 1]
+
+
+def test_a_tenants_batch_goes_to_its_own_batch_endpoint(pool: tuple[JobRunner, dict[str, FakeApi], _Limiters]) -> None:
+    runner, apis, limiters = pool
+    request = JobRequest.parse({"workflow": "w", "file": {"url": "https://x/a.pdf"}, "tenant": "acme"})
+    members = [BatchJob(job_id=f"j-{i}", request=request) for i in range(3)]
+    assert BatchRunner(runner=runner).start("batch-1", members) == "batch_acme_1"
+    assert [len(api.batches) for api in apis.values()] == [0, 1, 0]
+    assert len(apis["acme"].batches[0]["inputs"]) == 3
+    assert limiters.built == ["acme"]  # its token came from acme's budget
+    assert runner.store.in_flight_of("acme") == 3
 
 
 def test_the_worker_wires_tenant_apis_and_limits_from_settings(settings: Settings, redis_client: redis.Redis) -> None:
@@ -169,3 +211,9 @@ def test_the_worker_wires_tenant_apis_and_limits_from_settings(settings: Setting
     assert client.get_headers()["x-extend-workspace-id"] == "ws_1"
     runner.tenants.close()
     runner.api.close()
+
+
+def test_a_batch_naming_an_unknown_tenant_is_refused_before_queueing() -> None:
+    broker = Celery(broker="memory://")
+    with pytest.raises(InvalidJobRequest, match="unknown tenant 'initech'"):
+        submit_many(workflow="w", files=[{"id": "f1"}, {"id": "f2"}], tenant="initech", app=broker)
