@@ -32,6 +32,7 @@ from extendq.worker.store import RedisJobStore
 
 log = logging.getLogger("extendq.sweep")
 Reach = Literal["complete", "cut_short", "too_far"]
+_RATE_INTERVALS = 5  # the sweeps whose rate of runs ended sets the next interval: those of the last five intervals
 _SKEW_S = 3.0  # Extend's clock may be behind ours: look this much further back than the last sweep began
 
 
@@ -120,21 +121,24 @@ class Sweeper:
     # Waits for a reserved token, in the sweeper's own thread; True means stop (the worker is shutting down).
     sleep: Callable[[float], bool] = _sleep
     _token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    _last: tuple[float, float] | None = None  # the last sweep's start (this process's clock) and interval
+    # This process's recent sweeps (start on its clock, seconds since the sweep before, jobs made due) and the wait
+    # it chose from them; empty and None while it does not sweep.
+    _recent: list[tuple[float, float, int]] = field(default_factory=list)
+    _next_s: float | None = None
 
     @property
     def interval_s(self) -> float:
         """The wait from one sweep's start to the next: `busy_interval_s` while runs end fast, else `interval_s`."""
-        return self._last[1] if self._last is not None else self.config.interval_s
+        return self._next_s if self._next_s is not None else self.config.interval_s
 
     def sweep_once(self) -> int:
         """One sweep if this process leads and sweeps are wanted; how many jobs it made due."""
         if not self._wanted() or not self._lead():
-            self._last = None
+            self._recent, self._next_s = [], None
             return 0
         keys = self.store.keys
         started = self.clock()
-        ended, reach = self._ended_since(self._window_start(started) - _SKEW_S)
+        ended, reach, updated = self._ended_since(self._window_start(started) - _SKEW_S, self._budget_s(started))
         made_due = self._make_due(ended)
         if reach == "too_far":
             made_due += self._give_way(started)
@@ -143,16 +147,28 @@ class Sweeper:
             pipe.set(keys.sweep("mark", self.tenant), repr(started))
         pipe.set(keys.sweep("active", self.tenant), "1", px=int(self.config.interval_s * 3000))
         pipe.execute()
-        self._pace(started, made_due)
+        self._pace(started, made_due, updated)
         return made_due
 
-    def _pace(self, started: float, made_due: int) -> None:
-        """Set the next interval from how many jobs this sweep made due a second since the last one."""
-        busy, interval = self.config.busy_interval_s, self.config.interval_s
-        elapsed = started - self._last[0] if self._last is not None else interval
-        if busy is not None and made_due >= self.config.busy_ended_per_s * max(elapsed, busy):
-            interval = min(busy, interval)
-        self._last = (started, interval)
+    def _pace(self, started: float, made_due: int, updated: int) -> None:
+        """Set the next interval: the busy one after a sweep that made as many jobs due as a busy sweep must (ten a
+        second's worth: 5 by default) or saw as many runs a second updated (runs being created fast end fast soon
+        after), and while the sweeps of the last five intervals made as many due a second; `interval_s` otherwise.
+        Runs end in waves under load, and a lull of a second or two must not leave the next wave waiting for a slow
+        sweep; a sweep that found a wave is followed by a quick one, which finds out whether it goes on."""
+        busy, interval, wanted = self.config.busy_interval_s, self.config.interval_s, self.config.busy_ended_per_s
+        rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
+        if busy is not None and rps:
+            busy = max(busy, 1 / (self.config.max_share * rps))  # a page a sweep stays within the sweeps' share
+        if busy is None or busy >= interval:
+            self._next_s = interval
+            return
+        span = started - self._recent[-1][0] if self._recent else interval
+        horizon = started - interval * _RATE_INTERVALS
+        self._recent = [entry for entry in self._recent if entry[0] > horizon] + [(started, span, made_due)]
+        rate = sum(due for _, _, due in self._recent) / max(sum(span for _, span, _ in self._recent), busy)
+        fast = made_due >= wanted * busy or updated >= wanted * max(span, busy) or rate >= wanted
+        self._next_s = busy if fast else interval
 
     def active(self) -> bool:
         """Whether sweeps are running now (checks then stretch to the safety net)."""
@@ -202,33 +218,44 @@ class Sweeper:
             return True
         return False
 
-    def _ended_since(self, since: float) -> tuple[list[dict[str, Any]], Reach]:
-        """Summaries of runs that ended since `since`, and how far the listing got: back to `since`
-        ("complete"), stopped for want of a token ("cut_short"), or out of pages before it ("too_far")."""
+    def _ended_since(self, since: float, budget_s: float) -> tuple[list[dict[str, Any]], Reach, int]:
+        """Summaries of runs that ended since `since`, how far the listing got: back to `since` ("complete"),
+        stopped for want of a token ("cut_short"), or out of pages before it ("too_far"), and how many runs were
+        updated (created, moved on or ended) since the last sweep began (`since` less the skew)."""
         ended: list[dict[str, Any]] = []
         token: str | None = None
+        updated = 0
         size = min(max(self.config.page_size, self._in_flight()), self.config.max_page_size)
-        for _ in range(self._page_budget()):
+        for _ in range(self._page_budget(budget_s)):
             if not self._paced():
-                return ended, "cut_short"
+                return ended, "cut_short", updated
             page = self._page(token, size)
             summaries: list[dict[str, Any]] = page.get("data") or []
             for summary in summaries:
-                if api_time(summary.get("updatedAt")) < since:
-                    return ended, "complete"
+                at = api_time(summary.get("updatedAt"))
+                if at < since:
+                    return ended, "complete", updated
+                updated += at >= since + _SKEW_S
                 if is_terminal(summary.get("status")):
                     ended.append(summary)
             token = page.get("nextPageToken")
             if not token:
-                return ended, "complete"
-        return ended, "too_far"
+                return ended, "complete", updated
+        return ended, "too_far", updated
 
-    def _page_budget(self) -> int:
-        """Pages one sweep may list: `max_pages`, and no more than its share of the pool's request rate."""
+    def _budget_s(self, started: float) -> float:
+        """The seconds of the request budget this sweep may spend its share of: those since the last sweep, at most
+        an interval."""
+        since = started - self._recent[-1][0] if self._recent else self.config.interval_s
+        return min(max(since, 0.0), self.config.interval_s)
+
+    def _page_budget(self, seconds: float) -> int:
+        """Pages one sweep may list: `max_pages`, and no more than its share of the pool's request rate over
+        `seconds`."""
         rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
         if not rps:
             return self.config.max_pages
-        share = int(self.config.max_share * rps * self.interval_s)
+        share = int(self.config.max_share * rps * seconds)
         return max(1, min(self.config.max_pages, share))
 
     def _give_way(self, now: float) -> int:

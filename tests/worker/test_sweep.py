@@ -249,24 +249,32 @@ def test_sweeps_come_sooner_while_many_runs_end_and_slow_down_when_few_do(redis_
     # Given 30 runs that all ended within the first sweep's 2 s window, and none after
     clock = Clock(1000.0)
     store = store_with_runs(redis_client, 30, now=990.0)
-    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 31)], [])
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 31)])
     sweeps = sweeper(store, api, clock)
     assert sweeps.interval_s == 2.0
     # When the first sweep makes them due (15 a second, above the 10 that make sweeps busy)
     assert sweeps.sweep_once() == 30
-    # Then the next sweep comes after the busy interval; and after one that found nothing, after the interval again
-    assert sweeps.interval_s == 0.5
-    clock.now = 1000.5
-    assert sweeps.sweep_once() == 0 and sweeps.interval_s == 2.0
+    # Then sweeps come every 0.5 s while the last 2 s of sweeps made 10 jobs due a second or more (30 in 3 s)
+    intervals = []
+    for now in (1000.5, 1001.0, 1001.5):
+        clock.now = now
+        assert sweeps.sweep_once() == 0
+        intervals.append(sweeps.interval_s)
+    # And every 2 s once fewer (30 in 3.5 s)
+    assert intervals == [0.5, 0.5, 2.0]
 
 
-def test_a_few_ended_runs_keep_the_interval(redis_client: redis.Redis) -> None:
+def test_a_few_ended_runs_keep_the_interval_after_one_quick_sweep(redis_client: redis.Redis) -> None:
     # Given 15 runs ended in a sweep's 2 s window: 7.5 a second
+    clock = Clock(1000.0)
     store = store_with_runs(redis_client, 15, now=990.0)
     api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 16)])
-    sweeps = sweeper(store, api, Clock(1000.0))
-    # When they are swept, then the next sweep comes after the interval
-    assert sweeps.sweep_once() == 15 and sweeps.interval_s == 2.0
+    sweeps = sweeper(store, api, clock)
+    # When they are swept: a sweep that made 5 or more due is followed by a busy one, which finds out whether more end
+    assert sweeps.sweep_once() == 15 and sweeps.interval_s == 0.5
+    clock.now = 1000.5
+    # Then, 15 in 2.5 s being under 10 a second, the next sweep comes after the interval
+    assert sweeps.sweep_once() == 0 and sweeps.interval_s == 2.0
 
 
 def test_with_no_busy_interval_sweeps_keep_theirs_however_many_runs_end(redis_client: redis.Redis) -> None:
@@ -315,3 +323,32 @@ def test_the_default_accounts_sweeps_do_not_count_a_tenants_jobs(redis_client: r
     assert default.sweep_once() == 0 and api.lists == 0
     # And its stretched job is handed back, while acme's stay stretched for acme's sweeps
     assert store.stretched() == [] and len(store.stretched(tenant="acme")) == 3
+
+
+def test_busy_sweeps_keep_to_their_share_of_a_small_request_limit(redis_client: redis.Redis) -> None:
+    # Given a pool held to 4 requests/s (a quarter of it: one page a second) and 30 runs ended
+    store = store_with_runs(redis_client, 30, now=990.0)
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=4))
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 31)])
+    sweeps = sweeper(store, api, Clock(1000.0), limiter=limiter)
+    sweeps.sleep = lambda seconds: False
+    # When they are swept, then busy sweeps come every second, not every 0.5 s
+    assert sweeps.sweep_once() == 30 and sweeps.interval_s == 1.0
+
+
+def test_a_sweep_that_finds_fewer_than_a_busy_sweeps_worth_keeps_the_interval(redis_client: redis.Redis) -> None:
+    # Given 4 runs ended in a sweep's 2 s window (a busy sweep stands in for 5 checks at least)
+    store = store_with_runs(redis_client, 4, now=990.0)
+    api = ListingApi([ended(f"workflow_run_{index}", 999.0) for index in range(1, 5)])
+    sweeps = sweeper(store, api, Clock(1000.0))
+    # When they are swept, then the next sweep comes after the interval
+    assert sweeps.sweep_once() == 4 and sweeps.interval_s == 2.0
+
+
+def test_runs_created_fast_make_the_next_sweep_quick_before_any_ends(redis_client: redis.Redis) -> None:
+    # Given 30 runs created within the last 2 s, none ended yet (a pool that just started to take 15 jobs a second)
+    store = store_with_runs(redis_client, 30, now=990.0)
+    running = [{**ended(f"workflow_run_{index}", 999.0), "status": "PROCESSING"} for index in range(1, 31)]
+    sweeps = sweeper(store, ListingApi(running), Clock(1000.0))
+    # When they are swept, then nothing is due yet, but the next sweep comes after the busy interval
+    assert sweeps.sweep_once() == 0 and sweeps.interval_s == 0.5
