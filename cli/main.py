@@ -516,7 +516,7 @@ def usage(
     days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Credits of finished runs per UTC day, by workflow and by usage tag, counted up to this moment.
+    """Credits of finished runs per UTC day, by workflow, by tenant and by usage tag, counted up to this moment.
 
     Runs that finished since beat's last roll-up are rolled up first (each run is counted once, whoever adds it).
     """
