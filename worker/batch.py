@@ -217,7 +217,9 @@ class BatchRunner:
                 spent = still_held(held, Bucket.REQUESTS, limiter.server_time())
             except Throttled as exc:
                 raise RetryableError("waiting for the reserved rate-limit token", exc.retry_after_s) from None
-            store.client.hdel(key, "tok")
+            # Taken by one caller only: two adoptions of one run wake at its slot, and only one may spend it.
+            if not store.client.hdel(key, "tok"):
+                raise RetryableError("another call took the reserved rate-limit token", 0.5)
             if spent:
                 return
         grant = limiter.reserve(Bucket.REQUESTS)
