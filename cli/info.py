@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 
 from extendq.config.settings import Settings
+from extendq.errors import InvalidJobRequest
 from extendq.tasks.base import limiter_for, tenant_accounts
 from extendq.tasks.observe import task_names
 from extendq.worker.misrouted import FIX, broker_client
@@ -21,16 +22,25 @@ WIDTH = 80
 _LABEL = 17  # the label column
 
 
-def gather(settings: Settings, app: Celery, store: RedisJobStore) -> dict[str, Any]:
-    """The overview of the pool `settings` name (see `worker.overview.Overview.read`)."""
+def gather(settings: Settings, app: Celery, store: RedisJobStore, *, tenant: str | None = None) -> dict[str, Any]:
+    """The overview of the pool `settings` name (see `worker.overview.Overview.read`); with `tenant`, that tenant's
+    rate limit, sweeps and jobs in flight (`InvalidJobRequest` for a tenant the settings do not configure)."""
+    limiters = _limiters(settings, store)
+    if tenant is not None:
+        accounts = tenant_accounts(settings, store)
+        if accounts is None or tenant not in accounts.names:
+            known = ", ".join(sorted(accounts.names if accounts else ())) or "none"
+            raise InvalidJobRequest(f"unknown tenant {tenant!r}: the configured tenants are {known}")
+        limiters = {scope: limiter for scope, limiter in limiters.items() if scope == f"tenant:{tenant}"}
     broker = broker_client(settings)
     try:
         return Overview(
             store=store,
             broker=broker,
-            limiters=_limiters(settings, store),
+            limiters=limiters,
             task_names=task_names(app),
             modes=_modes(settings),
+            tenant=tenant,
         ).read()
     finally:
         if broker is not None:
@@ -98,6 +108,8 @@ def _rest(report: Mapping[str, Any]) -> Iterator[str]:
     if jobs["states_read"] < jobs["in_flight"]:
         states += f" (states of the first {jobs['states_read']})"
     yield from _row("Jobs in flight", f"{jobs['in_flight']}: {states}")
+    if (tenant := report.get("tenant")) is not None:
+        yield from _row(f"  tenant {tenant['name']}", f"{tenant['in_flight']} in flight")
     if (oldest := jobs["oldest"]) is not None:
         yield from _row("Oldest in flight", f"{oldest['job_id']}, {_age(oldest['age_s'])} old")
     yield from _row(
@@ -105,7 +117,10 @@ def _rest(report: Mapping[str, Any]) -> Iterator[str]:
         f"{due['entries']} scheduled, {due['due_now']} due now, dispatch lag {_age(due['dispatch_lag_s'])}",
     )
     for scope, usage in report["rate_limit"].items():
-        yield from _row("Rate limit" if scope == "default" else f"  {scope}", _limit_text(usage))
+        if "tenant" in report:  # one tenant's view: its own limit only
+            yield from _row("Rate limit", f"{scope}: {_limit_text(usage)}")
+        else:
+            yield from _row("Rate limit" if scope == "default" else f"  {scope}", _limit_text(usage))
     sweeps, webhooks = report["sweeps"], report["webhooks"]
     now = "sweeping now" if sweeps["active"] else "not sweeping now"
     yield from _row("Sweeps", f"{sweeps['mode']}, {now} (auto: from {sweeps['min_in_flight']} jobs in flight)")

@@ -516,7 +516,7 @@ def usage(
     days: Annotated[int | None, typer.Option(min=1, help="Only the last N days.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Credits of finished runs per UTC day, by workflow and by usage tag, counted up to this moment.
+    """Credits of finished runs per UTC day, by workflow, by tenant and by usage tag, counted up to this moment.
 
     Runs that finished since beat's last roll-up are rolled up first (each run is counted once, whoever adds it).
     """
@@ -647,13 +647,19 @@ _RECOVER_SHOWN = frozenset({"listed", "adopted", "known", "foreign"})
 
 
 @app.command(epilog=EPILOG)
-def info(as_json: JsonOption = False) -> None:
-    """The pool at a glance: workers, queues, messages in a wrong queue, jobs in flight, due checks, rate limit."""
+def info(
+    tenant: Annotated[
+        str | None, typer.Option(help="One tenant's view: its rate limit, sweeps and jobs in flight.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The pool at a glance: workers, queues, messages in a wrong queue, jobs in flight, due checks, rate limits
+    (each tenant's too)."""
     from extendq.cli.info import gather, lines
 
     with _guard() as session:
         session.check_redis()
-        report = gather(session.settings, session.app, session.store)
+        report = gather(session.settings, session.app, session.store, tenant=tenant)
         if as_json:
             emit_json(report)
         else:

@@ -383,6 +383,7 @@ def usage_table(report: Mapping[str, Any]) -> Table:
     table.add_column("credits", justify="right")
     table.add_column("runs", justify="right")
     table.add_column("by workflow", overflow="fold")
+    table.add_column("by tenant", overflow="fold")
     table.add_column("by usage tag", overflow="fold")
     for row in report["days"]:
         table.add_row(*_usage_cells(row["day"], row))
@@ -395,4 +396,5 @@ def _usage_cells(label: str, totals: Mapping[str, Any]) -> list[str]:
     def parts(by: Mapping[str, Mapping[str, Any]]) -> str:
         return ", ".join(f"{name} {part['credits']:g}" for name, part in sorted(by.items()))
 
-    return [label, f"{totals['credits']:g}", str(totals["runs"]), parts(totals["by_workflow"]), parts(totals["by_tag"])]
+    by = [parts(totals.get(kind, {})) for kind in ("by_workflow", "by_tenant", "by_tag")]
+    return [label, f"{totals['credits']:g}", str(totals["runs"]), *by]

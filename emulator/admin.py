@@ -155,6 +155,21 @@ async def put_webhook(request: Request) -> Response:
     return await get_webhook(request)
 
 
+async def get_api_keys(request: Request) -> Response:
+    """GET /_emulator/api_keys -> {"keys": [...]}: the API keys accepted now (empty: any key)."""
+    return json_response({"keys": sorted(_emulator(request).api_keys)})
+
+
+async def put_api_keys(request: Request) -> Response:
+    """PUT /_emulator/api_keys {"keys": [...]}: accept only these keys from now on (a key left out is revoked: its
+    requests answer 401); `[]` accepts any key again."""
+    keys = parse_json(await request.body()).get("keys")
+    if not isinstance(keys, list) or not all(isinstance(key, str) and key for key in keys):
+        raise bad_request("'keys' must be a list of API keys")
+    _emulator(request).api_keys = frozenset(keys)
+    return await get_api_keys(request)
+
+
 async def review(request: Request) -> Response:
     """POST /_emulator/runs/{id}/review {"decision": "approve"|"reject", "reviewer"?, "note"?} -> WorkflowRun."""
     emulator = _emulator(request)
@@ -209,6 +224,8 @@ ROUTES = [
     Route("/_emulator/profile", put_profile, methods=["PUT"]),
     Route("/_emulator/outages", outages, methods=["GET"]),
     Route("/_emulator/outage", start_outage, methods=["POST"]),
+    Route("/_emulator/api_keys", get_api_keys, methods=["GET"]),
+    Route("/_emulator/api_keys", put_api_keys, methods=["PUT"]),
     Route("/_emulator/webhook", get_webhook, methods=["GET"]),
     Route("/_emulator/webhook", put_webhook, methods=["PUT"]),
     Route("/_emulator/signed/{token}", signed_payload, methods=["GET"]),

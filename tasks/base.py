@@ -215,6 +215,7 @@ def tenant_accounts(settings: Settings, store: RedisJobStore) -> TenantAccounts 
                 api_version=settings.api_version,
                 timeout_s=settings.request_timeout_s,
                 workspace_id=tenant.workspace_id,
+                tenant=name,
             )
         )
 

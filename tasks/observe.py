@@ -22,6 +22,7 @@ from celery.signals import worker_init, worker_shutdown
 
 from extendq.config.metrics import disable_multiprocess, enable_multiprocess
 from extendq.config.settings import Settings, get_settings
+from extendq.config.tenants import load_tenants
 from extendq.tasks.base import store_for
 from extendq.tasks.celery import get_app
 from extendq.worker import metrics
@@ -35,8 +36,9 @@ _entry: tuple[WorkerRegistry, WorkerEntry] | None = None
 
 @worker_init.connect
 def _prepare_metrics(**_: Any) -> None:
-    if get_settings().metrics_port is not None:
-        metrics.configure(multiprocess_dir=enable_multiprocess())
+    settings = get_settings()
+    if settings.metrics_port is not None:
+        metrics.configure(multiprocess_dir=enable_multiprocess(), tenants=load_tenants(settings))
 
 
 def serve_metrics(settings: Settings) -> None:

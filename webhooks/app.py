@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from extendq.config.metrics import multiprocess_dir
 from extendq.config.settings import Settings, get_settings
+from extendq.config.tenants import load_tenants
 from extendq.tasks.base import receiver_runner
 from extendq.tasks.celery import create_app as create_celery
 from extendq.webhooks.accounts import SigningSecrets
@@ -148,6 +149,6 @@ def create_app(
     routes = [Route("/webhooks/extend", receiver.receive, methods=["POST"]), Route("/health", _health)]
     if settings.webhook_metrics:
         if (samples := multiprocess_dir()) is not None:
-            metrics.configure(multiprocess_dir=samples)
+            metrics.configure(multiprocess_dir=samples, tenants=load_tenants(settings))
         routes.append(_metrics_route(metrics.scrape_registry(metrics.pool_collector(settings, store))))
     return Starlette(routes=routes)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extendq.errors import ExtendqError, InvalidJobRequest, RetryableError, Throttled
+from extendq.worker.batch_lookup import BatchLookup
 from extendq.worker.extend import Run
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JOB_ID_KEY, JobRequest, JobState, is_terminal
@@ -118,42 +119,32 @@ class BatchRunner:
     def check_member(self, record: JobRecord, pace: Callable[[], None]) -> None:
         """A batch job's safety check: list its batch and fetch every ended run nobody has claimed yet.
 
-        The first page goes on the token the job's step took; `pace` takes one before every further request
-        (it raises `Throttled` when none is free: the check comes back when its token is due).
+        The first request goes on the token the job's step took; `pace` takes one before every further request
+        (it raises `Throttled` when none is free: the check comes back when its token is due, and goes on where
+        it stopped, `worker.batch_lookup`).
         """
-        for run_id in self._unowned_runs(record, pace, ended_only=True):
-            pace()
+
+        def fetch(run_id: str) -> bool:
             self.finish_member(self.runner.api_for(record).get_run(run_id), holding=record.job_id)
+            return False
+
+        self._lookup(record, pace, fetch).run(ended_only=True)
 
     def find_member(self, record: JobRecord, pace: Callable[[], None]) -> None:
         """A member being cancelled, or past its deadline, before its run is known: fetch its batch's unowned runs
         until its own turns up, so that the run itself is cancelled (each run fetched is recorded for its job).
-        Every request takes a token with `pace`."""
-        for run_id in self._unowned_runs(record, pace, ended_only=False):
-            pace()
+        Every request takes a token with `pace`, but the first, which goes on the step's."""
+
+        def fetch(run_id: str) -> bool:
             run = self.runner.api_for(record).get_run(run_id)
             self.finish_member(run, holding=record.job_id)
-            if (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id:
-                return
+            return (run.get("metadata") or {}).get(JOB_ID_KEY) == record.job_id
 
-    def _unowned_runs(self, record: JobRecord, pace: Callable[[], None], *, ended_only: bool) -> list[str]:
-        """The member's batch's runs no job has claimed yet (only those that ended, with `ended_only`).
+        self._lookup(record, pace, fetch).run(ended_only=False)
 
-        The first page goes on the token the caller took; `pace` takes one before each further page.
-        """
-        if record.extend_batch_id is None:
-            return []
+    def _lookup(self, record: JobRecord, pace: Callable[[], None], fetch: Callable[[str], bool]) -> BatchLookup:
         api = self.runner.api_for(record)
-        pages = api.list_runs(batchId=record.extend_batch_id, maxPageSize=100)
-        summaries: list[dict[str, Any]] = list(pages.get("data") or [])
-        token = pages.get("nextPageToken")
-        while token:
-            pace()
-            page = api.list_runs(batchId=record.extend_batch_id, maxPageSize=100, nextPageToken=token)
-            summaries += page.get("data") or []
-            token = page.get("nextPageToken")
-        run_ids = [str(s["id"]) for s in summaries if not ended_only or is_terminal(s.get("status"))]
-        return [run_id for run_id, owner in zip(run_ids, self.runner.store.owners(run_ids), strict=True) if not owner]
+        return BatchLookup(record=record, api=api, store=self.runner.store, pace=pace, fetch=fetch)
 
     def _record(self, batch_id: str, members: list[BatchJob]) -> list[str]:
         """Record the members as jobs of this batch task; the ids of those it may post (each is locked next)."""
@@ -226,7 +217,9 @@ class BatchRunner:
                 spent = still_held(held, Bucket.REQUESTS, limiter.server_time())
             except Throttled as exc:
                 raise RetryableError("waiting for the reserved rate-limit token", exc.retry_after_s) from None
-            store.client.hdel(key, "tok")
+            # Taken by one caller only: two adoptions of one run wake at its slot, and only one may spend it.
+            if not store.client.hdel(key, "tok"):
+                raise RetryableError("another call took the reserved rate-limit token", 0.5)
             if spent:
                 return
         grant = limiter.reserve(Bucket.REQUESTS)

@@ -80,13 +80,16 @@ class ApiConfig:
     api_version: str
     timeout_s: float = 30.0
     workspace_id: str | None = None
+    tenant: str | None = None  # the account's tenant name (None: the default account), for metrics
 
 
 def build_api(config: ApiConfig) -> SdkApi:
     """The Extend API over the official SDK client for `config`; call it after fork, once per process."""
     headers = {"x-extend-workspace-id": config.workspace_id} if config.workspace_id else None
     http = httpx.Client(
-        timeout=config.timeout_s, follow_redirects=True, transport=CountedTransport(httpx.HTTPTransport())
+        timeout=config.timeout_s,
+        follow_redirects=True,
+        transport=CountedTransport(httpx.HTTPTransport(), tenant=config.tenant),
     )
     client = Extend(
         token=config.api_key,
@@ -102,8 +105,9 @@ def build_api(config: ApiConfig) -> SdkApi:
 class CountedTransport(httpx.BaseTransport):
     """The transport under the SDK's HTTP client: every Extend request is counted here, by endpoint and status."""
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
+    def __init__(self, inner: httpx.BaseTransport, *, tenant: str | None = None) -> None:
         self._inner = inner
+        self._tenant = tenant
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         endpoint = endpoint_of(request.method, request.url.path)
@@ -111,9 +115,9 @@ class CountedTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(request)
         except Exception:
-            metrics.extend_request(endpoint, "error", time.perf_counter() - started)
+            metrics.extend_request(endpoint, "error", time.perf_counter() - started, tenant=self._tenant)
             raise
-        metrics.extend_request(endpoint, str(response.status_code), time.perf_counter() - started)
+        metrics.extend_request(endpoint, str(response.status_code), time.perf_counter() - started, tenant=self._tenant)
         return response
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ def after_run(store: RedisJobStore, record: JobRecord, run: Run, now: float, *, 
     try:
         if not usage_noted:
             ledger = UsageLedger(client=store.client, keys=store.keys)
-            ledger.record(run, workflow_id=record.request.workflow.id, now=now)
+            ledger.record(run, workflow_id=record.request.workflow.id, now=now, tenant=record.request.tenant)
         watch(store, record, run, now)
     except Exception:
         log.exception("job %s: noting usage or following its review failed", record.job_id)

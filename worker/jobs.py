@@ -481,7 +481,7 @@ class JobRunner:
         record.run_status = str(run["status"])
         event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
         callback = success_callback(record, run)
-        usage = usage_note(run, workflow_id=record.request.workflow.id, now=now)
+        usage = usage_note(run, workflow_id=record.request.workflow.id, now=now, tenant=record.request.tenant)
         aliases = self.store.finish(
             record,
             now=now,

@@ -108,6 +108,10 @@ class Keys:
         """Hash: the rate-limit token an adoption of a batch run holds for its retry (`tok`); short-lived."""
         return f"{self.prefix}adopt:{run_id}"
 
+    def adoption_sent(self, run_id: str) -> str:
+        """String: a batch run handed to an adopting task lately (a sweep does not hand it again meanwhile)."""
+        return f"{self.prefix}adopt:{run_id}:sent"
+
     def extend_batch(self, extend_batch_id: str) -> str:
         """String: our batch id for an Extend `batchId` (the sweeper asks whether a run's batch is ours)."""
         return f"{self.prefix}xbatch:{extend_batch_id}"

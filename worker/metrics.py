@@ -70,47 +70,49 @@ class _Metrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.enqueued = Counter("extendq_jobs_enqueued", "Jobs recorded by a worker.", ["workflow"], registry=r)
+        self.enqueued = Counter(
+            "extendq_jobs_enqueued", "Jobs recorded by a worker.", ["workflow", "tenant"], registry=r
+        )
         self.submitted = Counter(
-            "extendq_jobs_submitted", "Jobs whose Extend run was created.", ["workflow"], registry=r
+            "extendq_jobs_submitted", "Jobs whose Extend run was created.", ["workflow", "tenant"], registry=r
         )
         self.finished = Counter(
             "extendq_jobs_finished",
             "Jobs finished with a terminal run, by its status.",
-            ["workflow", "status"],
+            ["workflow", "status", "tenant"],
             registry=r,
         )
         self.failed = Counter(
             "extendq_jobs_failed",
             "Jobs that could not get a terminal run, by error kind.",
-            ["workflow", "kind"],
+            ["workflow", "kind", "tenant"],
             registry=r,
         )
         self.duration = Histogram(
             "extendq_job_duration_seconds",
             "From enqueued to finished (SUCCESS: a terminal run; FAILURE: an error).",
-            ["workflow", "state"],
+            ["workflow", "state", "tenant"],
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
         self.time_to_result = Histogram(
             "extendq_time_to_result_seconds",
             "From the run's end on Extend (its endTime) to its result published, by what noticed it.",
-            ["workflow", "via"],
+            ["workflow", "via", "tenant"],
             buckets=_RESULT_BUCKETS,
             registry=r,
         )
         self.checks = Histogram(
             "extendq_job_checks",
             "Checks (GET of the run) a finished job took.",
-            ["workflow"],
+            ["workflow", "tenant"],
             buckets=_CHECK_BUCKETS,
             registry=r,
         )
         self.requests = Counter(
             "extendq_extend_requests",
-            "Extend API requests, by endpoint and HTTP status.",
-            ["endpoint", "status"],
+            "Extend API requests, by endpoint, HTTP status and account.",
+            ["endpoint", "status", "tenant"],
             registry=r,
         )
         self.request_seconds = Histogram(
@@ -122,14 +124,19 @@ class _Metrics:
         )
         self.limit_wait = Histogram(
             "extendq_rate_limit_wait_seconds",
-            "Wait for a shared rate-limit token, per reservation (0: at once), by bucket.",
-            ["bucket"],
+            "Wait for a shared rate-limit token, per reservation (0: at once), by bucket and account.",
+            ["bucket", "tenant"],
             buckets=_WAIT_BUCKETS,
             registry=r,
         )
-        self.pauses = Counter("extendq_rate_limit_pauses", "429 answers that paused the whole pool.", registry=r)
+        self.pauses = Counter(
+            "extendq_rate_limit_pauses", "429 answers that paused an account's calls.", ["tenant"], registry=r
+        )
         self.pause_seconds = Counter(
-            "extendq_rate_limit_pause_seconds", "Seconds of pool-wide pause asked by 429s (Retry-After).", registry=r
+            "extendq_rate_limit_pause_seconds",
+            "Seconds of pause asked by 429s (Retry-After), by account.",
+            ["tenant"],
+            registry=r,
         )
         self.webhook_events = Counter(
             "extendq_webhook_events",
@@ -143,7 +150,9 @@ class _Metrics:
             ["type", "outcome"],
             registry=r,
         )
-        self.credits = Counter("extendq_credits_used", "Extend credits of finished runs.", ["workflow"], registry=r)
+        self.credits = Counter(
+            "extendq_credits_used", "Extend credits of finished runs.", ["workflow", "tenant"], registry=r
+        )
         self.credits_by_tag = Counter(
             "extendq_credits_used_by_tag",
             "Extend credits of finished runs, by usage tag (a run counts towards each of its tags).",
@@ -154,19 +163,24 @@ class _Metrics:
 
 _state: _Metrics | None = None
 _multiprocess_dir: str | None = None
+_tenants: frozenset[str] | None = None
 _lock = threading.Lock()
+DEFAULT_ACCOUNT = "default"  # the `tenant` label of the default account's jobs and calls
+OTHER_ACCOUNT = "unknown"  # ... of a job naming a tenant this process is not configured with
 
 
-def configure(*, multiprocess_dir: str | None) -> None:
-    """Record into files under `multiprocess_dir` from now on (None: in this process's memory).
+def configure(*, multiprocess_dir: str | None, tenants: Iterable[str] | None = None) -> None:
+    """Record into files under `multiprocess_dir` from now on (None: in this process's memory); `tenants`: the
+    names the `tenant` label may take besides `default` (None: any).
 
     Call it before any metric is recorded in the process, and before the worker's pool forks.
     """
-    global _state, _multiprocess_dir
+    global _state, _multiprocess_dir, _tenants
     from prometheus_client import values
 
     with _lock:
         _multiprocess_dir = multiprocess_dir
+        _tenants = None if tenants is None else frozenset(tenants)
         # The library settles its value class when imported; it may have been imported before the directory
         # was set, so it is asked again (from the same environment variable the library itself reads).
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
@@ -180,6 +194,18 @@ def _metrics() -> _Metrics:
             if _state is None:
                 _state = _Metrics()
     return _state
+
+
+def account_label(tenant: str | None) -> str:
+    """The `tenant` label of an account: `default`, a configured tenant's name, or `unknown` (a job naming a tenant
+    this process does not know): the label's values stay bounded by the configuration, whatever jobs name."""
+    if tenant is None or tenant == DEFAULT_ACCOUNT:
+        return DEFAULT_ACCOUNT
+    return tenant if _tenants is None or tenant in _tenants else OTHER_ACCOUNT
+
+
+def _account(record: JobRecord) -> str:
+    return account_label(record.request.tenant)
 
 
 def _best_effort(record: Callable[..., None]) -> Callable[..., None]:
@@ -208,24 +234,24 @@ def job_enqueued(store: RedisJobStore, record: JobRecord) -> bool:
     except redis.RedisError as exc:
         log.debug("metric job_enqueued not recorded: %s", exc)
         return False
-    _count_enqueued(record.request.workflow.id)
+    _count_enqueued(record.request.workflow.id, _account(record))
     return True
 
 
 def job_recorded(record: JobRecord) -> None:
     """Count a job its worker recorded, and placed among the jobs in flight, itself (once per job)."""
-    _count_enqueued(record.request.workflow.id)
+    _count_enqueued(record.request.workflow.id, _account(record))
 
 
 @_best_effort
-def _count_enqueued(workflow: str) -> None:
-    _metrics().enqueued.labels(workflow).inc()
+def _count_enqueued(workflow: str, tenant: str) -> None:
+    _metrics().enqueued.labels(workflow, tenant).inc()
 
 
 @_best_effort
 def job_submitted(record: JobRecord) -> None:
     """A job's run (or its batch) was created on Extend. Best effort."""
-    _metrics().submitted.labels(record.request.workflow.id).inc()
+    _metrics().submitted.labels(record.request.workflow.id, _account(record)).inc()
 
 
 @_best_effort
@@ -244,6 +270,7 @@ def _finished_note(record: JobRecord, run: dict[str, Any], now: float, *, via: s
     tags = metadata.get("extend:usage_tags") if isinstance(metadata, dict) else None
     return {
         "workflow": record.request.workflow.id,
+        "tenant": _account(record),
         "status": str(run.get("status")),
         "duration_s": max(now - record.enqueued_at, 0.0),
         "checks": record.checks,
@@ -256,14 +283,15 @@ def _finished_note(record: JobRecord, run: dict[str, Any], now: float, *, via: s
 
 def _record_finished(note: dict[str, Any]) -> None:
     m, workflow = _metrics(), str(note["workflow"])
-    m.finished.labels(workflow, note["status"]).inc()
-    m.duration.labels(workflow, "SUCCESS").observe(note["duration_s"])
-    m.checks.labels(workflow).observe(note["checks"])
+    tenant = account_label(note.get("tenant"))  # a note handed over by a receiver of an older version has none
+    m.finished.labels(workflow, note["status"], tenant).inc()
+    m.duration.labels(workflow, "SUCCESS", tenant).observe(note["duration_s"])
+    m.checks.labels(workflow, tenant).observe(note["checks"])
     if note["to_result_s"] is not None:
-        m.time_to_result.labels(workflow, note["via"]).observe(note["to_result_s"])
+        m.time_to_result.labels(workflow, note["via"], tenant).observe(note["to_result_s"])
     credits = float(note["credits"])
     if credits > 0:
-        m.credits.labels(workflow).inc(credits)
+        m.credits.labels(workflow, tenant).inc(credits)
         for tag in note["tags"]:
             m.credits_by_tag.labels(tag).inc(credits)
 
@@ -315,35 +343,36 @@ class HandedOver:
 @_best_effort
 def job_failed(record: JobRecord, kind: str, now: float) -> None:
     """A job failed without a terminal run (once per job). Best effort."""
-    m, workflow = _metrics(), record.request.workflow.id
-    m.failed.labels(workflow, kind).inc()
-    m.duration.labels(workflow, "FAILURE").observe(max(now - record.enqueued_at, 0.0))
-    m.checks.labels(workflow).observe(record.checks)
+    m, workflow, tenant = _metrics(), record.request.workflow.id, _account(record)
+    m.failed.labels(workflow, kind, tenant).inc()
+    m.duration.labels(workflow, "FAILURE", tenant).observe(max(now - record.enqueued_at, 0.0))
+    m.checks.labels(workflow, tenant).observe(record.checks)
 
 
 # ---- what the Extend boundary, the limiter and webhooks record -------------------------------------------
 
 
 @_best_effort
-def extend_request(endpoint: str, status: str, seconds: float) -> None:
-    """One Extend API request: its route template (`GET /workflow_runs/{id}`), HTTP status or `error`. Best effort."""
+def extend_request(endpoint: str, status: str, seconds: float, *, tenant: str | None = None) -> None:
+    """One Extend API request: its route template (`GET /workflow_runs/{id}`), HTTP status or `error`, and the
+    account it went to (None: the default one). Best effort."""
     m = _metrics()
-    m.requests.labels(endpoint, status).inc()
+    m.requests.labels(endpoint, status, account_label(tenant)).inc()
     m.request_seconds.labels(endpoint).observe(seconds)
 
 
 @_best_effort
-def rate_limit_wait(bucket: str, seconds: float) -> None:
-    """A reservation of the shared rate limit, and how long its call waits for the token. Best effort."""
-    _metrics().limit_wait.labels(bucket).observe(seconds)
+def rate_limit_wait(bucket: str, seconds: float, *, tenant: str | None = None) -> None:
+    """A reservation of an account's shared rate limit, and how long its call waits for the token. Best effort."""
+    _metrics().limit_wait.labels(bucket, account_label(tenant)).observe(seconds)
 
 
 @_best_effort
-def rate_limit_pause(seconds: float) -> None:
-    """Extend answered 429: the pool pauses for `seconds`. Best effort."""
-    m = _metrics()
-    m.pauses.inc()
-    m.pause_seconds.inc(seconds)
+def rate_limit_pause(seconds: float, *, tenant: str | None = None) -> None:
+    """Extend answered 429: the account's calls pause for `seconds`. Best effort."""
+    m, account = _metrics(), account_label(tenant)
+    m.pauses.labels(account).inc()
+    m.pause_seconds.labels(account).inc(seconds)
 
 
 @_best_effort

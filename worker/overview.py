@@ -38,6 +38,7 @@ class Overview:
     modes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # "sweeps", "webhooks": from settings
     queues: Sequence[str] = SHOWN_QUEUES
     max_states: int = 10_000
+    tenant: str | None = None  # one tenant's view: its jobs in flight and its sweeps (the limiters given are its)
     clock: Callable[[], float] = time.time
 
     def read(self) -> dict[str, Any]:
@@ -55,8 +56,24 @@ class Overview:
             "jobs": self._jobs(now),
             "due": self._due(now),
             "rate_limit": {scope: limiter.usage() for scope, limiter in self.limiters.items()},
-            "sweeps": {**self.modes.get("sweeps", {}), "active": bool(self._redis.exists(self._keys.sweep("active")))},
+            "sweeps": {**self.modes.get("sweeps", {}), "active": self._sweeping()},
             "webhooks": dict(self.modes.get("webhooks", {})),
+            **self._tenant(),
+        }
+
+    def _sweeping(self) -> bool:
+        """Whether the sweeps of the account in view (the default one, or the tenant's) run now."""
+        return bool(self._redis.exists(self._keys.sweep("active", self.tenant)))
+
+    def _tenant(self) -> dict[str, Any]:
+        """A tenant's own part of the view: its name and how many of its jobs are in flight (nothing without one)."""
+        if self.tenant is None:
+            return {}
+        return {
+            "tenant": {
+                "name": self.tenant,
+                "in_flight": int(self._redis.zcard(self._keys.tenant_in_flight(self.tenant))),
+            }
         }
 
     @property

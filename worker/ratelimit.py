@@ -202,6 +202,8 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, *, keys: Keys, limits: Limits, scope: str = "default") -> None:
         self._limits = limits
         self._client = client
+        # The account of its calls, for metrics: scope `tenant:<name>`, or the default one.
+        self._tenant = scope.removeprefix("tenant:") if scope.startswith("tenant:") else None
         self._pause_key = keys.limit(scope, "pause")
         self._pauses_key = keys.limit(scope, "pauses")
         self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
@@ -246,7 +248,7 @@ class RateLimiter:
         reserved, wait, slot = self._acquire(keys=keys, args=args)
         grant = Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0), slot=float(slot))
         if grant.reserved:
-            metrics.rate_limit_wait("+".join(bucket.value for bucket in buckets), grant.wait_s)
+            metrics.rate_limit_wait("+".join(bucket.value for bucket in buckets), grant.wait_s, tenant=self._tenant)
         return grant
 
     @property
@@ -295,7 +297,7 @@ class RateLimiter:
         """Stop every process's calls for `seconds` (Extend answered 429 with this Retry-After)."""
         self._pause(keys=[self._pause_key, self._pauses_key], args=[max(seconds, 0.001)])
         self._pause_read = (0.0, 0.0)
-        metrics.rate_limit_pause(seconds)
+        metrics.rate_limit_pause(seconds, tenant=self._tenant)
 
     def usage(self) -> dict[str, Any]:
         """The shared budget as it stands (read only): per limited bucket its rate and the tokens already reserved

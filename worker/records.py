@@ -13,7 +13,7 @@ _F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
 _F_RUN, _F_RUN_STATUS, _F_CHECKS, _F_ATTEMPTS = "run", "rst", "chk", "att"
 _F_ENQUEUED, _F_SUBMITTED, _F_POSTING, _F_DEADLINE = "enq", "sub", "post", "dl"
 _F_CANCEL, _F_CANCEL_SENT, _F_FILE, _F_FINISHED, _F_ERROR = "cxl", "cxs", "fid", "fin", "err"
-_F_TOKEN, _F_BATCH, _F_BATCH_TASK, _F_LOOKUP = "tok", "xb", "bt", "lk"
+_F_TOKEN, _F_BATCH, _F_BATCH_TASK, _F_LOOKUP, _F_BATCH_LOOKUP = "tok", "xb", "bt", "lk", "blk"
 # Redis keeps a small hash as one compact listpack (a third of the memory of a hash table) only while every
 # value fits in `hash-max-listpack-value`, 64 bytes by default; the request and sealed secrets (ASCII) are
 # longer, so they are stored in pieces of that size: `req`, `req1`, `req2`, ...
@@ -64,6 +64,8 @@ class JobRecord:
     batch_task: str | None = None
     # Where a lookup for a lost create's run got to (`worker.landed`), while it is under way.
     lookup: str | None = None
+    # Where a batch member's look through its batch got to (`worker.batch_lookup`), while it waits for a token.
+    batch_lookup: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Not stored: what the step holding the job knows (its lock, and the job's aliases when read with it), and
     # `fresh`: recorded by this step as SUBMITTING, posting since its creation, with nothing posted yet.
@@ -108,6 +110,7 @@ _FIELDS = {
     "extend_batch_id": _F_BATCH,
     "batch_task": _F_BATCH_TASK,
     "lookup": _F_LOOKUP,
+    "batch_lookup": _F_BATCH_LOOKUP,
 }
 
 
@@ -182,6 +185,7 @@ def _decode(job_id: str, raw: dict[Any, Any]) -> JobRecord:
         extend_batch_id=get(_F_BATCH),
         batch_task=get(_F_BATCH_TASK),
         lookup=get(_F_LOOKUP),
+        batch_lookup=get(_F_BATCH_LOOKUP),
     )
 
 

@@ -42,6 +42,9 @@ def _sleep(seconds: float) -> bool:
 
 
 _UNSEEN = (False, 0.0, 0)
+# How long a batch run handed to an adopting task is not handed again (the task may wait for tokens meanwhile); should
+# the task be lost, a sweep after this hands the run again.
+_ADOPTION_SENT_S = 60
 
 
 @dataclass
@@ -313,10 +316,19 @@ class Sweeper:
         if not batched or self.adopt is None:
             return 0
         ours = self.store.batches_known([str(s["batchId"]) for s in batched])
-        run_ids = [str(s["id"]) for s, known in zip(batched, ours, strict=True) if known]
+        run_ids = self._not_sent([str(s["id"]) for s, known in zip(batched, ours, strict=True) if known])
         if run_ids:
             self.adopt(run_ids, self.tenant)
         return len(run_ids)
+
+    def _not_sent(self, run_ids: list[str]) -> list[str]:
+        """The runs no sweep handed to an adopting task lately, marked as handed now. Under a busy limit an adoption
+        waits for its token while the next sweeps list the run again: handed again each time, the adoptions of
+        one run woke at the same token and each fetched it (twice the fetches, and more requests than tokens)."""
+        pipe = self.store.client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.set(self.store.keys.adoption_sent(run_id), 1, nx=True, ex=_ADOPTION_SENT_S)
+        return [run_id for run_id, fresh in zip(run_ids, pipe.execute(), strict=True) if fresh]
 
 
 def run_forever(sweeper: Sweeper, stop: Callable[[float], bool]) -> None:

@@ -1,4 +1,5 @@
-"""Usage report: the credits of finished runs, per UTC day, in total, by workflow and by `extend:usage_tags`.
+"""Usage report: the credits of finished runs, per UTC day, in total, by workflow, by account (tenant) and by
+`extend:usage_tags`.
 
 When a job finishes with a run, the run's `usage.credits` is noted under its run id (`record`, one write,
 idempotent); the periodic `roll_up` moves each noted run into its day's totals exactly once (a Lua script
@@ -21,6 +22,8 @@ from extendq.worker.keys import Keys
 from extendq.worker.models import USAGE_TAGS_KEY
 
 _DAY_S = 86400
+DEFAULT_ACCOUNT = "default"  # the account of runs made with no tenant
+_KINDS = ("workflow", "tenant", "tag")  # the breakdowns of each day's totals
 
 _ROLL = """
 -- KEYS: pending hash, day hash, days set. ARGV: run id, credits, expire at (unix s), day, then dimensions.
@@ -44,9 +47,9 @@ class UsageLedger:
     retention_days: int = 400
     clock: Callable[[], float] = time.time
 
-    def record(self, run: Run, *, workflow_id: str, now: float) -> None:
+    def record(self, run: Run, *, workflow_id: str, now: float, tenant: str | None = None) -> None:
         """Note a finished run's credits for the next roll-up (the same run noted twice is counted once)."""
-        self.client.hset(self.keys.usage_pending, *usage_note(run, workflow_id=workflow_id, now=now))
+        self.client.hset(self.keys.usage_pending, *usage_note(run, workflow_id=workflow_id, now=now, tenant=tenant))
 
     def roll_up(self, limit: int = 5000) -> int:
         """Add up to `limit` noted runs to their days' totals; how many were added."""
@@ -55,7 +58,9 @@ class UsageLedger:
             note = json.loads(raw)
             day = str(note["day"])
             expire_at = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) + self.retention_days * _DAY_S
-            dimensions = ["total", f"workflow:{note['workflow']}", *(f"tag:{tag}" for tag in note["tags"])]
+            account = note.get("tenant") or DEFAULT_ACCOUNT  # noted before tenants were counted: the default one
+            dimensions = ["total", f"workflow:{note['workflow']}", f"tenant:{account}"]
+            dimensions += [f"tag:{tag}" for tag in note["tags"]]
             keys = (self.keys.usage_pending, self.keys.usage_day(day), self.keys.usage_days)
             args: list[str | int] = [str(run_id), repr(float(note["credits"])), expire_at, day, *dimensions]
             added += int(self.client.eval(_ROLL, 3, *keys, *args))
@@ -76,14 +81,16 @@ class UsageLedger:
         return {"days": rows, "total": _sum(rows), "pending_runs": int(self.client.hlen(self.keys.usage_pending))}
 
 
-def usage_note(run: Run, *, workflow_id: str, now: float) -> tuple[str, str]:
-    """A finished run's entry in the pending-usage hash (`Keys.usage_pending`): run id, encoded note."""
+def usage_note(run: Run, *, workflow_id: str, now: float, tenant: str | None = None) -> tuple[str, str]:
+    """A finished run's entry in the pending-usage hash (`Keys.usage_pending`): run id, encoded note; `tenant`: the
+    account the run was made on (None: the default one)."""
     usage, metadata = _mapping(run.get("usage")), _mapping(run.get("metadata"))
     tags = metadata.get(USAGE_TAGS_KEY)
     tags = tags if isinstance(tags, list) else []
     note = {
         "day": _day(now),
         "workflow": workflow_id,
+        "tenant": tenant or DEFAULT_ACCOUNT,
         "credits": float(usage.get("credits") or 0),
         "tags": sorted({str(tag) for tag in tags}),
     }
@@ -100,25 +107,25 @@ def _day(now: float) -> str:
 
 def _totals(raw: dict[Any, Any]) -> dict[str, Any]:
     """A day hash (`credits:total`, `runs:workflow:<id>`, `credits:tag:<tag>`, ...) as nested totals."""
-    out: dict[str, Any] = {"credits": 0.0, "runs": 0, "by_workflow": {}, "by_tag": {}}
+    out: dict[str, Any] = {"credits": 0.0, "runs": 0, "by_workflow": {}, "by_tenant": {}, "by_tag": {}}
     for field, value in raw.items():
         measure, _, dimension = str(field).partition(":")
         kind, _, name = dimension.partition(":")
         number = round(float(value), 6) if measure == "credits" else int(value)
         if kind == "total":
             out[measure] = number
-        elif kind in ("workflow", "tag"):
+        elif kind in _KINDS:
             out[f"by_{kind}"].setdefault(name, {"credits": 0.0, "runs": 0})[measure] = number
     return out
 
 
 def _sum(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"credits": 0.0, "runs": 0, "by_workflow": {}, "by_tag": {}}
+    total: dict[str, Any] = {"credits": 0.0, "runs": 0, "by_workflow": {}, "by_tenant": {}, "by_tag": {}}
     for row in rows:
         total["credits"] = round(total["credits"] + row["credits"], 6)
         total["runs"] += row["runs"]
-        for kind in ("by_workflow", "by_tag"):
-            for name, part in row[kind].items():
+        for kind in (f"by_{kind}" for kind in _KINDS):
+            for name, part in row.get(kind, {}).items():
                 into = total[kind].setdefault(name, {"credits": 0.0, "runs": 0})
                 into["credits"] = round(into["credits"] + part["credits"], 6)
                 into["runs"] += part["runs"]

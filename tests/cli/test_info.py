@@ -125,3 +125,32 @@ def test_info_says_when_redis_is_unreachable() -> None:
     result = CliRunner().invoke(app, ["info"], env={"EXTENDQ_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.exit_code == Exit.REDIS_UNREACHABLE
     assert result.stderr.startswith("Error: Redis unreachable at redis://127.0.0.1:1/0")
+
+
+def test_info_for_one_tenant_shows_its_budget_pauses_and_jobs(env: dict[str, str], module_redis: redis.Redis) -> None:
+    # Given two tenants (acme at 4 requests/s, globex on the pool's plan), a job of acme's in flight and a 429
+    # pause of acme's
+    tenants = {"acme": {"api_key": "sk_a", "rate_limit_requests_per_second": 4}, "globex": {"api_key": "sk_g"}}
+    env = {**env, "EXTENDQ_TENANTS": json.dumps(tenants)}
+    settings = Settings.from_env(env)
+    store = open_store(settings)
+    store.create("job-acme", build_request(workflow="w", file={"text": "x"}, tenant="acme"), now=time.time(),
+                 lease_s=60, secrets=None)  # fmt: skip
+    limiter_for(settings, store, scope="tenant:acme").pause(0.01)
+    # When the pool is shown, and then acme's view of it
+    pool = json.loads(CliRunner().invoke(app, ["info", "--json"], env=env).stdout)
+    result = CliRunner().invoke(app, ["info", "--tenant", "acme", "--json"], env=env)
+    # Then the pool shows every account's limit; acme's view its own limit, pause and job
+    assert list(pool["rate_limit"]) == ["default", "tenant:acme", "tenant:globex"]
+    assert result.exit_code == Exit.OK, result.output
+    report = json.loads(result.stdout)
+    assert list(report["rate_limit"]) == ["tenant:acme"]
+    assert report["rate_limit"]["tenant:acme"]["buckets"]["requests"]["limit"] == "4/s"
+    assert report["rate_limit"]["tenant:acme"]["pauses_last_hour"] == 1
+    assert report["tenant"] == {"name": "acme", "in_flight": 1}
+    lines = CliRunner().invoke(app, ["info", "--tenant", "acme"], env=env).stdout
+    assert "  tenant acme    1 in flight" in lines and "Rate limit       tenant:acme: requests 4/s" in lines
+    # ... and a tenant nobody configured is refused
+    refused = CliRunner().invoke(app, ["info", "--tenant", "initech"], env=env)
+    assert refused.exit_code == Exit.BAD_INPUT and "unknown tenant 'initech'" in refused.output
+    module_redis.flushdb()

@@ -251,7 +251,7 @@ def test_a_job_the_receiver_finished_is_counted_once_on_a_worker_s_endpoint(pool
     # Given a worker's endpoint, scraped once, and a job whose run ended
     store = pool.runner.store
     registry = metrics.scrape_registry(handed_over=metrics.HandedOver(store.client, keys=store.keys))
-    labels = {"workflow": "workflow_processed"}
+    labels = {"workflow": "workflow_processed", "tenant": "default"}
 
     def scrape() -> tuple[float, float]:
         finished = registry.get_sample_value("extendq_jobs_finished_total", {**labels, "status": "PROCESSED"})

@@ -92,3 +92,19 @@ def test_create_app_checks_its_arguments() -> None:
         create_app("fast", webhook_url="http://127.0.0.1:9/hooks")
     with pytest.raises(ProfileError):
         create_app("nope")
+
+
+def test_a_key_revoked_through_the_admin_api_is_refused_and_the_others_still_work() -> None:
+    with EmulatorProcess(profile="fast", api_keys=["key-a", "key-b"]) as process:
+
+        def status(key: str) -> int:
+            headers = {"x-extend-api-version": "2026-02-09", "Authorization": f"Bearer {key}"}
+            return httpx.get(f"{process.url}/workflow_runs", headers=headers).status_code
+
+        assert (status("key-a"), status("key-b")) == (200, 200)
+        # When key-a is revoked (only key-b accepted from now on)
+        assert process.set_api_keys(["key-b"]) == ["key-b"]
+        # Then key-a is refused, key-b goes on; a bad body is refused
+        assert (status("key-a"), status("key-b")) == (401, 200)
+        assert httpx.get(f"{process.url}/_emulator/api_keys").json() == {"keys": ["key-b"]}
+        assert httpx.put(f"{process.url}/_emulator/api_keys", json={"keys": "key-b"}).status_code == 400

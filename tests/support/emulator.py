@@ -188,6 +188,10 @@ class EmulatorProcess:
         """Send webhooks to `url` signed with `secret` from now on (None stops them), and to each of `mirrors`."""
         self._call("PUT", "/webhook", json={"url": url, "secret": secret, "mirrors": list(mirrors)})
 
+    def set_api_keys(self, keys: Iterable[str]) -> list[str]:
+        """Accept only `keys` from now on (a key left out is revoked: 401); empty accepts any key again."""
+        return list(self._call("PUT", "/api_keys", json={"keys": list(keys)})["keys"])
+
     def review(
         self, run_id: str, decision: str, note: str | None = None, reviewer: str | None = None
     ) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_transport_counts_answers_and_failures_by_endpoint() -> None:
     after = samples(metrics.scrape_registry())
 
     def grown(endpoint: str, status: str) -> float:
-        key = ("extendq_extend_requests_total", (("endpoint", endpoint), ("status", status)))
+        key = ("extendq_extend_requests_total", (("endpoint", endpoint), ("status", status), ("tenant", "default")))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     assert grown("GET /workflow_runs/{id}", "200") == 1
@@ -109,9 +109,35 @@ def test_a_job_is_counted_enqueued_once_and_leaves_when_it_finishes(redis_client
     metrics.job_finished(record, {"status": "PROCESSED", "usage": {"credits": 2.5}}, time.time(), via="check")
     store.finish(record, now=time.time(), state=JobState.SUCCESS, error="", event={"job_id": record.job_id})
     after = samples(metrics.scrape_registry())
-    key = ("extendq_jobs_enqueued_total", (("workflow", "workflow_metrics"),))
+    key = ("extendq_jobs_enqueued_total", (("tenant", "default"), ("workflow", "workflow_metrics")))
     assert after[key] - before.get(key, 0.0) == 1
     assert redis_client.zscore(KEYS.in_flight, "job-once") is None
+
+
+def test_job_metrics_break_down_by_tenant_within_the_configured_ones() -> None:
+    # Given a process configured with tenant acme, and finished jobs of acme, of the default account and of a
+    # tenant it does not know
+    metrics.configure(multiprocess_dir=None, tenants=["acme"])
+    try:
+        before = samples(metrics.scrape_registry())
+        for tenant in ("acme", None, "stranger-1", "stranger-2"):
+            record = _record("job-t", time.time())
+            record.request = record.request.model_copy(update={"tenant": tenant})
+            metrics.job_finished(record, {"status": "PROCESSED", "usage": {"credits": 1.0}}, time.time(), via="check")
+        after = samples(metrics.scrape_registry())
+    finally:
+        metrics.configure(multiprocess_dir=None)
+
+    def grown(tenant: str) -> float:
+        key = (
+            "extendq_jobs_finished_total",
+            (("status", "PROCESSED"), ("tenant", tenant), ("workflow", "workflow_metrics")),
+        )
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    # Then each account has its own series, and the tenants nobody configured share one: the label stays bounded
+    assert (grown("acme"), grown("default"), grown("unknown")) == (1, 1, 2)
+    assert not [labels for _, labels in after if ("tenant", "stranger-1") in labels]
 
 
 def test_recording_never_raises_when_redis_is_gone() -> None:

@@ -391,3 +391,36 @@ def test_adopting_a_batch_run_under_a_busy_limit_keeps_its_token_for_the_retry(r
     assert adopted is True
     record = store.load("job-1")
     assert record is not None and record.finished and record.run_id == "workflow_run_5"
+
+
+def _wait_for_held_token(store: RedisJobStore, limiter: RateLimiter, job_id: str) -> None:
+    record = store.load(job_id)
+    assert record is not None and "requests" in record.held_tokens
+    time.sleep(max(0.0, record.held_tokens["requests"] - limiter.server_time()) + 0.01)
+
+
+def test_a_batch_members_check_throttled_before_a_fetch_spends_its_next_token_on_that_fetch(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a member of batch_1 whose run has ended, on a pool held to 10 requests/s
+    store, api = _store(redis_client), OneBatch("PROCESSED")
+    limiter = RateLimiter(redis_client, keys=KEYS, limits=Limits(requests_per_second=10))
+    runner = _runner(store, api, limiter=limiter)
+    runner.batch_checker = BatchRunner(runner=runner).check_member
+    store.create("job-1", REQUEST, now=time.time(), lease_s=1, secrets=None)
+    store.update("job-1", extend_batch_id="batch_1", state=JobState.RUNNING.value, submitted_at=time.time())
+    api.runs["workflow_run_7"] = {"id": "workflow_run_7", "status": "PROCESSED", "batchId": "batch_1"}
+    api.runs["workflow_run_7"]["metadata"] = {"extendq:job_id": "job-1"}
+    # When its safety check lists the batch and has to wait for the fetch's token (the list took the step's)
+    runner.advance("job-1")
+    assert api.calls == ["list"]
+    # ... and, the limit kept busy by other callers, its next step comes when the token it reserved is due
+    for _ in range(5):
+        limiter.reserve(Bucket.REQUESTS)
+    _wait_for_held_token(store, limiter, "job-1")
+    runner.advance("job-1")
+    # Then that token fetched the run the list found (listing again on it, no step ever fetched under a busy
+    # limit), and the job finished with it
+    assert api.calls == ["list", "get"]
+    record = store.load("job-1")
+    assert record is not None and record.finished and record.run_id == "workflow_run_7"

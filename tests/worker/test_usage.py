@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,3 +65,23 @@ def test_day_totals_expire_after_the_retention(redis_client: redis.Redis) -> Non
     ledger.roll_up()
     left_s = redis_client.ttl(f"extendq:usage:day:{NAME_1}")  # kept 30 days from the start of its day
     assert abs(left_s - ((TODAY + timedelta(days=29)).timestamp() - time.time())) < 5
+
+
+def test_usage_breaks_down_by_tenant_with_the_default_account_as_default(redis_client: redis.Redis) -> None:
+    # Given runs of tenant acme, of tenant globex and of the default account, and a note from before tenants counted
+    ledger = _ledger(redis_client)
+    ledger.record(_run("t1", 2.0), workflow_id="wf_invoice", now=DAY_2, tenant="acme")
+    ledger.record(_run("t2", 1.5), workflow_id="wf_invoice", now=DAY_2, tenant="acme")
+    ledger.record(_run("t3", 4.0), workflow_id="wf_invoice", now=DAY_2, tenant="globex")
+    ledger.record(_run("t4", 0.5), workflow_id="wf_invoice", now=DAY_2)
+    old = json.dumps({"day": NAME_2, "workflow": "wf_invoice", "credits": 1.0, "tags": []})
+    redis_client.hset(Keys("extendq:").usage_pending, "t5", old)
+    # When it is rolled up
+    assert ledger.roll_up() == 5
+    # Then each account has its own credits and runs, in the day's totals and the report's
+    by_tenant = ledger.report()["total"]["by_tenant"]
+    assert by_tenant == {
+        "acme": {"credits": 3.5, "runs": 2},
+        "globex": {"credits": 4.0, "runs": 1},
+        "default": {"credits": 1.5, "runs": 2},
+    }
