@@ -11,6 +11,7 @@ from celery.backends.base import Backend, BaseKeyValueStoreBackend
 from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
+from extendq.config.celery_redis import celery_url
 from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import Tenant, load_tenants
 from extendq.errors import ExtendqError
@@ -80,7 +81,7 @@ class BackendPublisher:
 
     def writes_to(self, redis_url: str) -> bool:
         """Whether results go to the Redis database at `redis_url` (then the job store can write them)."""
-        return isinstance(self._backend, RedisBackend) and getattr(self._backend, "url", None) == redis_url
+        return isinstance(self._backend, RedisBackend) and getattr(self._backend, "url", None) == celery_url(redis_url)
 
     def _write(self, job_id: str, result: Any, state: str) -> None:
         # What `store_result` writes, without first reading the stored result back (Celery's guard against a
