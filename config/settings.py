@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # primary and replicas too), and the Sentinels' own (`requirepass` in sentinel.conf).
     redis_password: SecretStr | None = None
     redis_sentinel_password: SecretStr | None = None
+    # Before a run is created, the job's record must reach a replica when the primary has any (Redis WAIT for one
+    # replica, up to this long; else the create waits for a later step). 0: never wait.
+    redis_wait_replica_ms: int = Field(default=500, ge=0)
 
     # Extend: the SDK's own EXTEND_API_KEY is honoured.
     api_key: SecretStr | None = Field(

@@ -25,6 +25,7 @@ from extendq.worker.offline import NoApi
 from extendq.worker.preflight import api_key_of
 from extendq.worker.ratelimit import PLANS, Limits, RateLimiter, RunsWindow
 from extendq.worker.records import EncodedResult
+from extendq.worker.replication import ReplicaWait
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.store import RedisJobStore, open_store
 from extendq.worker.sweep import SweepConfig, Sweeper
@@ -162,6 +163,9 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
         redact=Redactor(known_secrets(settings)),
+        replica_wait=ReplicaWait(
+            client=store.client, fence_key=store.keys.replica_fence, timeout_ms=settings.redis_wait_replica_ms
+        ),
     )
     batches = BatchRunner(runner=runner)
     runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member
