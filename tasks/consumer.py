@@ -7,15 +7,21 @@ unrecoverable error and the worker exits, so a Redis restart could stop the pool
 load). Here that close is allowed to fail: the consumer connects again as it does after any connection loss.
 The messages it could not restore come back after the visibility timeout, and the due set drives their jobs
 again before that, so nothing waits for them.
+
+It also tries again sooner: kombu waits 2 s, then 4, 6 ... up to 30 s between rounds of attempts, so a Redis failover
+of two or three seconds left the pool idle for six. Here the waits are 0.5 s, 1, 1.5 ... up to 4 s.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
+from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 log = logging.getLogger("extendq.worker")
+_RECONNECT = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 4.0}
 
 
 class Consumer(CeleryConsumer):
@@ -26,3 +32,11 @@ class Consumer(CeleryConsumer):
             super().on_connection_error_after_connected(exc)
         except AttributeError as failed:  # the close of an already collected connection (see the module)
             log.warning("the lost broker connection could not be closed cleanly (%s); connecting again", failed)
+
+    def ensure_connected(self, conn: Any) -> Any:
+        """Celery's, with shorter waits between attempts (see the module)."""
+        conn.ensure_connection = partial(conn.ensure_connection, **_RECONNECT)
+        try:
+            return super().ensure_connected(conn)
+        finally:
+            del conn.ensure_connection  # the class's own again

@@ -101,7 +101,7 @@ def test_a_primary_killed_under_load_loses_no_job_and_makes_no_second_run(
             # When the primary is SIGKILLed once a quarter of the runs exist, all of them still running
             wait_until(lambda: len(emulator.runs()) >= 50, timeout_s=180, what="50 runs created")
             in_flight = len(job_ids) - len(finished(client, job_ids))
-            group.primary.kill()
+            group.kill_primary()
             # Then the Sentinels promote the replica
             group.wait_promoted(group.replica)
             promoted = time.time()
@@ -160,18 +160,12 @@ def test_writes_lost_with_a_lagging_replica_are_made_up_for_by_recovery(
             assert replicated(client)
             # And a replica that stopped applying the primary's writes, and 40 jobs submitted since, their runs
             # created on Extend
-            with group.replica.client() as replica:
-                replica.execute_command("CLIENT", "PAUSE", 300_000, "WRITE")
+            group.hold_replica()
             lagged = submit(producer, store, 40, "lagged")
             wait_until(lambda: set(lagged) <= set(runs_per_job(emulator)), timeout_s=180, what="the lagged runs")
             assert not replicated(client, timeout_ms=300)  # they really are on the primary alone
             # When the primary is SIGKILLed, and the replica lets go of the writes it held but never applied
-            group.primary.kill()
-            with group.replica.client(decode_responses=True) as replica:
-                wait_until(
-                    lambda: replica.info("replication")["master_link_status"] == "down", timeout_s=30, what="link down"
-                )
-                replica.execute_command("CLIENT", "UNPAUSE")
+            group.kill_primary()
             group.wait_promoted(group.replica)
             # Then every job finishes, those of the lost writes too
             job_ids = before + lagged

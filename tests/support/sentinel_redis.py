@@ -175,6 +175,27 @@ class SentinelGroup:
                 raise RuntimeError(f"{node.port} was not promoted within {timeout_s}s")
             time.sleep(0.1)
 
+    def hold_replica(self) -> None:
+        """From now on the replica receives the primary's writes but applies none (`CLIENT PAUSE WRITE`): they lag."""
+        with self.replica.client() as client:
+            client.execute_command("CLIENT", "PAUSE", 600_000, "WRITE")
+        self._held = True
+
+    def kill_primary(self, timeout_s: float = 30.0) -> None:
+        """SIGKILL the primary. A replica held back lets go of the writes it received and never applied (they end with
+        the primary's connection) and answers again, so the Sentinels can promote it."""
+        self.primary.kill()
+        if not getattr(self, "_held", False):
+            return
+        with self.replica.client(decode_responses=True, socket_timeout=5) as client:
+            deadline = time.monotonic() + timeout_s
+            while client.info("replication")["master_link_status"] != "down":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the replica did not see the primary go within {timeout_s}s")
+                time.sleep(0.02)
+            client.execute_command("CLIENT", "UNPAUSE")
+        self._held = False
+
     def _role(self, node: RedisNode) -> str:
         with node.client(decode_responses=True, socket_timeout=2) as client:
             return str(client.info("replication")["role"])
