@@ -7,7 +7,8 @@ writes one more thing (an increment of `Keys.replica_fence`) and sends `WAIT 1 <
 the replication stream is in order, so a replica that has the fence has everything written before it, by any
 client. No replica acknowledging within the timeout raises `NotReplicated`, and the create waits for a later
 step; it is never sent unreplicated while replicas are there. A primary with no replica (a single Redis, or its
-replicas all gone) is not waited for: there is nothing to fail over to.
+replicas all gone) is not waited for: there is nothing to fail over to; nor is a Redis that refuses INFO or WAIT
+(some proxies), which then relies on recovery alone.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ class ReplicaWait:
         pipe = self.client.pipeline(transaction=False)
         pipe.incr(self.fence_key)
         pipe.wait(1, self.timeout_ms)
-        _, acknowledged = pipe.execute()
+        try:
+            _, acknowledged = pipe.execute()
+        except redis.ResponseError as exc:  # WAIT refused (some proxies and managed services): nothing to wait with
+            log.warning("Redis refused WAIT (%s): creates no longer wait for a replica in this process", exc)
+            self.timeout_ms = 0
+            return
         if int(acknowledged) >= 1:
             return
         self._looked_at = None  # look again: the replica may have gone meanwhile

@@ -107,6 +107,25 @@ def test_the_replica_count_is_looked_up_at_most_once_per_period() -> None:
     assert client.calls == 3
 
 
+def test_a_redis_that_refuses_wait_is_not_waited_for_again() -> None:
+    class Refusing(CountingInfo):
+        def pipeline(self, transaction: bool = True) -> Refusing:
+            return self
+
+        def incr(self, key: str) -> None:
+            pass
+
+        def wait(self, replicas: int, timeout_ms: int) -> None:
+            pass
+
+        def execute(self) -> list[object]:
+            raise redis.ResponseError("unknown command 'WAIT'")
+
+    wait = ReplicaWait(client=Refusing(), fence_key=KEYS.replica_fence)  # type: ignore[arg-type]
+    wait.confirm("a create")  # no error: the create goes out, recovery stands behind it
+    assert wait.timeout_ms == 0
+
+
 def test_a_replica_still_syncing_is_not_counted() -> None:
     class Syncing(CountingInfo):
         def info(self, section: str) -> dict[str, object]:
