@@ -1,8 +1,8 @@
 """Benchmark: what extendq does on its worst day, as figures (the chaos tests run the same at a smaller size).
 
-    .venv/bin/python bench/chaos.py [--only crashes,redis,storm,late,batch-outage,slow-steps] [--jobs 500]
+    .venv/bin/python bench/chaos.py [--only crashes,redis,storm,late,batch-outage,slow-steps,failover] [--jobs 500]
         [--storm-jobs 1000] [--late-jobs 300] [--late-commit-s 5] [--batch-files 2000] [--outage-s 150]
-        [--slow-jobs 300] [--slow-s 4] [--wait-s 600]
+        [--slow-jobs 300] [--slow-s 4] [--failover-jobs 1000] [--wait-s 600]
 
 - crashes: jobs with 1-10 s runs while a worker is SIGKILLed (whole process group) every few seconds and
   restarted, and another gets SIGTERM mid-run; against the same jobs undisturbed.
@@ -16,6 +16,10 @@
   seconds from the hand-over, on the workers' default lease, landing window and request timeout.
 - slow-steps: 30 % of the creates and fetches answer `--slow-s` late, longer than the job lock (2 s, set with
   EXTENDQ_JOB_LOCK_S) and the claim lease (3 s), so a slow step's job is taken up again while it waits.
+- failover: `--failover-jobs` jobs of 2-5 s runs on a primary, a replica and three Sentinels; the primary is SIGKILLed
+  under load; then again with the replica lagging so that writes are lost and recovery adopts their runs
+  (bench/chaos_failover.py): also prints the runs adopted, and seconds from the kill to the new primary and to the
+  pool working again.
 Each prints jobs finished and lost, duplicate runs (Extend runs per job beyond the first), requests the emulator
 refused for its own rate limit (above limit; "-" when it had none), API calls per job and the time it took, then a
 PASS/FAIL line per promise. The fault scenarios (bench/chaos_faults.py) also check that each job's terminal result
@@ -35,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.chaos_failover import failover, failover_lagging  # noqa: E402
 from bench.chaos_faults import batch_outage, late, slow_steps  # noqa: E402
 from bench.common import (  # noqa: E402
     HEADER,
@@ -51,7 +56,7 @@ from bench.common import (  # noqa: E402
 )
 from tests.support.emulator import EmulatorProcess  # noqa: E402
 
-SCENARIOS = ("crashes", "redis", "storm", "late", "batch-outage", "slow-steps")
+SCENARIOS = ("crashes", "redis", "storm", "late", "batch-outage", "slow-steps", "failover")
 
 STORM_FAULTS = {
     "error_rate": 0.3,
@@ -212,7 +217,7 @@ def storm(
 
 
 def run(name: str, emulator: EmulatorProcess, args: argparse.Namespace, logs: Path) -> list[Figures]:
-    """The figures of one scenario (two rows for crashes and redis)."""
+    """The figures of one scenario (two rows for crashes, redis and failover)."""
     if name == "crashes":
         return [crashes(emulator, args.jobs, logs, disturb=False), crashes(emulator, args.jobs, logs, True)]
     if name == "redis":
@@ -227,6 +232,11 @@ def run(name: str, emulator: EmulatorProcess, args: argparse.Namespace, logs: Pa
     if name == "batch-outage":
         bound = args.outage_s + args.wait_s
         return [batch_outage(emulator, args.batch_files, logs, outage_s=args.outage_s, timeout_s=bound)]
+    if name == "failover":
+        return [
+            failover(emulator, args.failover_jobs, logs, timeout_s=args.wait_s),
+            failover_lagging(emulator, args.failover_jobs, logs, timeout_s=args.wait_s),
+        ]
     return [slow_steps(emulator, args.slow_jobs, logs, slow_s=args.slow_s, timeout_s=args.wait_s)]
 
 
@@ -241,6 +251,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--outage-s", type=float, default=150.0)
     parser.add_argument("--slow-jobs", type=int, default=300)
     parser.add_argument("--slow-s", type=float, default=4.0, help="below the pool's request timeout (5 s)")
+    parser.add_argument("--failover-jobs", type=int, default=1000)
     parser.add_argument(
         "--wait-s", type=float, default=600.0, help="late, slow-steps: longest wait for the results (batch: + outage)"
     )

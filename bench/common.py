@@ -99,7 +99,7 @@ class Stopwatch:
         return time.monotonic() - self.started
 
 
-# ---- What the chaos scenarios share (bench/chaos.py, bench/chaos_faults.py) -------------------------------------
+# ---- What the chaos scenarios share (bench/chaos.py, bench/chaos_faults.py, bench/chaos_failover.py) ----------------
 
 CHAOS_WORKFLOW = "workflow_chaos"
 RESULT_KEY = "celery-task-meta-"

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, NoReturn
 import kombu.exceptions
 import redis
 import typer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rich.console import Console
 
 from extendq.cli.manifest import BadInput, Entry, entries_for, parse_metadata
-from extendq.cli.redis_server import RedisUnavailable, redis_answers
+from extendq.cli.redis_server import RedisUnavailable
 from extendq.cli.states import FINISHED, UnknownJob
 from extendq.cli.views import emit_json, redact, show_cancelled, show_result
-from extendq.config.redis_connection import redis_client, tls_options_for
+from extendq.config.redis_connection import is_redis_url, redis_client
 from extendq.config.settings import Settings
 from extendq.config.tenants import known_tenants
 from extendq.errors import ConfigError, ExtendqError, InvalidJobRequest
@@ -197,8 +199,7 @@ class _Session:
     def check_redis(self) -> None:
         """Raise `RedisUnavailable` naming the URL (password hidden) when Redis does not answer."""
         for url in dict.fromkeys([self.settings.redis_url, self.settings.broker, self.settings.result_backend]):
-            tls = tls_options_for(self.settings, url)
-            if url.startswith(("redis://", "rediss://", "unix://")) and not redis_answers(url, timeout_s=2.0, tls=tls):
+            if is_redis_url(url) and not _answers(self.settings, url):
                 raise RedisUnavailable(f"Redis unreachable at {redact(url)}")
 
     @property
@@ -220,6 +221,17 @@ class _Session:
     def close(self) -> None:
         if self._app is not None:
             self._app.close()
+
+
+def _answers(settings: Settings, url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the Redis of `url` answers PING within `timeout_s`, connected as the settings say (TLS, password,
+    Sentinels), with no retry."""
+    probe = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "retry": Retry(NoBackoff(), 0)}
+    with redis_client(settings, url, **probe) as client:
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
 
 
 @contextmanager

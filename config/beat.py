@@ -12,17 +12,22 @@ holding redbeat's Redis lock fires, so two beats (for availability) still fire e
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 import yaml
 from celery.schedules import crontab, schedule
 from redbeat import RedBeatScheduler
 
 from extendq.config.settings import Settings, get_settings
 from extendq.errors import ConfigError
+
+log = logging.getLogger("extendq.beat")
+_REDIS_RETRY_S = 0.5
 
 RECONCILE = "extendq.reconcile"
 FOLLOW_REVIEWS = "extendq.follow_reviews"
@@ -148,8 +153,18 @@ def _entry(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Scheduler(RedBeatScheduler):  # type: ignore[misc]
-    """celery-redbeat's scheduler with the schedule built from settings when beat starts (not at import)."""
+    """celery-redbeat's scheduler with the schedule built from settings when beat starts (not at import), that waits
+    out a Redis that does not answer (a failover, a restart) instead of exiting."""
 
     def setup_schedule(self) -> None:
         self.app.conf.beat_schedule = beat_schedule(get_settings())
         super().setup_schedule()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One pass over the schedule; while Redis does not answer, a pass again a moment later. (A lock another beat
+        took meanwhile still ends this beat, as redbeat has it: `LockNotOwnedError` is no connection error.)"""
+        try:
+            return float(super().tick(*args, **kwargs))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # a Sentinel's MasterNotFoundError too
+            log.warning("beat: Redis does not answer (%s); trying again in %.1fs", exc, _REDIS_RETRY_S)
+            return _REDIS_RETRY_S

@@ -1,7 +1,7 @@
 """Redis Sentinel URLs: `redis+sentinel://[:password@]host1:port1,host2:port2/SERVICE_NAME/DB`, parsed into a value.
 
-Parsed and checked when settings are read; a worker refuses to start on one for now (Sentinel is not yet
-supported by the connections themselves).
+Parsed and checked when settings are read (a bad one stops the process naming its variable); every client of such a
+URL asks the Sentinels where the primary is (config/redis_connection.py, config/celery_redis.py).
 """
 
 from __future__ import annotations

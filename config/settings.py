@@ -24,10 +24,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EXTENDQ_", frozen=True, extra="ignore", case_sensitive=False)
 
-    # Redis: broker, result backend and job records; separate URLs are optional.
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str | None = None
-    result_backend_url: str | None = None
+    # Redis: broker, result backend and job records; separate URLs are optional. Left out of the repr: a URL may hold
+    # a password.
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    broker_url: str | None = Field(default=None, repr=False)
+    result_backend_url: str | None = Field(default=None, repr=False)
     key_prefix: str = "extendq:"
     # A starting worker waits this long for its Redis to answer, then refuses to start (Redis starting with it).
     redis_wait_s: float = Field(default=30.0, ge=0)
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
     redis_tls_cert_file: str | None = None
     redis_tls_key_file: str | None = None
     redis_tls_verify: str = Field(default="required", pattern="^(required|optional|none)$")
+    # Passwords kept out of URLs (never logged): Redis's, used where a URL carries none (a redis+sentinel:// URL's
+    # primary and replicas too), and the Sentinels' own (`requirepass` in sentinel.conf).
+    redis_password: SecretStr | None = None
+    redis_sentinel_password: SecretStr | None = None
+    # Before a run is created, the job's record must reach a replica when the primary has any (Redis WAIT for one
+    # replica, up to this long; else the create waits for a later step). 0: never wait.
+    redis_wait_replica_ms: int = Field(default=500, ge=0)
 
     # Extend: the SDK's own EXTEND_API_KEY is honoured.
     api_key: SecretStr | None = Field(

@@ -84,7 +84,8 @@ def create_app(
 class LazyRedis:
     """One redis.asyncio client (a connection pool), opened lazily inside the server's event loop.
 
-    A `rediss://` URL gets the TLS options of extendq's settings (EXTENDQ_REDIS_TLS_*).
+    A `rediss://` or `redis+sentinel://` URL is connected as extendq's settings say (EXTENDQ_REDIS_TLS_*, passwords,
+    the Sentinels).
     """
 
     def __init__(self, url: str) -> None:
@@ -94,7 +95,7 @@ class LazyRedis:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self._url, decode_responses=True, **_tls_options(self._url))
+            self._client = _connect(self._url)
         return self._client
 
     async def close(self) -> None:
@@ -210,10 +211,10 @@ _PAGE = """<!doctype html>
 """
 
 
-def _tls_options(url: str) -> dict[str, Any]:
-    if not url.startswith("rediss://"):
-        return {}
-    from extendq.config.redis_connection import tls_options
+def _connect(url: str) -> aioredis.Redis:
+    if not url.startswith(("rediss://", "redis+sentinel://")):
+        return aioredis.Redis.from_url(url, decode_responses=True)
+    from extendq.config.redis_connection import async_redis_client
     from extendq.config.settings import get_settings
 
-    return tls_options(get_settings())
+    return async_redis_client(get_settings(), url, decode_responses=True)

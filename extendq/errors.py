@@ -8,7 +8,8 @@ ExtendqError                     base of everything extendq raises (`WorkerError
 │   ├── ApiUnavailable           transport errors, timeouts, 408, 409, 5xx
 │   ├── RateLimited              429, carries retry_after_s
 │   │   └── Throttled            our own shared limit: wait for the reserved token
-│   └── StepOverran              a step ran past the task's time limit (a huge upload): spends the budget
+│   ├── StepOverran              a step ran past the task's time limit (a huge upload): spends the budget
+│   └── NotReplicated            a job's record reached no Redis replica in time: its create waits
 ├── JobFailed                    no terminal run can be had: published as the job's failure
 │   ├── RunRejected              400/404/422 from the API
 │   ├── AuthFailed               401/402/403 (bad key, no credits, wrong workspace)
@@ -86,6 +87,13 @@ class Throttled(RateLimited):
 class StepOverran(RetryableError):
     """A step was stopped at the task's (soft) time limit; it counts against the job's retry budget, so a step
     that always takes too long ends the job instead of starting over for ever."""
+
+
+class NotReplicated(RetryableError):
+    """The primary has replicas and none acknowledged the job's record in time: its run is not created yet (a failover
+    could orphan it), the create waits for a later step. Waiting spends no retry budget."""
+
+    may_have_landed = False
 
 
 class JobFailed(ExtendqError):
@@ -207,6 +215,7 @@ __all__ = [
     "InvalidJobRequest",
     "JobCancelled",
     "JobFailed",
+    "NotReplicated",
     "RateLimited",
     "ResultMismatch",
     "StepOverran",

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Unpack
 from celery import states
 from redis import asyncio as aioredis
 
-from extendq.config.settings import get_settings
+from extendq.config.redis_connection import async_redis_client
+from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import known_tenants
 from extendq.errors import ConfigError
 from extendq.tasks.celery import get_app
@@ -68,24 +69,34 @@ async def result_async(job_id: str, *, timeout: float | None = None, app: Celery
     celery_app = app or get_app()
     backend: Any = celery_app.backend  # a KeyValueStoreBackend (Redis): results under `celery-task-meta-<id>`
     url = str(celery_app.conf.result_backend or "")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
         raise ConfigError(f"result_async needs a Redis result backend, not {url.split(':', 1)[0]!r}")
     loop = asyncio.get_running_loop()
     by_url = _listeners.setdefault(loop, {})
     listener = by_url.get(url)
     if listener is None:
-        tls = celery_app.conf.redis_backend_use_ssl or {}
-        listener = by_url[url] = _Listener(url, tls=tls, on_idle=lambda: by_url.pop(url, None))
+        listener = by_url[url] = _Listener(_backend_client(celery_app), on_idle=lambda: by_url.pop(url, None))
     meta = await listener.wait(backend.get_key_for_task(job_id).decode(), backend, timeout)
     return _outcome(backend, meta)
+
+
+def _backend_client(app: Celery) -> aioredis.Redis:
+    """A client of the result backend's Redis, at most a few connections: from the settings of an extendq app (its
+    TLS options, password, Sentinels), else from the app's own URL and TLS options."""
+    settings = getattr(app, "settings", None)
+    if isinstance(settings, Settings):
+        return async_redis_client(settings, settings.result_backend, max_connections=_GET_CONNECTIONS)
+    tls = app.conf.redis_backend_use_ssl or {}
+    url = str(app.conf.result_backend)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=_GET_CONNECTIONS, timeout=None, **tls)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
 
 
 class _Listener:
     """The results awaited on one event loop from one Redis: one pub/sub connection, a few for GETs."""
 
-    def __init__(self, url: str, *, tls: dict[str, Any], on_idle: Any) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=_GET_CONNECTIONS, timeout=None, **tls)
-        self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
+    def __init__(self, client: aioredis.Redis, *, on_idle: Any) -> None:
+        self._client = client
         self._pubsub = self._client.pubsub()
         self._queues: dict[str, set[asyncio.Queue[Any]]] = {}
         self._lock = asyncio.Lock()  # subscribe and unsubscribe one at a time on the shared connection

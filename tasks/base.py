@@ -11,6 +11,7 @@ from celery.backends.base import Backend, BaseKeyValueStoreBackend
 from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
+from extendq.config.celery_redis import celery_url
 from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import Tenant, load_tenants
 from extendq.errors import ExtendqError
@@ -24,6 +25,7 @@ from extendq.worker.offline import NoApi
 from extendq.worker.preflight import api_key_of
 from extendq.worker.ratelimit import PLANS, Limits, RateLimiter, RunsWindow
 from extendq.worker.records import EncodedResult
+from extendq.worker.replication import ReplicaWait
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.store import RedisJobStore, open_store
 from extendq.worker.sweep import SweepConfig, Sweeper
@@ -80,7 +82,7 @@ class BackendPublisher:
 
     def writes_to(self, redis_url: str) -> bool:
         """Whether results go to the Redis database at `redis_url` (then the job store can write them)."""
-        return isinstance(self._backend, RedisBackend) and getattr(self._backend, "url", None) == redis_url
+        return isinstance(self._backend, RedisBackend) and getattr(self._backend, "url", None) == celery_url(redis_url)
 
     def _write(self, job_id: str, result: Any, state: str) -> None:
         # What `store_result` writes, without first reading the stored result back (Celery's guard against a
@@ -161,6 +163,9 @@ def build_runner(settings: Settings, app: Celery) -> JobRunner:
         overrun_errors=(SoftTimeLimitExceeded,),
         landing_window_s=settings.landing_window_s,
         redact=Redactor(known_secrets(settings)),
+        replica_wait=ReplicaWait(
+            client=store.client, fence_key=store.keys.replica_fence, timeout_ms=settings.redis_wait_replica_ms
+        ),
     )
     batches = BatchRunner(runner=runner)
     runner.batch_checker, runner.batch_finder = batches.check_member, batches.find_member

@@ -10,8 +10,8 @@ from celery.app.log import Logging
 from celery.apps.worker import Worker
 from kombu import Exchange, Queue
 
+from extendq.config.celery_redis import broker_sentinel_options, celery_redis_config
 from extendq.config.logging import configure_logging
-from extendq.config.redis_connection import tls_options_for
 from extendq.config.settings import Settings, get_settings
 from extendq.errors import ConfigError
 from extendq.tasks.startup import EXIT_CONFIG, CheckedWorker, refuse
@@ -34,11 +34,9 @@ _PERIODIC_STEP_TASKS = ("extendq.reconcile", "extendq.follow_reviews", "extendq.
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for `settings`, one per line, each with its reason."""
     return {
-        "broker_url": settings.broker,
-        "result_backend": settings.result_backend,
-        # rediss:// URLs: the same TLS options for kombu, the result backend and redbeat (config/redis_connection.py).
-        "broker_use_ssl": tls_options_for(settings, settings.broker) or None,
-        "redis_backend_use_ssl": tls_options_for(settings, settings.result_backend) or None,
+        # Broker, result backend and redbeat on the settings' Redis: URLs in each one's form, the same TLS options and
+        # passwords, Sentinel (config/celery_redis.py).
+        **celery_redis_config(settings),
         # JSON only: no pickle on the wire, and producers in any language can enqueue by name.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -54,6 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",
+            **broker_sentinel_options(settings),
         },
         "result_expires": settings.result_ttl_s,
         "task_default_queue": QUEUE,
@@ -74,9 +73,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Beat: celery-redbeat keeps the schedule in Redis, and only the beat holding its lock fires.
         "beat_scheduler": "extendq.config.beat:Scheduler",
         "beat_max_loop_interval": settings.beat_max_loop_interval_s,
-        "redbeat_redis_url": settings.redis_url,
-        "redbeat_redis_options": {},
-        "redbeat_redis_use_ssl": tls_options_for(settings, settings.redis_url) or None,
         "redbeat_key_prefix": Keys(settings.key_prefix).beat,
         "redbeat_lock_timeout": settings.beat_lock_timeout_s,
     }

@@ -19,10 +19,11 @@ from extendq.tasks.callbacks import start_relay
 from extendq.tasks.celery import get_app
 from extendq.tasks.observe import serve_metrics, watch_pool
 from extendq.worker.claims import ClaimKeeper
+from extendq.worker.dataloss import DataLossWatch, watch_forever
 from extendq.worker.dispatcher import Dispatcher
 from extendq.worker.events import EventApplier, Outcome, busy_delay_s
 from extendq.worker.extend import resolve_signed_payload
-from extendq.worker.recover import DataLossWatch, Recovery, watch_forever
+from extendq.worker.recover import Recovery
 from extendq.worker.store import NEW_CLAIM
 from extendq.worker.sweep import run_forever
 

@@ -15,6 +15,8 @@ from typing import Any
 import redis
 from celery import Celery
 
+from extendq.config.redis_connection import redis_client
+from extendq.config.settings import Settings
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE
 
 __all__ = ["waiting_in_broker"]
@@ -30,14 +32,23 @@ def waiting_in_broker(app: Celery, job_id: str) -> bool:
     With a broker other than Redis nothing can be searched: the answer is True (the job may be waiting).
     """
     url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
         return True
-    client = redis.Redis.from_url(url, **(app.conf.broker_use_ssl or {}))
+    client = _broker_client(app, url)
     try:
         unacked = str((app.conf.broker_transport_options or {}).get("unacked_key", "unacked"))
         return _in_queues(client, job_id.encode()) or _in_unacked(client, unacked, job_id.encode())
     finally:
         client.close()
+
+
+def _broker_client(app: Celery, url: str) -> redis.Redis:
+    """A client of the broker's Redis: from the settings of an extendq app (TLS, password, Sentinels), else from the
+    app's own URL and TLS options."""
+    settings = getattr(app, "settings", None)
+    if isinstance(settings, Settings):
+        return redis_client(settings, settings.broker)
+    return redis.Redis.from_url(url, **(app.conf.broker_use_ssl or {}))
 
 
 def _in_queues(client: redis.Redis, needle: bytes) -> bool:

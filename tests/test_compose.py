@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import typer.core
 import typer.main
 
 from extendq.cli.main import app
+from extendq.config.settings import Settings
+from tests.support.asgi import free_port
 from tests.support.compose import (
     ENV_EXAMPLE,
     ROOT,
@@ -28,12 +33,13 @@ from tests.support.compose import (
     compose_text,
     defaults,
     dotenv,
+    in_profile,
     interpolate,
 )
 
 README = ROOT / "README.md"
 # The only services that call the Extend API; every other one must not get the key.
-CALLS_EXTEND = {"worker"}
+CALLS_EXTEND = {"worker", "worker-ha"}
 # The only port Extend itself must reach; the others are published on the host's loopback interface.
 PUBLIC_PORTS = {"8000:8000"}
 
@@ -94,6 +100,8 @@ def test_services_that_read_settings_reach_the_stack_redis_once_it_is_healthy() 
     for name, spec in app_services().items():
         if name == "emulator":  # the other side of the API: it reads no settings
             assert not spec.get("environment"), name
+            continue
+        if in_profile(spec, "ha"):  # tests/test_compose.py's ha tests
             continue
         assert _environment(spec)["EXTENDQ_REDIS_URL"] == "redis://redis:6379/0", name
         assert spec["depends_on"]["redis"]["condition"] == "service_healthy", name
@@ -172,8 +180,9 @@ def test_dockerfile_runs_as_a_user_and_installs_the_ops_extra() -> None:
 
 
 def test_readme_states_which_compose_releases_run_the_file() -> None:
-    assert "Any Compose v2 release, or docker-compose 1.27 or later" in compose_text()
-    assert "any Compose v2 release or docker-compose 1.27 and later" in _readme()
+    # 1.28: the first docker-compose that reads `profiles`
+    assert "Any Compose v2 release, or docker-compose 1.28 or later" in compose_text()
+    assert "any Compose v2 release or docker-compose 1.28 and later" in _readme()
 
 
 def _compose_tools() -> list[list[str]]:
@@ -216,3 +225,117 @@ def test_compose_file_is_valid_compose_unchanged(tmp_path: Path) -> None:
         assert plain.returncode == 0, f"{' '.join(tool)}: {plain.stderr or plain.stdout}"
         assert copied.returncode == 0, f"{' '.join(tool)}: {copied.stderr or copied.stdout}"
         assert copied.stdout.replace(str(with_env), str(bare)) == plain.stdout
+
+
+# ---- Profile `ha`: Redis that fails over ------------------------------------------------------------------
+
+HA_DATA = {"redis-primary", "redis-replica"}
+HA_SENTINELS = {"redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3"}
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def _sentinel_conf(spec: dict[str, Any]) -> list[str]:
+    """The lines a Sentinel service writes into its configuration, its name resolved."""
+    script = argv(spec["command"], _environment(spec))[2]
+    words = shlex.split(script.split(">", 1)[0])  # `[ -f sentinel.conf ] || printf '%s\n' LINE...`
+    printed = words[words.index("printf") + 2 :]
+    return [line.replace("$SENTINEL_NAME", _environment(spec)["SENTINEL_NAME"]) for line in printed]
+
+
+def test_the_ha_profile_adds_a_primary_a_replica_three_sentinels_and_a_worker_and_beat() -> None:
+    services = compose()["services"]
+    ha = {name for name, spec in services.items() if in_profile(spec, "ha")}
+    assert ha == HA_DATA | HA_SENTINELS | {"worker-ha", "beat-ha"}
+    # A plain `docker compose up` starts none of them, and none of its services waits for one
+    for name, spec in services.items():
+        if name not in ha:
+            assert not set(spec.get("depends_on") or {}) & ha, name
+    # None is published on the host
+    assert not any(services[name].get("ports") for name in ha)
+
+
+def test_the_ha_nodes_persist_and_the_primary_refuses_writes_no_replica_has() -> None:
+    services = compose()["services"]
+    primary, replica = (argv(services[name]["command"]) for name in ("redis-primary", "redis-replica"))
+    for command, name in ((primary, "redis-primary"), (replica, "redis-replica")):
+        assert (_option(command, "--appendonly"), _option(command, "--appendfsync")) == ("yes", "everysec")
+        assert _option(command, "--replica-announce-ip") == name  # containers change addresses, names do not
+        assert services[name]["volumes"]
+    assert (_option(primary, "--min-replicas-to-write"), _option(primary, "--min-replicas-max-lag")) == ("1", "10")
+    assert replica[replica.index("--replicaof") + 1 : replica.index("--replicaof") + 3] == ["redis-primary", "6379"]
+
+
+def test_three_sentinels_watch_the_primary_each_announcing_its_own_name() -> None:
+    services = compose()["services"]
+    for name in HA_SENTINELS:
+        conf = _sentinel_conf(services[name])
+        assert "sentinel monitor mymaster redis-primary 6379 2" in conf, conf
+        assert {"sentinel resolve-hostnames yes", "sentinel announce-hostnames yes"} <= set(conf)
+        assert f"sentinel announce-ip {name}" in conf
+        assert argv(services[name]["healthcheck"]["test"])[1:] == ["redis-cli", "-p", "26379", "ping"]
+        assert set(services[name]["depends_on"]) == HA_DATA
+
+
+def test_the_ha_worker_and_beat_reach_redis_through_every_sentinel() -> None:
+    services = compose()["services"]
+    for name in ("worker-ha", "beat-ha"):
+        settings = Settings.from_env(
+            {key: interpolate(value, {}) for key, value in _environment(services[name]).items()}
+        )
+        sentinel = settings.sentinel_urls()["EXTENDQ_REDIS_URL"]
+        assert (sentinel.service_name, sentinel.db) == ("mymaster", 0)
+        assert set(sentinel.sentinels) == {(host, 26379) for host in HA_SENTINELS}
+        assert {needed for needed in services[name]["depends_on"] if needed in HA_SENTINELS} == HA_SENTINELS
+    # The worker runs as the plain one does, but checks only: the stack's receiver writes to the plain Redis
+    plain, ha = app_services()["worker"], app_services()["worker-ha"]
+    assert argv(ha["command"]) == argv(plain["command"])
+    assert _environment(ha)["EXTENDQ_WEBHOOKS_ENABLED"] == "false"
+    assert app_services()["beat-ha"]["healthcheck"] == app_services()["beat"]["healthcheck"]
+
+
+def test_a_sentinel_writes_its_configuration_once_and_redis_runs_it(tmp_path: Path) -> None:
+    # Given a Sentinel service's command, run by a shell where `redis-server` only records what it was given
+    spec = compose()["services"]["redis-sentinel-2"]
+    script = argv(spec["command"], _environment(spec))[2]
+    stub = tmp_path / "bin" / "redis-server"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "$@" > started-with\n')
+    stub.chmod(0o755)
+    env = {**os.environ, **_environment(spec), "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}"}
+    # When it starts, twice (a restart keeps what the Sentinel rewrote since)
+    subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, check=True, timeout=30)
+    conf = tmp_path / "sentinel.conf"
+    written = conf.read_text()
+    conf.write_text(written + "# learnt since\n")
+    subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, check=True, timeout=30)
+    # Then the configuration was written once, and Redis was started as a Sentinel on it
+    assert conf.read_text() == written + "# learnt since\n"
+    assert written.splitlines() == _sentinel_conf(spec)
+    assert (tmp_path / "started-with").read_text().split() == ["sentinel.conf", "--sentinel"]
+    if shutil.which("redis-server"):
+        _sentinel_runs(written, tmp_path)
+
+
+def _sentinel_runs(conf: str, folder: Path) -> None:
+    """A real redis-server takes the configuration as a Sentinel, watching a primary on this host."""
+    primary, sentinel = free_port(), free_port()
+    data = subprocess.Popen(["redis-server", "--port", str(primary), "--save", "", "--dir", str(folder)])
+    (folder / "local.conf").write_text(conf.replace("redis-primary 6379", f"127.0.0.1 {primary}"))
+    watch = subprocess.Popen(["redis-server", str(folder / "local.conf"), "--sentinel", "--port", str(sentinel)])
+    try:
+        with redis.Redis(port=sentinel, decode_responses=True) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert client.sentinel_get_master_addr_by_name("mymaster") == ("127.0.0.1", primary)
+                    return
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "the Sentinel did not start"
+                    time.sleep(0.1)
+    finally:
+        for proc in (watch, data):
+            proc.terminate()
+            proc.wait(10)

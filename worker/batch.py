@@ -199,6 +199,8 @@ class BatchRunner:
         for record in records:
             pipe.hset(store.keys.job(record.job_id), "post", repr(posted_at))
         pipe.execute()
+        if self.runner.replica_wait is not None:  # the members and their posting marks on a replica first
+            self.runner.replica_wait.confirm(f"the post of batch {batch_id}")
         priority = records[0].request.priority
         return self.runner.api_of(tenant).create_batch({"workflow": workflow, "inputs": inputs, "priority": priority})
 

@@ -17,6 +17,7 @@ from extendq.errors import (
     ExtendqError,
     InvalidJobRequest,
     JobCancelled,
+    NotReplicated,
     RateLimited,
     RetryableError,
     RetryBudgetExhausted,
@@ -34,6 +35,7 @@ from extendq.worker.landed import landed_run
 from extendq.worker.models import FileInput, JobRequest, JobState, is_terminal
 from extendq.worker.ratelimit import Bucket, RateLimiter
 from extendq.worker.records import EncodedResult, JobLock, JobRecord, new_record
+from extendq.worker.replication import ReplicaWait
 from extendq.worker.schedule import CheckSchedule, RetryPolicy
 from extendq.worker.spending import spend, wait_for_token
 from extendq.worker.store import NEW_CLAIM, RedisJobStore
@@ -87,6 +89,9 @@ class JobRunner:
     # up while Extend went on): no second create before a lookup made after that long finds nothing.
     landing_window_s: float = 120.0
     clock: Callable[[], float] = time.time
+    # Before each create, what the job wrote ahead of it reaches a replica, when the primary has any
+    # (worker/replication.py): no failover orphans the run.
+    replica_wait: ReplicaWait | None = None
     # Set when results live in the store's Redis: a step then writes its result in its own store script.
     encode_result: Callable[[str, Any, str], EncodedResult] | None = None
     # Other Extend accounts, for jobs naming a tenant (worker/tenants.py); `api` and `limiter` serve the rest.
@@ -269,6 +274,8 @@ class JobRunner:
             if not record.fresh:  # a fresh record was written posting already
                 self.store.update(record.job_id, posting_since=now, state=JobState.SUBMITTING.value)
             record.fresh = False
+            if self.replica_wait is not None:  # the record and its posting mark on a replica first
+                self.replica_wait.confirm(f"the create of job {record.job_id}")
             run = self.api_for(record).create_run(body)
         record.run_id, record.submitted_at, record.state = str(run["id"]), now, JobState.RUNNING
         self._log(record, run["status"], "submitted")
@@ -433,9 +440,9 @@ class JobRunner:
             wait_for_token(self.store, record, exc, now, rand=self.retry.rand, clock=self.clock)
             return
         # A 429 is Extend pacing us, not a failure: the whole pool pauses for its Retry-After, and waiting
-        # it out does not spend the retry budget.
-        paced = isinstance(exc, RateLimited)
-        if paced and (limiter := self.limiter_for(record)) is not None:
+        # it out does not spend the retry budget; nor does waiting for a replica.
+        paced = isinstance(exc, RateLimited | NotReplicated)
+        if isinstance(exc, RateLimited) and (limiter := self.limiter_for(record)) is not None:
             limiter.pause(exc.retry_after_s or 1.0)
         attempts = max(record.attempts, 1) if paced else self.store.bump(record.job_id, "attempts")
         if not paced and self.retry.exhausted(attempts):

@@ -179,6 +179,11 @@ class Keys:
         """String: written once into each Redis dataset; gone after a server restart means the data went too."""
         return f"{self.prefix}dataset"
 
+    @property
+    def replica_fence(self) -> str:
+        """Counter: written before a create when the primary has replicas, and waited for (worker/replication.py)."""
+        return f"{self.prefix}replica-fence"
+
     def owned(self, key: str) -> tuple[str, str] | None:
         """`("job" | "key" | "run" | "alias", id)` for a per-job key under this prefix, else None."""
         if not key.startswith(self.prefix):

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from extendq.config.redis_connection import redis_client
+from extendq.config.redis_connection import is_redis_url, redis_client
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys, queue_lists
 from extendq.worker.store import RedisJobStore, open_store
 
@@ -483,7 +483,7 @@ def pool_collector(settings: Settings, store: RedisJobStore | None = None) -> Po
     """The pool's gauges for `settings`: the job store's Redis, and the broker's queues when it is a Redis."""
 
     store = store or open_store(settings)
-    broker = redis_client(settings, settings.broker) if settings.broker.startswith(("redis://", "rediss://")) else None
+    broker = redis_client(settings, settings.broker) if is_redis_url(settings.broker) else None
     return PoolCollector(store.client, keys=store.keys, broker=broker, queues=(CHECKS_QUEUE, QUEUE))
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from extendq.config.redis_connection import redis_client
+from extendq.config.redis_connection import is_redis_url, redis_client
 from extendq.config.settings import Settings
 from extendq.worker.keys import CELERY_DEFAULT_QUEUE, QUEUE, queue_lists
 from extendq.worker.periodic import repeat
@@ -77,7 +77,7 @@ class Misrouted:
 def broker_client(settings: Settings) -> redis.Redis | None:
     """A client of the broker when it is a Redis (lazy: no connection yet); None for another broker."""
     url = settings.broker
-    return redis_client(settings, url) if url.startswith(("redis://", "rediss://", "unix://")) else None
+    return redis_client(settings, url) if is_redis_url(url) else None
 
 
 def task_name(raw: bytes | str) -> str | None:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 
 from extendq.config.redis_connection import is_tls, redis_client, tls_description
+from extendq.config.sentinel_url import is_sentinel, parse_sentinel_url
 from extendq.config.settings import Settings
 from extendq.config.tenants import load_tenants
 from extendq.errors import ConfigError
@@ -61,11 +62,6 @@ def check_values(settings: Settings) -> None:
     """The values Settings cannot check alone; `ConfigError` naming the variable."""
     if settings.secrets_key is not None:
         check_key(settings.secrets_key.get_secret_value())
-    for variable, sentinel in list(settings.sentinel_urls().items())[:1]:
-        raise ConfigError(
-            f"{variable}: Redis Sentinel (redis+sentinel://, master {sentinel.service_name!r} through "
-            f"{len(sentinel.sentinels)} sentinel(s)) is not yet supported: give the master's redis:// or rediss:// URL"
-        )
 
 
 def wait_for_redis(
@@ -184,7 +180,11 @@ def origin(url: str) -> str:
 
 
 def redis_where(url: str) -> str:
-    """A Redis URL's host, port and database (or socket path): never its password."""
+    """A Redis URL's host, port and database (or socket path; or the Sentinels' service): never its password."""
+    if is_sentinel(url):
+        sentinel = parse_sentinel_url(url)
+        hosts = ",".join(f"{host}:{port}" for host, port in sentinel.sentinels)
+        return f"Sentinel {sentinel.service_name!r} at {hosts}/{sentinel.db}"
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     if parts.scheme == "unix":

@@ -18,14 +18,8 @@ secrets were in the lost request and are not restored. A pass lists the default 
 is logged and skipped, never the others. A pass adopts any run carrying a job id this Redis does not know: where
 another deployment shares an Extend account, turn the automatic pass off (`EXTENDQ_RECOVER_ON_RESTART`).
 
-When it runs: `extendq recover [--since 24h]` by hand, and automatically once per data loss. Each worker's
-main process looks every few seconds at a marker key (`Keys.dataset`) and at the Redis server's `run_id`
-(new at every server start). The marker gone *and* the server restarted since it was last seen is a restart
-that lost the data (where INFO is refused, as behind some proxies, the marker gone is enough): the first
-worker to notice flags the marker `recovering`, one worker (a lock) runs the pass over
-`EXTENDQ_RECOVER_SINCE_S`, and sets the marker back once the pass completed, so a pass cut short is run
-again. A marker deleted without a restart (FLUSHDB, a test's cleanup) is written again without a pass, and a
-pool started on an already empty Redis cannot tell it from a new one: run `extendq recover` then.
+When it runs: `extendq recover [--since 24h]` by hand, and automatically once per data loss, after a restart
+or a failover (worker/dataloss.py).
 """
 
 from __future__ import annotations
@@ -34,25 +28,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
-
-import redis
 
 from extendq.errors import ExtendqError, InvalidJobRequest, RateLimited, RetryableError, RunRejected
 from extendq.worker.extend import ExtendApi, api_time
 from extendq.worker.jobs import JobRunner
 from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest
-from extendq.worker.periodic import exclusive, repeat
 from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.store import RedisJobStore
 from extendq.worker.tenants import TenantAccounts
 
 log = logging.getLogger("extendq.recover")
 T = TypeVar("T")
-INTACT, RECOVERING = "intact", "recovering"
 
 
 @dataclass(kw_only=True)
@@ -196,55 +186,6 @@ def adopted_request(run: dict[str, Any], tenant: str | None = None) -> JobReques
         except InvalidJobRequest:
             continue
     return None
-
-
-@dataclass(kw_only=True)
-class DataLossWatch:
-    """Notices a Redis restart that lost the data and has the pool run one recovery pass for it."""
-
-    recovery: Recovery
-    since_s: float = 24 * 3600.0
-    interval_s: float = 5.0
-    lock_ttl_s: float = 600.0
-    _server: str | None = field(default=None, init=False)
-    _seen: bool = field(default=False, init=False)
-
-    def check(self) -> dict[str, int] | None:
-        """Look once; the counts of the recovery pass this process ran, or None when it ran none."""
-        client, key = self.recovery.store.client, self.recovery.store.keys.dataset
-        server = _server_id(client)
-        marker = client.get(key)
-        if marker is None:
-            lost = self._seen and (server is None or server != self._server)
-            if lost:
-                log.warning("Redis restarted without extendq's data: recovering jobs from Extend's runs")
-            client.set(key, RECOVERING if lost else INTACT, nx=True)
-            marker = client.get(key)
-        self._server, self._seen = server, True
-        return self._recover() if marker == RECOVERING else None
-
-    def _recover(self) -> dict[str, int] | None:
-        store = self.recovery.store
-        with exclusive(store.client, store.keys.periodic("recover"), ttl_s=self.lock_ttl_s) as held:
-            if not held:
-                return None  # another worker runs the pass
-            counts = self.recovery.run(since=self.recovery.clock() - self.since_s)
-            store.client.set(store.keys.dataset, INTACT)
-            return counts
-
-
-def watch_forever(watch: DataLossWatch, stop: Callable[[float], bool]) -> None:
-    """Check every interval until `stop(timeout)` answers True; errors are logged and the next check tries again."""
-    repeat(watch.check, every_s=watch.interval_s, stop=stop, what="data-loss check or recovery")
-
-
-def _server_id(client: redis.Redis) -> str | None:
-    """The server's `run_id` (new at every start); None where INFO is not allowed (some proxies)."""
-    try:
-        value = client.info("server").get("run_id")
-    except redis.ResponseError:
-        return None
-    return None if value is None else str(value)
 
 
 def _created_at(summary: dict[str, Any]) -> float:

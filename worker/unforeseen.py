@@ -13,7 +13,7 @@ import re
 import traceback
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from extendq.config.settings import Settings
 from extendq.config.tenants import load_tenants
@@ -75,10 +75,12 @@ def known_secrets(settings: Settings) -> list[str]:
     values = [secret.get_secret_value() for secret in (settings.api_key, settings.secrets_key) if secret is not None]
     values += settings.signing_secrets
     values += [tenant.api_key.get_secret_value() for tenant in load_tenants(settings).values()]
+    redis_secrets = (settings.redis_password, settings.redis_sentinel_password)
+    values += [secret.get_secret_value() for secret in redis_secrets if secret is not None]
     for url in {settings.redis_url, settings.broker, settings.result_backend}:
         password = urlsplit(url).password
         if password:
-            values.append(password)
+            values.append(unquote(password))
     return values
 
 

@@ -7,7 +7,7 @@ import pytest
 from extendq.config.sentinel_url import SentinelUrl, parse_sentinel_url
 from extendq.config.settings import Settings
 from extendq.errors import ConfigError
-from extendq.worker.preflight import check_values
+from extendq.worker.preflight import check_values, redis_where
 
 
 def test_every_part_of_a_sentinel_url_is_parsed() -> None:
@@ -40,9 +40,8 @@ def test_a_bad_sentinel_url_is_refused_naming_the_variable(url: str, problem: st
     assert problem in str(refused.value)
 
 
-def test_settings_hold_the_parsed_url_and_a_worker_refuses_it_as_not_yet_supported() -> None:
+def test_settings_hold_the_parsed_url_and_a_worker_accepts_it() -> None:
     settings = Settings.from_env({"EXTENDQ_REDIS_URL": "redis+sentinel://:pw-never-shown@a:1,b:2/mymaster/3"})
     assert settings.sentinel_urls()["EXTENDQ_REDIS_URL"].service_name == "mymaster"
-    with pytest.raises(ConfigError, match="^EXTENDQ_REDIS_URL: Redis Sentinel .* is not yet supported") as refused:
-        check_values(settings)
-    assert "pw-never-shown" not in str(refused.value)
+    check_values(settings)
+    assert redis_where(settings.redis_url) == "Sentinel 'mymaster' at a:1,b:2/3"

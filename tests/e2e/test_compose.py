@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from tests.e2e.test_install import _wheel
-from tests.support.compose import ROOT, app_services, argv, healthcheck_argv, interpolate
+from tests.support.compose import ROOT, app_services, argv, healthcheck_argv, in_profile, interpolate
 from tests.support.emulator import free_port
 from tests.support.groups import stop_group
+from tests.support.sentinel_redis import SentinelGroup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -175,16 +176,19 @@ class Service:
 class _Host:
     """How the stack's names and ports map onto this machine."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, sentinel_url: str = "") -> None:
         published = [str(port).rsplit(":", 1)[-1] for spec in app_services().values() for port in spec.get("ports", [])]
         # Every container port the file uses (and the workers' metrics port) gets a free port here.
         defaults = {"EXTENDQ_METRICS_PORT": "9540"}
         metrics = interpolate(str(app_services()["worker"]["environment"]["EXTENDQ_METRICS_PORT"]), defaults)
         self.ports = {port: str(free_port()) for port in {*published, metrics}}
         self.redis_url = redis_url
+        self.sentinel_url = sentinel_url
 
     def move(self, value: str) -> str:
         value = value.replace("redis://redis:6379/0", self.redis_url)
+        if self.sentinel_url:
+            value = re.sub(r"redis\+sentinel://[^ ]*/mymaster/0", self.sentinel_url, value)
         value = re.sub(r"//(emulator|webhooks):", "//127.0.0.1:", value)
         for port, free in self.ports.items():
             value = re.sub(rf"(?<![\d.]){port}(?!\d)", free, value)
@@ -203,14 +207,21 @@ def _service(name: str, host: _Host, logs: Path) -> Service:
     )
 
 
-def _start_order() -> list[str]:
-    """The app services in an order that starts each after those it depends on (redis runs already)."""
-    services, order = app_services(), []
+def _services(profile: str | None) -> dict[str, dict[str, Any]]:
+    """The app services a `docker compose up` starts with `profile` (None: none), those of the plain stack left out."""
+    return {name: spec for name, spec in app_services().items() if in_profile(spec, profile)}
+
+
+def _start_order(profile: str | None = None) -> list[str]:
+    """The app services of `profile` in an order that starts each after those it depends on (Redis, its Sentinels
+    and the plain stack run already)."""
+    services, order = _services(profile), []
     while len(order) < len(services):
         ready = [
             name
             for name, spec in sorted(services.items())
-            if name not in order and all(needed == "redis" or needed in order for needed in spec.get("depends_on", {}))
+            if name not in order
+            and all(needed not in services or needed in order for needed in spec.get("depends_on", {}))
         ]
         assert ready, f"a depends_on cycle among {sorted(set(services) - set(order))}"
         order += ready
@@ -239,20 +250,46 @@ def stack(image: Image, module_redis_url: str, tmp_path_factory: pytest.TempPath
     failed_before: dict[str, bool] = {}
     workdir_before = _files(image.workdir)
     try:
-        for name in _start_order():
-            service = services[name] = _service(name, host, logs)
-            # Given nothing serves yet, the probe fails (it asks this service, not something always true)
-            failed_before[name] = not service.healthy(image)
-            service.start(image)
-            service.wait_healthy(image)
+        _start(_start_order(), host, logs, image, services, failed_before)
         yield Stack(image, host, services, unhealthy_before_start=failed_before, workdir_before=workdir_before)
     finally:
         for service in reversed(list(services.values())):
             service.stop()
 
 
+def _start(
+    names: list[str], host: _Host, logs: Path, image: Image, services: dict[str, Service], failed: dict[str, bool]
+) -> None:
+    for name in names:
+        service = services[name] = _service(name, host, logs)
+        # Given nothing serves yet, the probe fails (it asks this service, not something always true)
+        failed[name] = not service.healthy(image)
+        service.start(image)
+        service.wait_healthy(image)
+
+
+@pytest.fixture(scope="module")
+def ha_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Profile `ha`'s app services (worker-ha, beat-ha) on a primary, a replica and three Sentinels of this host, beside
+    the plain stack (its emulator)."""
+    folder = tmp_path_factory.mktemp("ha-stack")
+    host = _Host(stack.host.redis_url)  # ports of its own (the workers' metrics), but the stack's emulator
+    emulator = str(app_services()["emulator"]["ports"][0]).rsplit(":", 1)[-1]
+    host.ports[emulator] = stack.host.ports[emulator]
+    services: dict[str, Service] = {}
+    failed_before: dict[str, bool] = {}
+    with SentinelGroup(folder / "redis") as group:
+        host.sentinel_url = group.url(0)
+        try:
+            _start(_start_order("ha"), host, folder, stack.image, services, failed_before)
+            yield Stack(stack.image, host, services, failed_before, stack.workdir_before)
+        finally:
+            for service in reversed(list(services.values())):
+                service.stop()
+
+
 def test_every_probe_fails_before_its_service_runs_and_passes_once_it_does(stack: Stack) -> None:
-    assert stack.unhealthy_before_start == {name: True for name in app_services()}
+    assert stack.unhealthy_before_start == {name: True for name in _services(None)}
     for service in stack.services.values():
         assert service.healthy(stack.image), f"{service.name}:\n{service.log()}"
 
@@ -300,3 +337,16 @@ def test_a_sample_submitted_with_the_worker_container_s_own_extendq_comes_back_p
 def test_the_services_write_nothing_in_the_image_s_working_directory(stack: Stack) -> None:
     # /app is root's and read-only to the services' user: beat keeps its schedule in Redis, not in a file there
     assert _files(stack.image.workdir) == stack.workdir_before
+
+
+def test_the_ha_profile_s_worker_and_beat_run_on_the_sentinels(ha_stack: Stack) -> None:
+    # Given worker-ha and beat-ha started on the Sentinels, each probe failing before and passing after
+    assert ha_stack.unhealthy_before_start == {"worker-ha": True, "beat-ha": True}
+    for service in ha_stack.services.values():
+        assert service.healthy(ha_stack.image), f"{service.name}:\n{service.log()}"
+    # When worker-ha's own extendq submits a sample
+    worker = ha_stack.services["worker-ha"]
+    submit = ["extendq", "submit", SAMPLE, "--workflow", "workflow_invoice", "--wait", "--timeout", "120", "--json"]
+    report = _submitted(ha_stack.image.run(submit, env=worker.env, timeout=180))
+    # Then the run came back PROCESSED, through checks
+    assert [(job["state"], job["run_status"]) for job in report["jobs"]] == [("SUCCESS", "PROCESSED")], report

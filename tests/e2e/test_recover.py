@@ -21,11 +21,12 @@ from extendq.cli.main import Exit, app
 from extendq.cli.redis_server import RedisServer
 from extendq.config.settings import Settings
 from extendq.tasks.base import build_runner
+from extendq.worker.dataloss import DataLossWatch, is_intact
 from extendq.worker.extend import ApiConfig, SdkApi, build_api
 from extendq.worker.keys import Keys
 from extendq.worker.models import JOB_ID_KEY, JOB_KEY_KEY, JobRequest, JobState
 from extendq.worker.ratelimit import Limits, RateLimiter
-from extendq.worker.recover import INTACT, DataLossWatch, Recovery
+from extendq.worker.recover import Recovery
 from extendq.worker.store import RedisJobStore, open_store
 from tests.e2e.conftest import API_KEY
 from tests.e2e.test_pipeline import creates, wait_for
@@ -212,16 +213,16 @@ def test_only_a_restart_that_lost_the_data_starts_a_pass(
     watch = DataLossWatch(recovery=recovery(api, store), since_s=60)
     lost_run(api, "after-restart")
     # Given a watch that saw the dataset once
-    assert watch.check() is None and store.client.get(store.keys.dataset) == INTACT
+    assert watch.check() is None and is_intact(store.client.get(store.keys.dataset))
     # When the data is deleted without a restart (FLUSHDB), the marker is written again and nothing recovered
     store.client.flushdb()
-    assert watch.check() is None and store.client.get(store.keys.dataset) == INTACT
+    assert watch.check() is None and is_intact(store.client.get(store.keys.dataset))
     # When the server restarts without its data
     server.restart()
     counts = wait_for(lambda: _check(watch), timeout_s=10)
     # Then one pass ran, adopted the run, and marked the dataset intact again; the next look runs none
     assert counts["adopted"] == 1 and store.load("after-restart") is not None
-    assert store.client.get(store.keys.dataset) == INTACT and watch.check() is None
+    assert is_intact(store.client.get(store.keys.dataset)) and watch.check() is None
 
 
 def _check(watch: DataLossWatch) -> dict[str, int] | None:

@@ -152,17 +152,18 @@ def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(
     assert db.llen(QUEUE) == 1
 
 
-def test_a_sentinel_url_stops_the_worker_as_not_yet_supported(env: dict[str, str], tmp_path: Path) -> None:
-    # Given a Redis Sentinel URL with a password
-    url = "redis+sentinel://:pw-never-shown@127.0.0.1:26379,127.0.0.1:26380/mymaster/0"
+def test_a_worker_whose_sentinels_do_not_answer_gives_up_naming_them(env: dict[str, str], tmp_path: Path) -> None:
+    # Given a Redis Sentinel URL with a password, where no Sentinel listens, and a wait of 1 s
+    ports = (free_port(), free_port())
+    url = f"redis+sentinel://:pw-never-shown@127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/mymaster/0"
     # When a worker starts on it
-    refused = run_refused({**env, "EXTENDQ_REDIS_URL": url}, tmp_path)
-    # Then it exits with status 2 and one line saying Sentinel is not yet supported, never the password
+    refused = run_refused({**env, "EXTENDQ_REDIS_URL": url, "EXTENDQ_REDIS_WAIT_S": "1"}, tmp_path)
+    # Then it exits with status 3 and one line naming the variable, the service and the Sentinels, never the password
     output = refused.stdout + refused.stderr
-    assert refused.returncode == 2, output
+    assert refused.returncode == 3, output
     lines = extendq_lines(output)
-    assert len(lines) == 1 and lines[0].startswith("extendq worker: EXTENDQ_REDIS_URL: Redis Sentinel"), output
-    assert "not yet supported" in lines[0] and "'mymaster' through 2 sentinel(s)" in lines[0]
+    expected = f"no Redis answered at Sentinel 'mymaster' at 127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/0 within 1 s"
+    assert lines == [f"extendq worker: EXTENDQ_REDIS_URL: {expected}"], output
     assert "pw-never-shown" not in output and "Traceback" not in output
 
 

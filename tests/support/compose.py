@@ -36,6 +36,12 @@ def app_services() -> dict[str, dict[str, Any]]:
     return {name: spec for name, spec in compose()["services"].items() if "build" in spec}
 
 
+def in_profile(spec: Mapping[str, Any], profile: str | None) -> bool:
+    """Whether a service starts with `profile` (None: a plain `docker compose up`, services of no profile only)."""
+    profiles = spec.get("profiles") or []
+    return not profiles if profile is None else profile in profiles
+
+
 def interpolate(value: str, env: Mapping[str, str]) -> str:
     """`value` with its variables replaced as Compose does, from `env` (the shell and the `.env` file)."""
 
