@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import redis
 
-from extendq.errors import RateLimited
+from extendq.errors import AuthFailed, RateLimited
 from extendq.worker.extend import ExtendApi, api_time
 from extendq.worker.models import is_terminal
 from extendq.worker.periodic import repeat
@@ -141,7 +141,11 @@ class Sweeper:
             return 0
         keys = self.store.keys
         started = self.clock()
-        ended, reach, updated = self._ended_since(self._window_start(started) - _SKEW_S, self._budget_s(started))
+        try:
+            ended, reach, updated = self._ended_since(self._window_start(started) - _SKEW_S, self._budget_s(started))
+        except AuthFailed:
+            self._refused(started)
+            raise
         made_due = self._make_due(ended)
         if reach == "too_far":
             made_due += self._give_way(started)
@@ -264,11 +268,22 @@ class Sweeper:
     def _give_way(self, now: float) -> int:
         """The window is out of a sweep's reach (a long outage or pause): the jobs whose checks were stretched
         for sweeps get checks of their own now, which cover the gap, and the next sweep starts a new window."""
+        handed = self._hand_over(now)
+        log.warning("a sweep could not reach its window: %d jobs get checks of their own", handed)
+        return handed
+
+    def _refused(self, now: float) -> None:
+        """The account refuses the key (revoked, unpaid: 401/402/403): no sweep stands in for its jobs' checks
+        while it does. They are checked now, each failing with the error it gets, instead of at the safety net."""
+        handed = self._hand_over(now)
+        self.client.delete(self.store.keys.sweep("active", self.tenant))
+        log.warning("the account refused the sweep's key: %d jobs get checks of their own", handed)
+
+    def _hand_over(self, now: float) -> int:
         stretched = self.store.stretched(tenant=self.tenant)
         unfinished = self.store.unfinished(stretched)
         self.store.make_due(unfinished, now)
         self.store.unstretch(stretched, self.tenant)
-        log.warning("a sweep could not reach its window: %d jobs get checks of their own", len(unfinished))
         return len(unfinished)
 
     def _paced(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from extendq.errors import ApiUnavailable, ExtendqError, RateLimited
+from extendq.errors import ApiUnavailable, AuthFailed, ExtendqError, RateLimited
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobRequest
 from extendq.worker.ratelimit import Bucket, Limits, RateLimiter
@@ -352,3 +352,19 @@ def test_runs_created_fast_make_the_next_sweep_quick_before_any_ends(redis_clien
     sweeps = sweeper(store, ListingApi(running), Clock(1000.0))
     # When they are swept, then nothing is due yet, but the next sweep comes after the busy interval
     assert sweeps.sweep_once() == 0 and sweeps.interval_s == 0.5
+
+
+def test_a_key_the_account_refuses_hands_the_stretched_jobs_back_to_their_checks_at_once(
+    redis_client: redis.Redis,
+) -> None:
+    # Given job-1's check stretched to the safety net at 1290 for sweeps, and an account that now refuses the key
+    store = store_with_a_run(redis_client, now=990.0)
+    api = ListingApi(AuthFailed("Extend answered 401: invalid API key", status_code=401))
+    sweeps = sweeper(store, api, Clock(1000.0))
+    redis_client.set(KEYS.sweep("active"), "1")
+    # When a sweep runs, then it fails with the account's error
+    with pytest.raises(AuthFailed):
+        sweeps.sweep_once()
+    # And job-1 is checked now (its check meets the same error and fails the job), no longer stretched
+    assert store.due_at("job-1") == 1000.0 and store.stretched() == []
+    assert not redis_client.exists(KEYS.sweep("active"))
