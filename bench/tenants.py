@@ -194,13 +194,13 @@ def _count(
 
 def report(calm: Run, hurt: Run) -> list[str]:
     """Both runs side by side, then the PASS/FAIL lines."""
-    lines = [f"{'':<34}{calm.name:>14}{hurt.name:>14}{'ratio':>8}"]
+    lines = [f"{'':<34}{calm.name:>14}{hurt.name:>16}{'ratio':>8}"]
     for tenant in ("b", "a"):
         before, after = calm.tenants[tenant], hurt.tenants[tenant]
         for label, q in (("p50", 50), ("p95", 95), ("max", 100)):
             was, now = before.pct(q), after.pct(q)
             ratio = f"{now / was:>8.2f}" if tenant == "b" and was and now is not None else ""
-            lines.append(f"{tenant}: seconds to result {label:<15}{_s(was):>14}{_s(now):>14}{ratio}")
+            lines.append(f"{tenant}: seconds to result {label:<15}{_s(was):>14}{_s(now):>16}{ratio}")
         lines.append(_row(tenant, "jobs finished / failed / lost", _outcome(before), _outcome(after)))
         lines.append(_row(tenant, "calls per job", _per_job(before), _per_job(after)))
         lines.append(_row(tenant, "runs per job", _runs(before), _runs(after)))
@@ -256,7 +256,7 @@ def _verdicts(calm: Run, hurt: Run) -> list[str]:
 
 
 def _row(tenant: str, label: str, calm: str, hurt: str) -> str:
-    return f"{tenant}: {label:<31}{calm:>14}{hurt:>14}"
+    return f"{tenant}: {label:<31}{calm:>14}{hurt:>16}"
 
 
 def _s(seconds: float | None) -> str:
