@@ -160,6 +160,18 @@ def webhooks(
 
 
 @app.command(epilog=EPILOG)
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8790, help="Port to bind."),
+) -> None:
+    """Serve the read-only dashboard (`GET /`: the pool's overview; `GET /api/overview`: the same as JSON)."""
+    from extendq.dashboard.server import serve
+
+    with _guard():  # a bad EXTENDQ_* setting is one line and exit 2 before the server starts
+        serve(host=host, port=port)
+
+
+@app.command(epilog=EPILOG)
 def demo(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 4,
     profile: Annotated[str, typer.Option(help="Emulator profile.")] = "default",
