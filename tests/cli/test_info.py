@@ -17,9 +17,8 @@ from extendq.config.settings import Settings
 from extendq.tasks.base import limiter_for
 from extendq.tasks.producer import build_request
 from extendq.worker.keys import queue_lists
-from extendq.worker.models import JobState
-from extendq.worker.pool import WorkerEntry, WorkerRegistry
 from extendq.worker.store import open_store
+from tests.support.pool_state import record_pool
 
 KEYS = ["at", "workers", "queues", "misrouted", "jobs", "due", "rate_limit", "sweeps", "webhooks"]
 
@@ -40,25 +39,7 @@ def env(module_redis_url: str, module_redis: redis.Redis) -> Iterator[dict[str, 
 @pytest.fixture
 def pool(env: dict[str, str], module_redis_url: str) -> dict[str, str]:
     """A worker entry, two jobs in flight (one overdue), a 429 pause, and a task sent by name to `celery`."""
-    settings = Settings.from_env(env)
-    store = open_store(settings)
-    now = time.time()
-    WorkerRegistry(store.client, keys=store.keys).beat(
-        WorkerEntry(
-            name="celery@box",
-            pid=4242,
-            concurrency=8,
-            queues=("extendq", "extendq.checks"),
-            started_at=now - 60,
-            heartbeat_at=now,
-            interval_s=15.0,
-        )
-    )
-    request = build_request(workflow="workflow_invoice", file={"text": "Invoice #: 1"})
-    store.create_locked("job-old", request, now=now - 100, lease_s=40, secrets=None, lock_ttl_s=5)
-    store.create("job-new", request, now=now, lease_s=60, secrets=None)
-    store.update("job-new", state=JobState.RUNNING)
-    limiter_for(settings, store).pause(0.01)
+    record_pool(Settings.from_env(env), worker_name="celery@box")
     backend = Celery("backend", broker=module_redis_url, set_as_current=False)
     backend.send_task("extendq.run_workflow", kwargs={"workflow": "workflow_invoice", "file": {"text": "x"}})
     backend.send_task("billing.tasks.invoice_read", args=["job", {}])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -16,13 +15,11 @@ from starlette.applications import Starlette
 from extendq.config.settings import Settings
 from extendq.dashboard import create_app
 from extendq.dashboard.app import templates
-from extendq.tasks.base import limiter_for, store_for
+from extendq.tasks.base import store_for
 from extendq.tasks.celery import create_app as create_celery
 from extendq.tasks.overview import gather
-from extendq.tasks.producer import build_request
 from extendq.worker.keys import queue_lists
-from extendq.worker.models import JobState
-from extendq.worker.pool import WorkerEntry, WorkerRegistry
+from tests.support.pool_state import record_pool
 
 HOSTILE = "celery@<script>alert(1)</script>"
 
@@ -39,24 +36,7 @@ def settings(module_redis_url: str, module_redis: redis.Redis) -> Iterator[Setti
             "EXTENDQ_RATE_LIMIT_PLAN": "payg",
         }
     )
-    store = store_for(settings)
-    now = time.time()
-    WorkerRegistry(store.client, keys=store.keys).beat(
-        WorkerEntry(
-            name=HOSTILE,
-            pid=4242,
-            concurrency=8,
-            queues=("extendq", "extendq.checks"),
-            started_at=now - 60,
-            heartbeat_at=now,
-            interval_s=15.0,
-        )
-    )
-    request = build_request(workflow="workflow_invoice", file={"text": "Invoice #: 1"})
-    store.create_locked("job-old", request, now=now - 100, lease_s=40, secrets=None, lock_ttl_s=5)
-    store.create("job-new", request, now=now, lease_s=60, secrets=None)
-    store.update("job-new", state=JobState.RUNNING)
-    limiter_for(settings, store).pause(0.01)
+    record_pool(settings, worker_name=HOSTILE)
     yield settings
     module_redis.delete(*queue_lists("celery"))
 
