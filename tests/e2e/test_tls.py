@@ -7,12 +7,9 @@ are refused.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,18 +20,11 @@ from extendq.cli.main import app as cli_app
 from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
 from extendq.errors import ConfigError
-from extendq.tasks.aio import result_async
-from extendq.tasks.celery import create_app
-from extendq.tasks.producer import build_request, enqueue
-from extendq.tasks.waiting import waiting_in_broker
-from extendq.worker.keys import Keys
-from extendq.worker.models import JobState
 from extendq.worker.preflight import wait_for_redis
-from extendq.worker.store import open_store
 from tests.e2e.conftest import PROFILE, SECRETS_KEY
-from tests.support.beat import BeatProcess
 from tests.support.emulator import EmulatorProcess
 from tests.support.receiver import ReceiverProcess
+from tests.support.redis_kinds import BEAT_PREFIX, beat_keys_once_leading, one_job_end_to_end, worker_on
 from tests.support.tls_redis import Pki, TlsRedis, make_pki
 from tests.support.worker import WorkerProcess
 
@@ -70,33 +60,16 @@ def tls_env(worker_env: dict[str, str], tls_redis: TlsRedis, pki: Pki) -> dict[s
 def tls_worker(
     tls_env: dict[str, str], emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    emulator.set_profile(PROFILE)
-    emulator.reset()
-    log_path = tmp_path_factory.mktemp("tls-worker") / "worker.log"
-    with WorkerProcess(tls_env, log_path=log_path, concurrency=2) as process:
+    with worker_on(tls_env, emulator, PROFILE, tmp_path_factory.mktemp("tls-worker")) as process:
         yield process
 
 
 def test_a_job_runs_end_to_end_over_tls(
     tls_env: dict[str, str], tls_worker: WorkerProcess, tls_redis: TlsRedis
 ) -> None:
-    # Given a producer on the same TLS Redis as the worker
-    settings = Settings.from_env(tls_env)
-    with create_app(settings) as producer:
-        # When a job is sent and its result awaited through the result backend
-        job = enqueue(
-            producer,
-            build_request(secrets_key=SECRETS_KEY, workflow="workflow_processed", file={"text": "Invoice #: 1"}),
-        )
-        run: dict[str, Any] = job.get(timeout=90)
-        # Then the terminal run comes back, and the same result through result_async's own connections
-        assert run["status"] == "PROCESSED" and run["object"] == "workflow_run"
-        again = asyncio.run(result_async(job.id, timeout=30, app=producer))
-        assert again["id"] == run["id"]
-        assert waiting_in_broker(producer, job.id) is False
-    # And the job record (written by the store's scripts) says so
-    record = open_store(settings).load(job.id)
-    assert record is not None and record.state is JobState.SUCCESS and record.run_id == run["id"]
+    # Given a producer on the same TLS Redis as the worker, when a job is sent and its result awaited, then the
+    # terminal run comes back through the result backend and result_async, and the job's record says so
+    _, run = one_job_end_to_end(Settings.from_env(tls_env), secrets_key=SECRETS_KEY)
     # And the worker said it uses TLS, with no path or password in its start line
     [line] = [text for text in tls_worker.log_text().splitlines() if "extendq worker starting" in text]
     assert f"Redis TLS 127.0.0.1:{tls_redis.port}/0 (tls verify required, own CA, client certificate)" in line
@@ -120,23 +93,11 @@ def test_the_cli_and_the_webhook_receiver_read_the_tls_redis(
 
 
 def test_beat_takes_its_lock_on_the_tls_redis(tls_env: dict[str, str], tls_redis: TlsRedis, tmp_path: Path) -> None:
-    # Given beat on the TLS Redis
-    env = {**tls_env, "EXTENDQ_BEAT_MAX_LOOP_INTERVAL_S": "0.5", "EXTENDQ_BEAT_LOCK_TIMEOUT_S": "3"}
-    beat = BeatProcess(env, log_path=tmp_path / "beat.log")
-    try:
-        beat.start(timeout_s=60)
-        # When it has taken redbeat's lock
-        deadline = time.monotonic() + 60
-        while not beat.leading:
-            assert time.monotonic() < deadline, f"beat took no lock within 60 s:\n{beat.log_text()[-3000:]}"
-            time.sleep(0.2)
-        # Then the lock and the schedule live in the TLS Redis
-        with tls_redis.client(decode_responses=True) as client:
-            beat_keys = set(client.scan_iter(f"{Keys('extendq:').beat}*"))
-        assert f"{Keys('extendq:').beat}:lock" in beat_keys, beat_keys
-        assert f"{Keys('extendq:').beat}:schedule" in beat_keys, beat_keys
-    finally:
-        beat.stop()
+    # Given beat on the TLS Redis, when it has taken redbeat's lock, then the lock and the schedule live there
+    with tls_redis.client(decode_responses=True) as client:
+        beat_keys, _ = beat_keys_once_leading(tls_env, tmp_path / "beat.log", client)
+    assert f"{BEAT_PREFIX}:lock" in beat_keys, beat_keys
+    assert f"{BEAT_PREFIX}:schedule" in beat_keys, beat_keys
 
 
 def test_plaintext_and_a_wrong_ca_are_refused(tls_redis: TlsRedis, pki: Pki, tmp_path: Path) -> None:
