@@ -12,7 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 from extendq.errors import InvalidJobRequest
-from extendq.worker.models import JobRequest
+from extendq.worker.models import JobRequest, job_outcome
 from extendq.worker.records import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, joined
 from extendq.worker.store import RedisJobStore
 
@@ -33,7 +33,7 @@ def parse_age(value: str) -> float:
 
 def outcome(state: str, run_status: str | None) -> str:
     """How a finished job ended in one word: its run's status, or FAILURE when it got no terminal run."""
-    return (run_status or "") if state == "SUCCESS" else "FAILURE"
+    return job_outcome(state, run_status)
 
 
 def finished_jobs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from extendq.worker.models import JobState
@@ -59,3 +60,18 @@ def job_event(record: JobRecord, *, state: JobState, status: str, error: str = "
         "status": status,
         "error": error,
     }
+
+
+def time_to_result(run: dict[str, Any], now: float) -> float | None:
+    """Seconds from the run's end on Extend (its endTime, else its last update) to `now`, when it says."""
+    ended = _timestamp(run.get("endTime")) or _timestamp(run.get("updatedAt"))
+    return None if ended is None else max(now - ended, 0.0)
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

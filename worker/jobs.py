@@ -30,7 +30,7 @@ from extendq.worker.callbacks import failure_callback, success_callback
 from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.followups import after_run
 from extendq.worker.hand import StepHand
-from extendq.worker.joblog import job_event, log_change
+from extendq.worker.joblog import job_event, log_change, time_to_result
 from extendq.worker.landed import landed_run
 from extendq.worker.models import FileInput, JobRequest, JobState, is_terminal
 from extendq.worker.ratelimit import Bucket, RateLimiter
@@ -487,6 +487,8 @@ class JobRunner:
                 self.publisher.success(job_id, run)
         record.run_status = str(run["status"])
         event = job_event(record, state=JobState.SUCCESS, status=record.run_status)
+        if (to_result := time_to_result(run, now)) is not None:
+            event["to_result_s"] = f"{to_result:.3f}"  # the dashboard's endTime -> result percentiles
         callback = success_callback(record, run)
         usage = usage_note(run, workflow_id=record.request.workflow.id, now=now, tenant=record.request.tenant)
         aliases = self.store.finish(

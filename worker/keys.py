@@ -77,7 +77,8 @@ class Keys:
     def limit(self, scope: str, name: str) -> str:
         """String: a rate-limit bucket's state (`requests`, `runs`) or its pause end (`pause`), per scope; hash
         `pauses`: minute (unix seconds // 60) -> 429 pauses in it, the last hour's only; sorted set `runs_log`: the
-        times of the creates made and reserved, the last window's and ahead (runs per minute held by the log)."""
+        times of the creates made and reserved, the last window's and ahead (runs per minute held by the log); hash
+        `granted`: unix second -> request tokens granted for it, the last five minutes' (the dashboard's chart)."""
         return f"{self.prefix}limit:{scope}:{name}"
 
     @property
@@ -171,6 +172,12 @@ class Keys:
     def finished(self) -> str:
         """Sorted set: job id -> when it finished; trimmed to the result TTL (`extendq list`)."""
         return f"{self.prefix}finished"
+
+    def finished_by(self, facet: str, value: str) -> str:
+        """Sorted set: job id -> when it finished, for one value of a facet (`outcome`, `workflow`, `tenant`; the
+        default account's jobs under tenant ''); written with `finished` and trimmed like it (the dashboard's
+        filters)."""
+        return f"{self.prefix}finished:{facet}:{value}"
 
     # ---- Recovery after a Redis data loss (worker/recover.py) ----
 

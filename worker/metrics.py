@@ -34,13 +34,13 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from extendq.config.redis_connection import is_redis_url, redis_client
+from extendq.worker.joblog import time_to_result
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE, Keys, queue_lists
 from extendq.worker.store import RedisJobStore, open_store
 
@@ -265,7 +265,6 @@ def job_finished(record: JobRecord, run: dict[str, Any], now: float, *, via: str
 
 def _finished_note(record: JobRecord, run: dict[str, Any], now: float, *, via: str) -> dict[str, Any]:
     """What `job_finished` records, as plain JSON (the receiver hands it to the workers in this form)."""
-    ended = _timestamp(run.get("endTime")) or _timestamp(run.get("updatedAt"))
     usage, metadata = run.get("usage"), run.get("metadata")
     tags = metadata.get("extend:usage_tags") if isinstance(metadata, dict) else None
     return {
@@ -274,7 +273,7 @@ def _finished_note(record: JobRecord, run: dict[str, Any], now: float, *, via: s
         "status": str(run.get("status")),
         "duration_s": max(now - record.enqueued_at, 0.0),
         "checks": record.checks,
-        "to_result_s": None if ended is None else max(now - ended, 0.0),
+        "to_result_s": time_to_result(run, now),
         "via": via,
         "credits": float(usage.get("credits") or 0) if isinstance(usage, dict) else 0.0,
         "tags": sorted({str(tag) for tag in tags}) if isinstance(tags, list) else [],
@@ -561,12 +560,3 @@ def start_server(*, port: int, host: str, registry: CollectorRegistry) -> Callab
         thread.join(5)
 
     return stop
-
-
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

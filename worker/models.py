@@ -28,6 +28,11 @@ def is_terminal(status: object) -> bool:
     return isinstance(status, str) and bool(status) and status not in RUNNING_RUN_STATUSES
 
 
+def job_outcome(state: str, run_status: str | None) -> str:
+    """How a finished job ended in one word: its run's status, or FAILURE when it got no terminal run."""
+    return (run_status or "") if state == JobState.SUCCESS.value else JobState.FAILURE.value
+
+
 _TAG_JUNK = re.compile(r"[^A-Za-z0-9_-]")
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
 

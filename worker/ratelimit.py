@@ -30,7 +30,8 @@ from extendq.worker.keys import Keys
 # less, so that float rounding never pushes a time that fits exactly to the next candidate), and, for a new
 # reservation, no other time lies within `gap` of x (a burst of creates leaves request tokens for other calls).
 _ACQUIRE = """
--- KEYS: pause key, then one TAT key per GCRA bucket, then the runs log when ARGV[2] is '1'.
+-- KEYS: pause key, then one TAT key per GCRA bucket, then the runs log when ARGV[2] is '1', then (optional) the
+-- hash of requests granted per second (the dashboard's chart; the last five minutes kept).
 -- ARGV: max_reserve_s, has_log, log_span_s, log_limit, log_gap_s, release (a log time given back first, or ''),
 -- keep_s (a release at most this late is kept as it was when no time near now fits), then (interval_s, burst)
 -- per GCRA bucket.
@@ -73,9 +74,10 @@ local function earliest(times, at, span, limit, gap)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local gcra_keys = #KEYS - 1
+local gcra_keys = (#ARGV - 7) / 2
 local log_key = nil
-if ARGV[2] == '1' then log_key = KEYS[#KEYS]; gcra_keys = gcra_keys - 1 end
+if ARGV[2] == '1' then log_key = KEYS[gcra_keys + 2] end
+local count_key = KEYS[gcra_keys + 2 + (log_key and 1 or 0)]
 local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local tats = {}
 for i = 1, gcra_keys do
@@ -111,6 +113,15 @@ if log_key then
   redis.call('ZADD', log_key, member, member)
   local last = tonumber(redis.call('ZRANGE', log_key, -1, -1, 'WITHSCORES')[2])
   redis.call('PEXPIRE', log_key, math.ceil((last - now + tonumber(ARGV[3]) + 1) * 1000))
+end
+if count_key then
+  redis.call('HINCRBY', count_key, math.floor(at), 1)
+  if redis.call('HLEN', count_key) > 360 then
+    for _, second in ipairs(redis.call('HKEYS', count_key)) do
+      if tonumber(second) < now - 300 then redis.call('HDEL', count_key, second) end
+    end
+  end
+  redis.call('EXPIRE', count_key, 600)
 end
 return {1, tostring(at - now), string.format('%.17g', at)}
 """
@@ -208,6 +219,7 @@ class RateLimiter:
         self._pauses_key = keys.limit(scope, "pauses")
         self._tat_keys = {bucket: keys.limit(scope, bucket.value) for bucket in Bucket}
         self._log_key = keys.limit(scope, "runs_log")
+        self._granted_key = keys.limit(scope, "granted")
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
         self._pause_read: tuple[float, float] = (0.0, 0.0)  # (read until, pause ends), on the monotonic clock
@@ -245,6 +257,8 @@ class RateLimiter:
             args[1:7] = [1, self._log_span_s(), self._log_limit(), self._log_gap_s(), given_back, keep_late_s]
         for _, interval in chosen:
             args += [interval, self._limits.burst]
+        if Bucket.REQUESTS in buckets:
+            keys.append(self._granted_key)
         reserved, wait, slot = self._acquire(keys=keys, args=args)
         grant = Grant(reserved=int(reserved) == 1, wait_s=max(float(wait), 0.0), slot=float(slot))
         if grant.reserved:
@@ -325,6 +339,12 @@ class RateLimiter:
             "paused_for_s": round(max(float(pause_end or 0) - now, 0.0), 3),
             "pauses_last_hour": recent,
         }
+
+    def granted_per_second(self, seconds: int = 300) -> dict[int, int]:
+        """Request tokens granted in each of the last `seconds` (unix second -> count; at most five minutes)."""
+        since = self.server_time() - seconds
+        counts = self._client.hgetall(self._granted_key)
+        return {int(at): int(n) for at, n in counts.items() if int(at) >= since}
 
     def _limit_of(self, bucket: Bucket) -> str:
         if bucket is Bucket.REQUESTS:

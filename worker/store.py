@@ -15,7 +15,7 @@ from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
 from extendq.worker import store_scripts as scripts
 from extendq.worker.keys import Keys
-from extendq.worker.models import JobRequest, JobState
+from extendq.worker.models import JobRequest, JobState, job_outcome
 from extendq.worker.records import (
     _F_ATTEMPTS,
     _F_CHECKS,
@@ -495,6 +495,7 @@ class RedisJobStore:
             self._keys.sweep("stretched", record.request.tenant),
             self._keys.claims,
             self._tenant_set(record.request),
+            *self._facets(record, state),
         ]
         head = [record.job_id, self._ttl, now, state.value, error, self._events_maxlen]
         token = record.lock.token if record.lock else ""
@@ -504,6 +505,14 @@ class RedisJobStore:
         if record.lock is not None:
             record.lock.released = True
         return None if aliases is None else sorted(str(alias) for alias in aliases)
+
+    def _facets(self, record: JobRecord, state: JobState) -> list[str]:
+        """The finished indexes of the job's outcome, workflow and tenant (the dashboard filters by them)."""
+        return [
+            self._keys.finished_by("outcome", job_outcome(state.value, record.run_status)),
+            self._keys.finished_by("workflow", record.request.workflow.id),
+            self._keys.finished_by("tenant", record.request.tenant or ""),
+        ]
 
     def add_alias(self, owner_id: str, alias_id: str) -> None:
         """Record that `alias_id` was enqueued with the same job key as `owner_id`."""

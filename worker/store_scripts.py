@@ -124,7 +124,8 @@ FINISH = (
     + """
 -- KEYS: job hash, due set, events stream, job-key index (or ''), aliases, run index (or ''), finished index,
 --       callback outbox, in-flight index, lock (or ''), result (or ''), pending usage (or ''), stretched set,
---       claims (or ''), the tenant's in-flight set (or '').
+--       claims (or ''), the tenant's in-flight set (or ''), then the finished index of each facet value (outcome,
+--       workflow, tenant), trimmed like the finished index.
 -- ARGV: job id, ttl, now, state, error, events maxlen, run status (or ''), callback entry (or ''), checks,
 --       lock token, result value, result ttl, usage field, usage note, then event field/value pairs.
 -- Returns false when the job had already finished, or when the step's lock is no longer its own (it outlived
@@ -152,6 +153,11 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
 -- Finished jobs by finish time, kept as long as results; the callback is queued in the same step as the finish.
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
+for i = 16, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
 if ARGV[8] ~= '' then redis.call('XADD', KEYS[8], '*', 'callback', ARGV[8]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[2]) end

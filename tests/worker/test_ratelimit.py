@@ -206,3 +206,15 @@ def test_no_turn_within_reach_says_when_to_come_back_and_a_stop_ends_the_wait(re
     redis_client.delete("extendq-rl:limit:default:pause")
     assert shared.reserve(Bucket.REQUESTS).now
     assert shared.wait_turn(lambda _: True) == 0.0
+
+
+def test_granted_request_tokens_are_counted_per_second_of_their_slot(redis_client: redis.Redis) -> None:
+    # Given a limiter of 10 requests a second with no burst
+    limiter = RateLimiter(redis_client, keys=Keys(), limits=Limits(requests_per_second=10, burst=1))
+    # When 25 request tokens are reserved (two and a half seconds of them)
+    grants = [limiter.reserve(Bucket.REQUESTS) for _ in range(25)]
+    # Then each second of a slot counts the tokens granted for it, 25 in all, none above the rate plus one
+    counted = limiter.granted_per_second()
+    assert sum(counted.values()) == 25
+    assert all(count <= 11 for count in counted.values())
+    assert set(counted) == {int(grant.slot) for grant in grants if grant.slot is not None}

@@ -121,7 +121,9 @@ def test_each_job_runs_on_its_tenants_account_and_budget(
     assert {name: len(api.runs) for name, api in apis.items()} == {"default": 1, "acme": 2, "globex": 1}
     assert all(run["metadata"]["extendq:job_id"].startswith("j-acme") for run in apis["acme"].runs.values())
     assert limiters.built == ["acme", "globex"]
-    assert set(redis_client.keys("extendq:limit:*")) == {"extendq:limit:acme:requests", "extendq:limit:globex:requests"}
+    assert set(redis_client.keys("extendq:limit:*")) == {
+        f"extendq:limit:{tenant}:{name}" for tenant in ("acme", "globex") for name in ("requests", "granted")
+    }
 
 
 def test_a_job_naming_a_tenant_this_worker_does_not_know_fails_with_no_call(
