@@ -3,7 +3,8 @@
 The events stream (`Keys.events`) gets one entry per progress change and one per finished job, with
 the fields job_id, run_id, workflow_id, state (RUNNING, SUCCESS, FAILURE), status (the run's: `watch`
 shows it as run_status) and error; a watched NEEDS_REVIEW run adds one more, state REVIEWED, once it is
-approved or rejected.
+approved or rejected. An action taken in the dashboard (cancel, retry) adds one with state ACTION and the fields
+action, by and detail; `watch` passes those on with --json and leaves them out of its view.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.text import Text
 from extendq.cli.console import PROCESSED, extracted_fields, live_view
 from extendq.cli.states import FINISHED, RUN_STATUS_STYLES, STATE_STYLES, job_state
 from extendq.errors import JobFailed
+from extendq.worker.joblog import ACTION_STATE
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobState
 from extendq.worker.review import REVIEWED, review_status
@@ -111,6 +113,8 @@ class EventFeed:
     def _apply(self, event: dict[str, Any]) -> int:
         """Update the view's state; 1 when the event is a job finishing."""
         job_id = event.get("job_id", "")
+        if event.get("state") == ACTION_STATE:  # someone's cancel or retry in the dashboard: not a change of the job
+            return 0
         if event.get("state") == REVIEWED:  # a finished job's later review outcome: shown, not counted again
             self.finished.appendleft(event)
             return 0

@@ -202,6 +202,12 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
 
+    # ---- Dashboard (`extendq dashboard`): its actions (cancel, retry) need a token or a user and password; with
+    # neither it is read-only. The session cookie and CSRF tokens are signed with a key derived from these.
+    dashboard_token: SecretStr | None = None
+    dashboard_user: str | None = None
+    dashboard_password: SecretStr | None = None
+
     # ---- Scheduled work: beat, reconciliation, review follow-up, folder ingestion, usage report ----------
     # The periodic jobs are config/beat.py's defaults, changed or extended by name (JSON, or a YAML file).
     beat_schedule: str | None = None
@@ -224,6 +230,12 @@ class Settings(BaseSettings):
     # lost the data and the pool adopts the runs created within this window (`extendq recover` does it by hand).
     recover_on_restart: bool = True
     recover_since_s: float = Field(default=24 * 3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_dashboard(self) -> Settings:
+        if (self.dashboard_user is None) != (self.dashboard_password is None):
+            raise ValueError("EXTENDQ_DASHBOARD_USER and EXTENDQ_DASHBOARD_PASSWORD go together")
+        return self
 
     @model_validator(mode="after")
     def _check_scheduled_work(self) -> Settings:

@@ -15,13 +15,13 @@ from extendq.worker.overview import Overview
 from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.store import RedisJobStore
 
-__all__ = ["gather"]
+__all__ = ["gather", "limiters_of"]
 
 
 def gather(settings: Settings, app: Celery, store: RedisJobStore, *, tenant: str | None = None) -> dict[str, Any]:
     """The overview of the pool `settings` name (see `worker.overview.Overview.read`); with `tenant`, that tenant's
     rate limit, sweeps and jobs in flight (`InvalidJobRequest` for a tenant the settings do not configure)."""
-    limiters = _limiters(settings, store)
+    limiters = limiters_of(settings, store)
     if tenant is not None:
         accounts = tenant_accounts(settings, store)
         if accounts is None or tenant not in accounts.names:
@@ -43,7 +43,8 @@ def gather(settings: Settings, app: Celery, store: RedisJobStore, *, tenant: str
             broker.close()
 
 
-def _limiters(settings: Settings, store: RedisJobStore) -> dict[str, RateLimiter]:
+def limiters_of(settings: Settings, store: RedisJobStore) -> dict[str, RateLimiter]:
+    """The pool's rate limiters by scope: `default`, then `tenant:<name>` for each tenant with limits."""
     limiters = {"default": limiter_for(settings, store)}
     accounts = tenant_accounts(settings, store)
     for name in sorted(accounts.names if accounts else ()):

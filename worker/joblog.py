@@ -10,6 +10,8 @@ from extendq.worker.models import JobState
 from extendq.worker.records import JobRecord
 
 log = logging.getLogger("extendq.jobs")
+# The state of an events-stream entry that tells of an action someone took (the dashboard's cancel and retry).
+ACTION_STATE = "ACTION"
 # The job's state after each logged change (`log_change`).
 _STATE_AFTER = {
     "enqueued": JobState.QUEUED,
@@ -64,14 +66,20 @@ def job_event(record: JobRecord, *, state: JobState, status: str, error: str = "
 
 def time_to_result(run: dict[str, Any], now: float) -> float | None:
     """Seconds from the run's end on Extend (its endTime, else its last update) to `now`, when it says."""
-    ended = _timestamp(run.get("endTime")) or _timestamp(run.get("updatedAt"))
+    ended = timestamp_of(run.get("endTime")) or timestamp_of(run.get("updatedAt"))
     return None if ended is None else max(now - ended, 0.0)
 
 
-def _timestamp(value: Any) -> float | None:
+def timestamp_of(value: Any) -> float | None:
+    """Unix seconds of an ISO 8601 time as Extend writes it (None when it is not one)."""
     if not isinstance(value, str) or not value:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def action_event(job_id: str, action: str, *, by: str, detail: str = "") -> dict[str, str]:
+    """The events-stream entry of an action taken on a job (`cancel`, `retry`), by whom and with what effect."""
+    return {"job_id": job_id, "state": ACTION_STATE, "action": action, "by": by, "detail": detail}

@@ -173,6 +173,11 @@ class Keys:
         """Sorted set: job id -> when it finished; trimmed to the result TTL (`extendq list`)."""
         return f"{self.prefix}finished"
 
+    def replayed(self, job_id: str) -> str:
+        """String: the job that replays a finished job, set by the dashboard's retry (a second click retries
+        nothing); expires with results."""
+        return f"{self.prefix}replayed:{job_id}"
+
     def finished_by(self, facet: str, value: str) -> str:
         """Sorted set: job id -> when it finished, for one value of a facet (`outcome`, `workflow`, `tenant`; the
         default account's jobs under tenant ''); written with `finished` and trimmed like it (the dashboard's

@@ -16,11 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from extendq.errors import ExtendqError, InvalidJobRequest, RateLimited, RetryableError
 from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.ratelimit import Bucket, RateLimiter
-from extendq.worker.records import JobRecord
+from extendq.worker.records import _F_FINISHED, _F_REQUEST, _F_RUN, JobRecord, joined
 from extendq.worker.store import RedisJobStore
 from extendq.worker.tenants import TenantAccounts
 
@@ -180,3 +181,34 @@ def _token_wait_s(limiter: RateLimiter | None) -> float | None:
         return None
     grant = limiter.reserve(Bucket.REQUESTS, max_wait_s=0.0)
     return None if grant.now else max(grant.wait_s, 0.05)
+
+
+def waiting(store: RedisJobStore, *, limit: int = 500, now: float | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Followed jobs whose run still waits in NEEDS_REVIEW: how many, and up to `limit` of them (those looked at
+    next), longest waiting first; waiting since the job's NEEDS_REVIEW result was published."""
+    client, keys = store.client, store.keys
+    now = time.time() if now is None else now
+    total = int(client.zcard(keys.review))
+    entries: list[Any] = list(client.zrange(keys.review, 0, limit - 1, withscores=True))
+    pipe = client.pipeline(transaction=False)
+    for job_id, _ in entries:
+        pipe.hgetall(keys.job(str(job_id)))
+    rows = [
+        _waiting_row(str(job_id), float(look), fields, now)
+        for (job_id, look), fields in zip(entries, pipe.execute(), strict=True)
+    ]
+    return total, sorted(rows, key=lambda row: -row["waiting_s"])
+
+
+def _waiting_row(job_id: str, next_look: float, fields: dict[Any, Any], now: float) -> dict[str, Any]:
+    request = json.loads(joined(fields, _F_REQUEST) or "{}")
+    workflow = request.get("workflow") or {}
+    finished = fields.get(_F_FINISHED)
+    return {
+        "job_id": job_id,
+        "run_id": fields.get(_F_RUN),
+        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
+        "tenant": request.get("tenant"),
+        "next_look": next_look,
+        "waiting_s": max(now - float(finished), 0.0) if finished else 0.0,
+    }
