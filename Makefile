@@ -28,7 +28,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/extendq demo $(DEMO_ARGS)
 
+# The dashboard's browser tests drive Debian's chromium through chromedriver: installed first when missing (best effort).
 test: install
+	-@tools/ensure_browser.sh
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
