@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # once); PYTEST_WORKERS=0 runs them one after another.
 PYTEST_WORKERS ?= 3
 DEMO_ARGS ?=
-BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py bench/chaos_faults.py bench/chaos_failover.py,$(sort $(wildcard bench/*.py)))
+BENCH ?= $(filter-out bench/__init__.py bench/common.py bench/baseline.py bench/chaos_faults.py bench/chaos_failover.py bench/dashboard_seed.py,$(sort $(wildcard bench/*.py)))
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
