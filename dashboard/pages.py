@@ -143,7 +143,7 @@ class Dashboard:
         flash = FLASHES.get(request.query_params.get("done", ""), "")
         html = self.templates.get_template(template).render(
             root=_root(request),
-            page=name,
+            current=name,
             auth=self.auth,
             identity=identity,
             csrf=self.auth.csrf_token(identity) if identity else "",

@@ -89,9 +89,5 @@ def worker_env(redis_url: str, emulator_url: str) -> dict[str, str]:
 
 
 def dashboard_settings(env: dict[str, str]) -> Settings:
-    """The dashboard's settings: the pool's, with the token that unlocks its actions.
-
-    TODO(issue 21): EXTENDQ_DASHBOARD_TOKEN is ignored until Settings has the `dashboard_token` field (from_env
-    passes over EXTENDQ_ names it does not know); then this token is the one `/login` accepts.
-    """
+    """The dashboard's settings: the pool's, with the token that unlocks its actions (the one `/login` takes)."""
     return Settings.from_env({**env, "EXTENDQ_DASHBOARD_TOKEN": DASHBOARD_TOKEN})
