@@ -46,6 +46,15 @@ FLASHES = {
     "login": "Signed in: you can cancel and retry jobs.",
     "logout": "Signed out.",
 }
+RUN_LABELS = {
+    "dashboardUrl": "On Extend",
+    "createdAt": "Created",
+    "startTime": "Started",
+    "endTime": "Ended",
+    "workflow": "Workflow name",
+    "reviewedBy": "Reviewed by",
+    "rejectionNote": "Rejection note",
+}
 _FILTER_FIELDS = ("view", "state", "outcome", "workflow", "tenant", "since", "until", "q")
 
 
@@ -128,7 +137,7 @@ class Dashboard:
         if request.url.path.endswith(".json"):
             return JSONResponse(view)
         replayed = self.store.client.get(self.store.keys.replayed(job_id))
-        return self.page(request, "job.html", "jobs", job=view, replayed_as=replayed)
+        return self.page(request, "job.html", "jobs", job=view, replayed_as=replayed, run_labels=RUN_LABELS)
 
     # ---- Review ----
 
@@ -207,8 +216,11 @@ def _charts(series: dict[str, Any]) -> dict[str, Any]:
         per_minute["minute_starts"],
         per_minute["outcomes"],
     )
-    requests: dict[str, Markup] = {}
+    requests: dict[str, Markup | None] = {}
     for scope, counted in series["requests"].items():
+        if counted["limit_per_s"] is None:
+            requests[scope] = None  # no limit: nothing paces the requests, so nothing counts them
+            continue
         requests[scope] = line_with_limit(
             Axes(f"Extend requests per second ({scope})", "time (UTC)", "requests / s"),
             counted["seconds"],

@@ -85,6 +85,8 @@ def worker_env(redis_url: str, emulator_url: str) -> dict[str, str]:
         "EXTENDQ_RETRY_BACKOFF_S": "0.2",
         "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
         "EXTENDQ_REQUEST_TIMEOUT_S": "5",
+        # A limit far above what the tests ask for: the overview then draws requests per second against it.
+        "EXTENDQ_RATE_LIMIT_REQUESTS_PER_SECOND": "200",
     }
 
 
