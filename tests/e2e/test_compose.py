@@ -350,3 +350,14 @@ def test_the_ha_profile_s_worker_and_beat_run_on_the_sentinels(ha_stack: Stack) 
     report = _submitted(ha_stack.image.run(submit, env=worker.env, timeout=180))
     # Then the run came back PROCESSED, through checks
     assert [(job["state"], job["run_status"]) for job in report["jobs"]] == [("SUCCESS", "PROCESSED")], report
+
+
+def test_the_dashboard_shows_the_stack_s_worker_and_is_read_only_without_a_token(stack: Stack) -> None:
+    # Given the stack's dashboard, whose EXTENDQ_DASHBOARD_TOKEN compose leaves empty
+    url = stack.url("dashboard")
+    # When it is read
+    overview = httpx.get(f"{url}/api/overview", timeout=10).raise_for_status().json()
+    # Then it sees the stack's worker, and refuses every action
+    assert {queue for worker in overview["workers"] for queue in worker["queues"]} >= {"extendq", "extendq.checks"}
+    assert "read-only" in httpx.get(f"{url}/", timeout=10).text
+    assert httpx.post(f"{url}/jobs/any/cancel", data={"csrf_token": "x"}, timeout=10).status_code == 403
