@@ -22,6 +22,7 @@ from rich.text import Text
 
 from extendq.cli.states import FINISHED, RUN_STATUS_STYLES, STATE_STYLES, job_state
 from extendq.errors import JobFailed
+from extendq.tasks.job_view import extract_outputs
 from extendq.worker.models import JobState
 
 if TYPE_CHECKING:
@@ -185,13 +186,8 @@ def _outcome_of_error(job: Tracked, error: object, latency_s: float | None) -> O
 
 def extracted_fields(run: Mapping[str, Any]) -> dict[str, Any]:
     """Invoice fields from the run's EXTRACT step output (`stepRuns[i].result.extractRun.output.value`)."""
-    for step in run.get("stepRuns") or []:
-        result = step.get("result") if isinstance(step, dict) else None
-        extract = result.get("extractRun") if isinstance(result, dict) else None
-        output = extract.get("output") if isinstance(extract, dict) else None
-        value = output.get("value") if isinstance(output, dict) else None
-        if isinstance(value, dict):
-            return {name: value.get(name) for name in _FIELDS if value.get(name) is not None}
+    for value in extract_outputs(run):
+        return {name: value.get(name) for name in _FIELDS if value.get(name) is not None}
     return {}
 
 

@@ -8,7 +8,7 @@ second "retry all failed", starts nothing new.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery import Celery
 
@@ -70,7 +70,7 @@ class Actions:
     def retry_failed(self, wanted: JobFilter, *, by: str) -> RetriedAll:
         """Retry the failed jobs (outcome FAILED or FAILURE) among the finished jobs `wanted` finds, up to
         `retry_all_max` of them examined per call."""
-        finished = JobFilter(**{**wanted.__dict__, "view": "finished", "state": ""})
+        finished = replace(wanted, view="finished", state="")
         started: dict[str, str] = {}
         already = examined = 0
         cursor: Cursor | None = None

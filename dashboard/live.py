@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import anyio
 import redis
 
 _BLOCK_MS = 1000
+_RETRY_S = 2.0
+log = logging.getLogger("extendq.dashboard")
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,18 @@ class LiveOverview:
 
     client: redis.Redis
     stream: str
-    render: Callable[[], str]
+    render: Callable[[str], str]  # the overview's HTML, its links under the given mount path
     min_interval_s: float = 1.0
     idle_s: float = 5.0
     keepalive_s: float = 15.0
     _listeners: set[asyncio.Queue[Snapshot]] = field(default_factory=set)
     _reader: asyncio.Task[None] | None = None
     latest: Snapshot | None = None
+    root: str = ""  # the mount path of the pages listening (one app, one mount path)
 
-    async def listen(self, disconnected: Callable[[], Any]) -> AsyncIterator[str]:
+    async def listen(self, disconnected: Callable[[], Any], *, root: str = "") -> AsyncIterator[str]:
         """The SSE text for one page: the newest overview at once, then each new one, until it goes away."""
+        self.root = root
         queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
         self._listeners.add(queue)
         self._ensure_reader()
@@ -72,6 +77,14 @@ class LiveOverview:
             self._reader = asyncio.get_running_loop().create_task(self._follow())
 
     async def _follow(self) -> None:
+        while self._listeners:
+            try:
+                await self._follow_stream()
+            except (redis.RedisError, OSError) as exc:  # Redis away for a moment: the pages keep the last render
+                log.warning("dashboard: live overview paused, Redis did not answer: %s", exc)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _follow_stream(self) -> None:
         last = await anyio.to_thread.run_sync(self._stream_end)
         await self._publish()
         rendered_at = time.monotonic()
@@ -86,7 +99,7 @@ class LiveOverview:
             rendered_at = time.monotonic()
 
     async def _publish(self) -> None:
-        html = await anyio.to_thread.run_sync(self.render)
+        html = await anyio.to_thread.run_sync(self.render, self.root)
         self.latest = Snapshot(version=int(time.time() * 1000), html=html)
         for queue in list(self._listeners):
             if queue.full():

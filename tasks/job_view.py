@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
@@ -20,7 +21,7 @@ from extendq.worker.records import JobRecord
 from extendq.worker.review import review_status
 from extendq.worker.store import RedisJobStore
 
-__all__ = ["extracted_fields", "job_view"]
+__all__ = ["extract_outputs", "extracted_fields", "job_view"]
 
 _SHOWN_TEXT = 2000  # characters of a raw-text input shown
 _MAX_FIELDS = 200
@@ -66,16 +67,22 @@ def shown_request(record: JobRecord) -> dict[str, Any]:
     return wire
 
 
-def extracted_fields(run: dict[str, Any]) -> dict[str, str]:
-    """Every field the run's extraction steps output, flattened (`line_items.0.amount`), as text."""
-    fields: dict[str, str] = {}
+def extract_outputs(run: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The output values of the run's EXTRACT steps (`stepRuns[i].result.extractRun.output.value`), in order."""
     for step in run.get("stepRuns") or []:
         result = step.get("result") if isinstance(step, dict) else None
         extract = result.get("extractRun") if isinstance(result, dict) else None
         output = extract.get("output") if isinstance(extract, dict) else None
         value = output.get("value") if isinstance(output, dict) else None
         if isinstance(value, dict):
-            _flatten("", value, fields)
+            yield value
+
+
+def extracted_fields(run: dict[str, Any]) -> dict[str, str]:
+    """Every field the run's extraction steps output, flattened (`line_items.0.amount`), as text."""
+    fields: dict[str, str] = {}
+    for value in extract_outputs(run):
+        _flatten("", value, fields)
     if not fields and isinstance(run.get("output"), dict):
         _flatten("", run["output"], fields)
     return dict(list(fields.items())[:_MAX_FIELDS])

@@ -85,3 +85,10 @@ def settings(redis_url: str) -> Settings:
             "EXTEND_API_KEY": "test-key",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (`pytest.mark.anyio`) run on asyncio, as the Extend SDK's async client and extendq's do; trio is
+    installed only as a dependency of the browser tests' driver."""
+    return "asyncio"
