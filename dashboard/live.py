@@ -3,7 +3,8 @@ every `idle_s` for the ages and heartbeats), renders the overview once and sends
 server-sent events. A hundred open pages cost one stream read and one render a second, not a hundred polls.
 
 The reader starts with the first page that listens and stops with the last one, so a dashboard mounted into
-another ASGI app (whose lifespan it does not get) needs no start-up hook.
+another ASGI app (whose lifespan it does not get) needs no start-up hook. It renders for the mount path its
+listeners came through, so the links it sends stay under that mount.
 """
 
 from __future__ import annotations
@@ -40,16 +41,19 @@ class LiveOverview:
 
     client: redis.Redis
     stream: str
-    render: Callable[[], str]
+    render: Callable[[str], str]  # the overview's HTML, its links under the given mount path ('' at the root)
     min_interval_s: float = 1.0
     idle_s: float = 5.0
     keepalive_s: float = 15.0
     _listeners: set[asyncio.Queue[Snapshot]] = field(default_factory=set)
     _reader: asyncio.Task[None] | None = None
     latest: Snapshot | None = None
+    root: str = ""  # the mount path the listeners came through
 
-    async def listen(self, disconnected: Callable[[], Any]) -> AsyncIterator[str]:
-        """The SSE text for one page: the newest overview at once, then each new one, until it goes away."""
+    async def listen(self, disconnected: Callable[[], Any], *, root: str = "") -> AsyncIterator[str]:
+        """The SSE text for one page (served under the mount path `root`): the newest overview at once, then each new
+        one, until it goes away."""
+        self.root = root
         queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
         self._listeners.add(queue)
         self._ensure_reader()
@@ -86,7 +90,7 @@ class LiveOverview:
             rendered_at = time.monotonic()
 
     async def _publish(self) -> None:
-        html = await anyio.to_thread.run_sync(self.render)
+        html = await anyio.to_thread.run_sync(self.render, self.root)
         self.latest = Snapshot(version=int(time.time() * 1000), html=html)
         for queue in list(self._listeners):
             if queue.full():

@@ -98,7 +98,9 @@ class Dashboard:
             return Response("live updates are off", status_code=404)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(
-            self.live.listen(request.is_disconnected), media_type="text/event-stream", headers=headers
+            self.live.listen(request.is_disconnected, root=_root(request)),
+            media_type="text/event-stream",
+            headers=headers,
         )
 
     # ---- Jobs ----
