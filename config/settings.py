@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     def _check_dashboard(self) -> Settings:
         if (self.dashboard_user is None) != (self.dashboard_password is None):
             raise ValueError("EXTENDQ_DASHBOARD_USER and EXTENDQ_DASHBOARD_PASSWORD go together")
+        # The login form answers anyone who reaches it: a short secret would be guessed.
+        if self.dashboard_token is not None and len(self.dashboard_token.get_secret_value()) < 16:
+            raise ValueError("EXTENDQ_DASHBOARD_TOKEN must be at least 16 characters (try: openssl rand -hex 24)")
+        if self.dashboard_password is not None and len(self.dashboard_password.get_secret_value()) < 12:
+            raise ValueError("EXTENDQ_DASHBOARD_PASSWORD must be at least 12 characters")
         return self
 
     @model_validator(mode="after")

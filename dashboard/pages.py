@@ -173,10 +173,12 @@ class Dashboard:
 
 def filter_from(params: Any) -> JobFilter:
     """The Jobs page's filter from its query (or a form); `InvalidJobRequest` names a bad value."""
-    view: View = "finished" if params.get("view") == "finished" or params.get("outcome") else "in_flight"
+    state = params.get("state", "").strip().upper()
+    finished = params.get("view") == "finished" or params.get("outcome") or state in FINISHED_STATES
+    view: View = "finished" if finished else "in_flight"
     return JobFilter(
         view=view,
-        state=params.get("state", "").strip().upper(),
+        state=state,
         outcome=params.get("outcome", "").strip().upper(),
         workflow=params.get("workflow", "").strip(),
         tenant=params.get("tenant", "").strip(),  # an unknown tenant finds nothing: its index is empty

@@ -369,3 +369,20 @@ def test_retry_all_failed_with_a_bad_filter_is_refused(
     bad = client.post("/jobs/retry-failed", data={"csrf_token": csrf, "since": "yesterday"}, headers=_bearer())
     assert bad.status_code == 400 and "since" in bad.text
     _untouched(module_redis)
+
+
+@pytest.mark.parametrize(
+    ("environ", "refusal"),
+    [
+        ({"EXTENDQ_DASHBOARD_TOKEN": "short-token"}, "EXTENDQ_DASHBOARD_TOKEN must be at least 16 characters"),
+        (
+            {"EXTENDQ_DASHBOARD_USER": USER, "EXTENDQ_DASHBOARD_PASSWORD": "hunter2"},
+            "EXTENDQ_DASHBOARD_PASSWORD must be at least 12 characters",
+        ),
+    ],
+)
+def test_a_secret_short_enough_to_guess_is_refused_at_startup(environ: dict[str, str], refusal: str) -> None:
+    # Given a token or password that the login form would let anyone guess
+    # Then settings refuse it, naming the variable
+    with pytest.raises(ConfigError, match=refusal):
+        Settings.from_env({"EXTENDQ_REDIS_URL": "redis://127.0.0.1:6379/0", **environ})

@@ -245,6 +245,8 @@ def test_the_finished_failed_filter_lists_exactly_the_failed_jobs(client: AsgiCl
     assert _rows(client.get("/jobs?outcome=FAILURE")) == ["refused"]  # an outcome means the finished view
     assert _rows(client.get("/jobs?view=finished")) == ["failed-2", "ok", "refused", "failed-1"]
     assert _rows(client.get("/jobs")) == ["running"]
+    assert _rows(client.get("/jobs?state=FAILURE")) == ["refused"]  # so does a finished state
+    assert _rows(client.get("/jobs?state=RUNNING")) == ["running"]
 
 
 def test_the_next_page_link_walks_every_job(client: AsgiClient, store: RedisJobStore) -> None:
