@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +16,30 @@ import uvicorn
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` comes from the range it also gives outgoing connections: between this
+    check and the server's own bind, a client connecting anywhere could take it (`Address already in use`). Ports
+    below that range are only ever taken by a listener that asks for them.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(10_000, min(low, 32_768))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
 
 
 @contextmanager
