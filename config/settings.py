@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extendq.config.regions import Region
@@ -230,6 +230,12 @@ class Settings(BaseSettings):
     # lost the data and the pool adopts the runs created within this window (`extendq recover` does it by hand).
     recover_on_restart: bool = True
     recover_since_s: float = Field(default=24 * 3600.0, gt=0)
+
+    @field_validator("dashboard_token", "dashboard_user", "dashboard_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes `${EXTENDQ_DASHBOARD_TOKEN:-}` as an empty string when .env leaves it out: no credential.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_dashboard(self) -> Settings:

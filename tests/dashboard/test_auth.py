@@ -386,3 +386,11 @@ def test_a_secret_short_enough_to_guess_is_refused_at_startup(environ: dict[str,
     # Then settings refuse it, naming the variable
     with pytest.raises(ConfigError, match=refusal):
         Settings.from_env({"EXTENDQ_REDIS_URL": "redis://127.0.0.1:6379/0", **environ})
+
+
+def test_an_empty_credential_is_no_credential() -> None:
+    # Given the variables set but empty, as compose passes `${EXTENDQ_DASHBOARD_TOKEN:-}` when .env leaves them out
+    empty = {"EXTENDQ_DASHBOARD_TOKEN": "", "EXTENDQ_DASHBOARD_USER": "", "EXTENDQ_DASHBOARD_PASSWORD": ""}
+    settings = Settings.from_env({"EXTENDQ_REDIS_URL": "redis://127.0.0.1:6379/0", **empty})
+    # Then the dashboard starts read-only
+    assert (settings.dashboard_token, settings.dashboard_user, settings.dashboard_password) == (None, None, None)
