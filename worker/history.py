@@ -6,21 +6,32 @@ trims entries older than the result TTL, so the index holds exactly the jobs who
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from typing import Any
 
 from extendq.errors import InvalidJobRequest
 from extendq.worker.models import JobRequest, job_outcome
-from extendq.worker.records import _F_ERROR, _F_FINISHED, _F_REQUEST, _F_RUN, _F_RUN_STATUS, _F_STATE, joined
+from extendq.worker.records import summary
 from extendq.worker.store import RedisJobStore
 
 # A job "failed" when it got no terminal run (FAILURE) or its run ended FAILED: `--status failed` finds both.
 FAILED = "failed"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_FIELDS = (_F_STATE, _F_ERROR, _F_RUN, _F_RUN_STATUS, _F_FINISHED)
+# What `extendq list` shows of each job (`records.summary` reads more).
+_LISTED = (
+    "job_id",
+    "state",
+    "outcome",
+    "run_id",
+    "run_status",
+    "error",
+    "workflow_id",
+    "tenant",
+    "replay_of",
+    "finished_at",
+)
 
 
 def parse_age(value: str) -> float:
@@ -84,34 +95,18 @@ def replay_request(store: RedisJobStore, job_id: str, *, job_key: str | None = N
 
 
 def _page(store: RedisJobStore, since: float, start: int, count: int) -> list[dict[str, Any] | None]:
-    client, keys = store.client, store.keys
-    entries: list[Any] = client.zrevrangebyscore(keys.finished, "+inf", since, start=start, num=count, withscores=True)
-    pipe = client.pipeline(transaction=False)
-    for job_id, _ in entries:
-        pipe.hgetall(keys.job(str(job_id)))  # the request is stored in pieces (worker/store.py)
-    replies: list[Any] = pipe.execute() if entries else []
-    return [_row(str(job_id), fields) for (job_id, _), fields in zip(entries, replies, strict=True)]
+    entries: list[Any] = store.client.zrevrangebyscore(
+        store.keys.finished, "+inf", since, start=start, num=count, withscores=True
+    )
+    job_ids = [str(job_id) for job_id, _ in entries]
+    return [_row(job_id, fields) for job_id, fields in zip(job_ids, store.raw_records(job_ids), strict=True)]
 
 
 def _row(job_id: str, fields: dict[Any, Any]) -> dict[str, Any] | None:
-    state, error, run_id, run_status, finished = (fields.get(name) for name in _FIELDS)
-    raw_request = joined(fields, _F_REQUEST)
-    if finished is None or raw_request is None:
+    row = summary(job_id, fields)
+    if row is None or row["finished_at"] is None:
         return None  # expired since it was indexed
-    request = json.loads(raw_request)
-    workflow = request.get("workflow") or {}
-    return {
-        "job_id": job_id,
-        "state": state,
-        "outcome": outcome(str(state), run_status),
-        "run_id": run_id,
-        "run_status": run_status,
-        "error": error or None,
-        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
-        "tenant": request.get("tenant"),
-        "replay_of": request.get("replay_of"),
-        "finished_at": float(finished),
-    }
+    return {name: row[name] for name in _LISTED}
 
 
 def _of(row: dict[str, Any], tenants: Collection[str]) -> bool:

@@ -16,17 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from extendq.errors import InvalidJobRequest
-from extendq.worker.models import JobState, job_outcome
-from extendq.worker.records import (
-    _F_ENQUEUED,
-    _F_ERROR,
-    _F_FINISHED,
-    _F_REQUEST,
-    _F_RUN,
-    _F_RUN_STATUS,
-    _F_STATE,
-    joined,
-)
+from extendq.worker.models import JobState
+from extendq.worker.records import summary
 from extendq.worker.store import RedisJobStore
 
 View = Literal["in_flight", "finished"]
@@ -167,10 +158,7 @@ def _candidates(
         )
         if not entries:
             return
-        pipe = store.client.pipeline(transaction=False)
-        for job_id, _ in entries:
-            pipe.hgetall(store.keys.job(str(job_id)))
-        hashes = pipe.execute()
+        hashes = store.raw_records([str(job_id) for job_id, _ in entries])
         read += len(entries)
         yield [(str(job_id), float(score), fields) for (job_id, score), fields in zip(entries, hashes, strict=True)]
         if len(entries) < count:
@@ -184,28 +172,16 @@ def _has_more(store: RedisJobStore, key: str, wanted: JobFilter, last: Cursor) -
 
 def _row(job_id: str, score: float, fields: dict[Any, Any], view: View) -> dict[str, Any] | None:
     """The row of a job, or None when its record is gone or it moved out of the view (finished meanwhile)."""
-    raw_request = joined(fields, _F_REQUEST)
-    finished = fields.get(_F_FINISHED)
-    if raw_request is None or (finished is None) != (view == "in_flight"):
+    row = summary(job_id, fields)
+    if row is None or (row["finished_at"] is None) != (view == "in_flight"):
         return None
-    request = json.loads(raw_request)
-    workflow = request.get("workflow") or {}
-    state, run_id, run_status = fields.get(_F_STATE), fields.get(_F_RUN), fields.get(_F_RUN_STATUS)
-    metadata = request.get("metadata") or {}
+    metadata = row["metadata"]
     shown = json.dumps(metadata, sort_keys=True, ensure_ascii=False) if metadata else ""
     return {
-        "job_id": job_id,
-        "state": state,
-        "outcome": job_outcome(str(state), run_status) if finished is not None else None,
-        "run_id": run_id,
-        "run_status": run_status,
-        "error": fields.get(_F_ERROR) or None,
-        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
-        "tenant": request.get("tenant"),
-        "enqueued_at": float(fields.get(_F_ENQUEUED) or score),
-        "finished_at": float(finished) if finished is not None else None,
+        **row,
+        "enqueued_at": row["enqueued_at"] or score,
         "metadata": shown,
-        "searched": f"{job_id} {run_id or ''} {shown}".casefold(),
+        "searched": f"{job_id} {row['run_id'] or ''} {shown}".casefold(),
     }
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from extendq.worker.models import JobRequest, JobState
+from extendq.worker.models import JobRequest, JobState, job_outcome
 
 # Field names in the job hash are short: 100k jobs in flight must fit in a few hundred MB.
 _F_REQUEST, _F_SECRETS, _F_STATE = "req", "sec", "st"
@@ -146,6 +146,34 @@ def joined(raw: dict[Any, Any], name: str) -> str | None:
         parts.append(part)
         index += 1
     return "".join(parts)
+
+
+def summary(job_id: str, raw: dict[Any, Any]) -> dict[str, Any] | None:
+    """A job as lists show it, read from its hash's fields without building the request model: its state, outcome
+    (None while in flight), run, error, workflow, tenant, replay_of, metadata and times; None when its record is
+    gone (expired since an index named it)."""
+    raw_request = joined(raw, _F_REQUEST)
+    if raw_request is None:
+        return None
+    request = json.loads(raw_request)
+    workflow = request.get("workflow") or {}
+    state, run_status, finished, enqueued = (
+        raw.get(name) for name in (_F_STATE, _F_RUN_STATUS, _F_FINISHED, _F_ENQUEUED)
+    )
+    return {
+        "job_id": job_id,
+        "state": state,
+        "outcome": job_outcome(str(state), run_status) if finished is not None else None,
+        "run_id": raw.get(_F_RUN),
+        "run_status": run_status,
+        "error": raw.get(_F_ERROR) or None,
+        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
+        "tenant": request.get("tenant"),
+        "replay_of": request.get("replay_of"),
+        "metadata": request.get("metadata") or {},
+        "enqueued_at": float(enqueued) if enqueued else None,
+        "finished_at": float(finished) if finished is not None else None,
+    }
 
 
 def _encode_value(value: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from extendq.errors import ExtendqError, InvalidJobRequest, RateLimited, RetryableError
 from extendq.worker.extend import ExtendApi, Run
 from extendq.worker.ratelimit import Bucket, RateLimiter
-from extendq.worker.records import _F_FINISHED, _F_REQUEST, _F_RUN, JobRecord, joined
+from extendq.worker.records import JobRecord, summary
 from extendq.worker.store import RedisJobStore
 from extendq.worker.tenants import TenantAccounts
 
@@ -190,25 +190,22 @@ def waiting(store: RedisJobStore, *, limit: int = 500, now: float | None = None)
     now = time.time() if now is None else now
     total = int(client.zcard(keys.review))
     entries: list[Any] = list(client.zrange(keys.review, 0, limit - 1, withscores=True))
-    pipe = client.pipeline(transaction=False)
-    for job_id, _ in entries:
-        pipe.hgetall(keys.job(str(job_id)))
+    job_ids = [str(job_id) for job_id, _ in entries]
     rows = [
-        _waiting_row(str(job_id), float(look), fields, now)
-        for (job_id, look), fields in zip(entries, pipe.execute(), strict=True)
+        _waiting_row(job_id, float(look), fields, now)
+        for job_id, (_, look), fields in zip(job_ids, entries, store.raw_records(job_ids), strict=True)
     ]
     return total, sorted(rows, key=lambda row: -row["waiting_s"])
 
 
 def _waiting_row(job_id: str, next_look: float, fields: dict[Any, Any], now: float) -> dict[str, Any]:
-    request = json.loads(joined(fields, _F_REQUEST) or "{}")
-    workflow = request.get("workflow") or {}
-    finished = fields.get(_F_FINISHED)
+    row = summary(job_id, fields) or {"run_id": None, "workflow_id": None, "tenant": None, "finished_at": None}
+    finished = row["finished_at"]
     return {
         "job_id": job_id,
-        "run_id": fields.get(_F_RUN),
-        "workflow_id": workflow.get("id") if isinstance(workflow, dict) else workflow,
-        "tenant": request.get("tenant"),
+        "run_id": row["run_id"],
+        "workflow_id": row["workflow_id"],
+        "tenant": row["tenant"],
         "next_look": next_look,
-        "waiting_s": max(now - float(finished), 0.0) if finished else 0.0,
+        "waiting_s": max(now - finished, 0.0) if finished else 0.0,
     }

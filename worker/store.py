@@ -265,6 +265,14 @@ class RedisJobStore:
         token, finished = pipe.execute()
         return token in (record.lock.token, record.lock.token.encode()) and not finished
 
+    def raw_records(self, job_ids: Sequence[str]) -> list[dict[Any, Any]]:
+        """The hash fields of each job, in one round trip ({} for a job whose record is gone); read them with
+        `records.summary`."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._keys.job(job_id))
+        return list(pipe.execute()) if job_ids else []
+
     def unfinished(self, job_ids: list[str]) -> list[str]:
         """Those of these jobs that are known and not finished, in order."""
         flags = self.finished_flags(job_ids) if job_ids else []
