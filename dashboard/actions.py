@@ -59,9 +59,6 @@ class Actions:
         `InvalidJobRequest` when it is in flight, ended PROCESSED, or was retried from here already."""
         if self.store.load(job_id) is None:
             raise UnknownJob(job_id)
-        earlier = self._replay_of(job_id)
-        if earlier is not None:
-            raise InvalidJobRequest(f"job {job_id} was retried already, as job {earlier}")
         new_id = self._replay(job_id, by=by)
         if new_id is None:
             raise InvalidJobRequest(f"job {job_id} was retried already, as job {self._replay_of(job_id)}")

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from extendq.dashboard.actions import Actions, UnknownJob
 from extendq.dashboard.auth import CSRF_FIELD, REALM, SESSION_COOKIE
-from extendq.dashboard.pages import Dashboard, filter_from
+from extendq.dashboard.pages import Dashboard, filter_from, root_of
 from extendq.errors import InvalidJobRequest
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -27,7 +27,7 @@ def login_form(dashboard: Dashboard) -> Handler:
         if not dashboard.auth.enabled:
             return dashboard.message(request, "Read-only", _READ_ONLY, status=403)
         if dashboard.auth.identity(request):
-            return RedirectResponse(_next(request.query_params.get("next")) or f"{_root(request)}/", status_code=303)
+            return RedirectResponse(_next(request.query_params.get("next")) or f"{root_of(request)}/", status_code=303)
         if not dashboard.auth.uses_token:  # basic auth only: the browser asks for the user and password
             return Response("sign in to act", status_code=401, headers={"WWW-Authenticate": REALM})
         return dashboard.page(request, "login.html", "login", next=request.query_params.get("next", ""))
@@ -40,7 +40,7 @@ def login(dashboard: Dashboard) -> Handler:
         form = await request.form()
         if not dashboard.auth.accepts_token(str(form.get("token", ""))):
             return dashboard.message(request, "Not signed in", "That is not the dashboard's token.", status=403)
-        target = _next(str(form.get("next", ""))) or f"{_root(request)}/?done=login"
+        target = _next(str(form.get("next", ""))) or f"{root_of(request)}/?done=login"
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -48,7 +48,7 @@ def login(dashboard: Dashboard) -> Handler:
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
-            path=f"{_root(request)}/",
+            path=f"{root_of(request)}/",
         )
         return response
 
@@ -60,8 +60,8 @@ def logout(dashboard: Dashboard) -> Handler:
         refused = await _refused(dashboard, request)
         if refused is not None:
             return refused
-        response = RedirectResponse(f"{_root(request)}/?done=logout", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path=f"{_root(request)}/")
+        response = RedirectResponse(f"{root_of(request)}/?done=logout", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=f"{root_of(request)}/")
         return response
 
     return sign_out
@@ -70,7 +70,9 @@ def logout(dashboard: Dashboard) -> Handler:
 def cancel(dashboard: Dashboard, actions: Actions) -> Handler:
     async def cancel_job(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        return await _act(dashboard, request, lambda by: actions.cancel(job_id, by=by), _job_page(request, job_id))
+        return await _act(
+            dashboard, request, lambda by: actions.cancel(job_id, by=by), lambda _: _to_job_page(request, job_id)
+        )
 
     return cancel_job
 
@@ -79,7 +81,7 @@ def retry(dashboard: Dashboard, actions: Actions) -> Handler:
     async def retry_job(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         return await _act(
-            dashboard, request, lambda by: actions.retry(job_id, by=by), lambda new_id: _job_page(request, new_id)
+            dashboard, request, lambda by: actions.retry(job_id, by=by), lambda new_id: _to_job_page(request, new_id)
         )
 
     return retry_job
@@ -108,7 +110,7 @@ async def _act(
     dashboard: Dashboard,
     request: Request,
     action: Callable[[str], Any],
-    after: str | Callable[[Any], Any],
+    after: Callable[[Any], Response],
     *,
     form: FormData | None = None,
 ) -> Response:
@@ -122,10 +124,7 @@ async def _act(
         return dashboard.message(request, "Unknown job", f"No record of job {exc} (or it expired).", status=404)
     except InvalidJobRequest as exc:
         return dashboard.message(request, "Not done", str(exc), status=409)
-    if isinstance(after, str):
-        return RedirectResponse(after, status_code=303)
-    shown = after(outcome)
-    return shown if isinstance(shown, Response) else RedirectResponse(str(shown), status_code=303)
+    return after(outcome)
 
 
 async def _refused(dashboard: Dashboard, request: Request, form: FormData | None = None) -> Response | None:
@@ -140,18 +139,15 @@ async def _refused(dashboard: Dashboard, request: Request, form: FormData | None
     return None
 
 
-def _job_page(request: Request, job_id: str) -> str:
+def _to_job_page(request: Request, job_id: str) -> Response:
+    """The redirect to a job's page after a cancel or retry, which the page then says it did."""
     done = "retry" if request.url.path.endswith("/retry") else "cancel"
-    return f"{_root(request)}/jobs/{job_id}?done={done}"
+    return RedirectResponse(f"{root_of(request)}/jobs/{job_id}?done={done}", status_code=303)
 
 
 def _next(value: str | None) -> str:
     """A redirect target from a form: a path on this site only."""
     return value if value and value.startswith("/") and not value.startswith("//") else ""
-
-
-def _root(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 _READ_ONLY = "This dashboard is read-only: set EXTENDQ_DASHBOARD_TOKEN (or a user and password) to act."

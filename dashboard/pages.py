@@ -7,7 +7,7 @@ Every page is a bounded read of Redis (see `tasks.overview`, `worker.pool_series
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -37,6 +37,7 @@ from extendq.worker.job_search import (
     with_view,
 )
 from extendq.worker.pool_series import PoolSeries
+from extendq.worker.ratelimit import RateLimiter
 from extendq.worker.review import waiting
 from extendq.worker.store import RedisJobStore
 
@@ -68,12 +69,17 @@ class Dashboard:
     templates: Environment
     auth: Auth
     live: LiveOverview | None = None
+    # The pool's rate limiters by scope, built once: the overview reads them at every render.
+    limiters: dict[str, RateLimiter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiters = limiters_of(self.settings, self.store)
 
     # ---- Overview ----
 
     def overview_data(self) -> dict[str, Any]:
-        report = gather(self.settings, self.celery, self.store)
-        series = PoolSeries(store=self.store, limiters=limiters_of(self.settings, self.store)).read()
+        report = gather(self.settings, self.celery, self.store, limiters=self.limiters)
+        series = PoolSeries(store=self.store, limiters=self.limiters).read()
         return {
             "report": report,
             "series": series,
@@ -81,13 +87,16 @@ class Dashboard:
         }
 
     def overview_fragment(self, root: str = "") -> str:
-        data = self.overview_data()
-        return self.templates.get_template("_live.html").render(root=root, **data, **_charts(data["series"]))
+        return self.templates.get_template("_live.html").render(root=root, **self._overview_context())
 
     def overview(self, request: Request) -> Response:
-        data = self.overview_data()
         version = self.live.latest.version if self.live is not None and self.live.latest is not None else 0
-        return self.page(request, "overview.html", "overview", version=version, **data, **_charts(data["series"]))
+        return self.page(request, "overview.html", "overview", version=version, **self._overview_context())
+
+    def _overview_context(self) -> dict[str, Any]:
+        """What the overview's templates show: the data and its charts."""
+        data = self.overview_data()
+        return {**data, **_charts(data["series"])}
 
     def overview_json(self, _: Request) -> Response:
         data = self.overview_data()
@@ -98,7 +107,7 @@ class Dashboard:
             return Response("live updates are off", status_code=404)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(
-            self.live.listen(request.is_disconnected, root=_root(request)),
+            self.live.listen(request.is_disconnected, root=root_of(request)),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -111,7 +120,7 @@ class Dashboard:
             wanted = filter_from(params)
             cursor = Cursor.parse(params["cursor"]) if params.get("cursor") else None
         except InvalidJobRequest as exc:
-            return self.message(request, "Bad filter", str(exc), status=400, back=f"{_root(request)}/jobs")
+            return self.message(request, "Bad filter", str(exc), status=400, back=f"{root_of(request)}/jobs")
         page = search(self.store, wanted, cursor=cursor)
         fields = {name: params.get(name, "") for name in _FILTER_FIELDS if params.get(name)}
         next_link = urlencode({**fields, "cursor": page.next.text()}) if page.next is not None else ""
@@ -153,7 +162,7 @@ class Dashboard:
         identity = self.auth.identity(request)
         flash = FLASHES.get(request.query_params.get("done", ""), "")
         html = self.templates.get_template(template).render(
-            root=_root(request),
+            root=root_of(request),
             current=name,
             auth=self.auth,
             identity=identity,
@@ -234,5 +243,6 @@ def _charts(series: dict[str, Any]) -> dict[str, Any]:
     return {"finished_chart": finished, "request_charts": requests}
 
 
-def _root(request: Request) -> str:
+def root_of(request: Request) -> str:
+    """The path the dashboard is mounted at ('' at the root): every link and redirect starts with it."""
     return str(request.scope.get("root_path", "")).rstrip("/")

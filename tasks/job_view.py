@@ -2,8 +2,9 @@
 run (the published result), the fields the run extracted, and its error with its kind.
 
 The timeline comes from the job's record (enqueued, run created, finished), the run's own times, and the job's
-entries in the events stream (progress, review outcome, dashboard actions) near its start and its end: at most
-`stream_entries` entries are read on each side, never the whole stream.
+entries in the events stream (progress, review outcome, dashboard actions) among those from its start on and the
+newest (where a recent review outcome or action is): at most `stream_entries` entries of each, never the whole
+stream.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def _timeline(
 
 
 def _stream_events(store: RedisJobStore, record: JobRecord, entries: int) -> list[dict[str, Any]]:
-    """The job's own entries in the events stream (not its finish, which the record holds), near both ends."""
+    """The job's own entries in the events stream (not its finish, which the record holds): among the first
+    `entries` from its start, and the newest `entries` back to its start."""
     client, key = store.client, store.keys.events
     start = int(record.enqueued_at * 1000)
     forward: Any = client.xrange(key, start, "+", count=entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -18,10 +19,18 @@ from extendq.worker.store import RedisJobStore
 __all__ = ["gather", "limiters_of"]
 
 
-def gather(settings: Settings, app: Celery, store: RedisJobStore, *, tenant: str | None = None) -> dict[str, Any]:
+def gather(
+    settings: Settings,
+    app: Celery,
+    store: RedisJobStore,
+    *,
+    tenant: str | None = None,
+    limiters: Mapping[str, RateLimiter] | None = None,
+) -> dict[str, Any]:
     """The overview of the pool `settings` name (see `worker.overview.Overview.read`); with `tenant`, that tenant's
-    rate limit, sweeps and jobs in flight (`InvalidJobRequest` for a tenant the settings do not configure)."""
-    limiters = limiters_of(settings, store)
+    rate limit, sweeps and jobs in flight (`InvalidJobRequest` for a tenant the settings do not configure).
+    `limiters`: those `limiters_of` builds, for a caller that reads the overview again and again."""
+    limiters = limiters if limiters is not None else limiters_of(settings, store)
     if tenant is not None:
         accounts = tenant_accounts(settings, store)
         if accounts is None or tenant not in accounts.names:
