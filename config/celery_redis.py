@@ -20,8 +20,10 @@ from extendq.config.redis_connection import (
 from extendq.config.sentinel_url import SentinelUrl, is_sentinel, parse_sentinel_url
 from extendq.config.settings import Settings
 
-__all__ = ["broker_sentinel_options", "celery_redis_config", "celery_url"]
+__all__ = ["broker_sentinel_options", "celery_redis_config", "celery_url", "is_celery_redis_url"]
 
+# The schemes of a Redis broker or result backend as Celery and kombu take them (a Sentinel one as `sentinel://`).
+_CELERY_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 # Sending a message through a failover: the Sentinels name the new primary a few seconds after the old one died, so a
 # send is tried for about 15 s (Celery's default gives up after about a second).
 _FAILOVER_PUBLISH_RETRIES = {"max_retries": 20, "interval_start": 0, "interval_step": 0.25, "interval_max": 1}
@@ -34,6 +36,11 @@ def celery_url(url: str) -> str:
         return url
     parsed = parse_sentinel_url(url)
     return ";".join(f"sentinel://{_host(host)}:{port}/{parsed.db}" for host, port in parsed.sentinels)
+
+
+def is_celery_redis_url(url: str) -> bool:
+    """Whether a URL in the form Celery and kombu take (`celery_url`) names a Redis, directly or through Sentinels."""
+    return url.startswith(_CELERY_REDIS_SCHEMES)
 
 
 def broker_sentinel_options(settings: Settings) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from celery import states
 from redis import asyncio as aioredis
 
+from extendq.config.celery_redis import is_celery_redis_url
 from extendq.config.redis_connection import async_redis_client
 from extendq.config.settings import Settings, get_settings
 from extendq.config.tenants import known_tenants
@@ -69,7 +70,7 @@ async def result_async(job_id: str, *, timeout: float | None = None, app: Celery
     celery_app = app or get_app()
     backend: Any = celery_app.backend  # a KeyValueStoreBackend (Redis): results under `celery-task-meta-<id>`
     url = str(celery_app.conf.result_backend or "")
-    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+    if not is_celery_redis_url(url):
         raise ConfigError(f"result_async needs a Redis result backend, not {url.split(':', 1)[0]!r}")
     loop = asyncio.get_running_loop()
     by_url = _listeners.setdefault(loop, {})

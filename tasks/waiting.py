@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from extendq.config.celery_redis import is_celery_redis_url
 from extendq.config.redis_connection import redis_client
 from extendq.config.settings import Settings
 from extendq.worker.keys import CHECKS_QUEUE, QUEUE
@@ -32,7 +33,7 @@ def waiting_in_broker(app: Celery, job_id: str) -> bool:
     With a broker other than Redis nothing can be searched: the answer is True (the job may be waiting).
     """
     url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+    if not is_celery_redis_url(url):
         return True
     client = _broker_client(app, url)
     try:

@@ -164,7 +164,7 @@ class Sweeper:
         Runs end in waves under load, and a lull of a second or two must not leave the next wave waiting for a slow
         sweep; a sweep that found a wave is followed by a quick one, which finds out whether it goes on."""
         busy, interval, wanted = self.config.busy_interval_s, self.config.interval_s, self.config.busy_ended_per_s
-        rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
+        rps = self._requests_per_second
         if busy is not None and rps:
             busy = max(busy, 1 / (self.config.max_share * rps))  # a page a sweep stays within the sweeps' share
         if busy is None or busy >= interval:
@@ -250,6 +250,11 @@ class Sweeper:
                 return ended, "complete", updated
         return ended, "too_far", updated
 
+    @property
+    def _requests_per_second(self) -> float | None:
+        """The account's request limit (None: no limit, or no limiter)."""
+        return self.limiter.limits.requests_per_second if self.limiter is not None else None
+
     def _budget_s(self, started: float) -> float:
         """The seconds of the request budget this sweep may spend its share of: those since the last sweep, at most
         an interval."""
@@ -259,7 +264,7 @@ class Sweeper:
     def _page_budget(self, seconds: float) -> int:
         """Pages one sweep may list: `max_pages`, and no more than its share of the pool's request rate over
         `seconds`."""
-        rps = self.limiter.limits.requests_per_second if self.limiter is not None else None
+        rps = self._requests_per_second
         if not rps:
             return self.config.max_pages
         share = int(self.config.max_share * rps * seconds)
