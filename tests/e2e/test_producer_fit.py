@@ -29,14 +29,13 @@ from typer.testing import CliRunner
 
 from extendq.cli.main import Exit
 from extendq.cli.main import app as cli_app
-from extendq.config.settings import Settings
 from extendq.tasks import callback_id, extraction, result_async, submit_async, typed_run
-from extendq.tasks.celery import create_app
 from extendq.tasks.producer import build_request, enqueue
 from extendq.worker.callbacks import GROUP, Callback
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
 from tests.e2e.test_pool import max_per_window
+from tests.support.accounts import Accounts, accounts_env
 from tests.support.asgi import served
 from tests.support.callback_app import CALLS, QUEUE
 from tests.support.emulator import EmulatorProcess
@@ -57,15 +56,8 @@ FIT_PROFILE: dict[str, Any] = {
 }
 
 
-class Stack:
+class Stack(Accounts):
     """The worker, the producer's callback worker, three accounts' emulators and a producer, on one database."""
-
-    def __init__(self, env: dict[str, str], emulators: dict[str, EmulatorProcess]) -> None:
-        self.env = env
-        self.settings = Settings.from_env(env)
-        self.producer: Celery = create_app(self.settings)
-        self.redis = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
-        self.emulators = emulators
 
     def submit(self, **request: Any) -> Any:
         request.setdefault("workflow", "workflow_processed")
@@ -103,19 +95,9 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "a": {"api_key": KEY_A, "base_url": emulators["a"].url, "rate_limit_requests_per_second": LIMIT_A},
             "b": {"api_key": KEY_B, "base_url": emulators["b"].url, "rate_limit_requests_per_second": LIMIT_B},
         }
-        env = {
-            "EXTENDQ_REDIS_URL": f"{redis_server_url}/{db}",
-            "EXTENDQ_BASE_URL": emulators["default"].url,
-            "EXTEND_API_KEY": API_KEY,
-            "EXTENDQ_TENANTS": json.dumps(tenants),
-            "EXTENDQ_SWEEP": "off",
-            "EXTENDQ_CALLBACK_CLAIM_IDLE_S": "1",
-            "EXTENDQ_RETRY_BACKOFF_S": "0.2",
-            "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
-            "EXTENDQ_REQUEST_TIMEOUT_S": "5",
-            "EXTENDQ_LANDING_WINDOW_S": "8",
-            "EXTENDQ_CLAIM_LEASE_S": "10",
-        }
+        env = accounts_env(
+            f"{redis_server_url}/{db}", emulators, tenants, EXTENDQ_SWEEP="off", EXTENDQ_CALLBACK_CLAIM_IDLE_S="1"
+        )
         started.enter_context(WorkerProcess(env, log_path=logs / "worker.log", concurrency=4))
         callback_worker = WorkerProcess(
             env, log_path=logs / "callbacks.log", app="tests.support.callback_app", queues=QUEUE, concurrency=1

@@ -17,17 +17,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from celery import Celery
 
 from extendq.config.beat import FOLLOW_REVIEWS
-from extendq.config.settings import Settings
 from extendq.emulator.webhooks import signed_headers
 from extendq.tasks.bulk import enqueue_many
-from extendq.tasks.celery import create_app
 from extendq.tasks.producer import build_request, enqueue
 from extendq.webhooks.app import create_app as create_receiver
 from tests.conftest import clean_keys
 from tests.e2e.conftest import API_KEY, PROFILE
+from tests.support.accounts import Accounts, accounts_env
 from tests.support.asgi import served
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess, claim_database, release_database
@@ -40,25 +38,6 @@ LIMITS = {"a": 10, "b": 20}  # requests per second, of each account and of its t
 SECRETS = {"a": "wss_tenant_a_secret", "b": "wss_tenant_b_secret"}
 WAIT_S = 50.0
 FETCH = "GET /workflow_runs/{id}"
-
-
-class Accounts:
-    """The producer, the Redis database and the emulators (`default`, `a`, `b`) of the pool."""
-
-    def __init__(self, env: dict[str, str], emulators: dict[str, EmulatorProcess]) -> None:
-        self.env = env
-        self.settings = Settings.from_env(env)
-        self.producer: Celery = create_app(self.settings)
-        self.redis = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
-        self.emulators = emulators
-
-    def requests(self, name: str) -> Counter[tuple[str, int]]:
-        """The account's requests by route and status."""
-        return Counter((f"{r['method']} {r['route']}", int(r["status"])) for r in self.emulators[name].requests())
-
-    def job_ids(self, name: str) -> Counter[str]:
-        """The job ids in the metadata of the account's runs (each run once)."""
-        return Counter(run["metadata"].get("extendq:job_id") for run in self.emulators[name].runs())
 
 
 def _profile(requests_per_second: int | None) -> dict[str, Any]:
@@ -84,20 +63,14 @@ def pool(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             }
             for name in TENANTS
         }
-        env = {
-            "EXTENDQ_REDIS_URL": f"{redis_server_url}/{db}",
-            "EXTENDQ_BASE_URL": emulators["default"].url,
-            "EXTEND_API_KEY": API_KEY,
-            "EXTENDQ_TENANTS": json.dumps(tenants),
-            "EXTENDQ_SWEEP": "on",
-            "EXTENDQ_REVIEW_INTERVAL_S": "1",
-            "EXTENDQ_WEBHOOK_SECRETS": "wss_default_account_secret",
-            "EXTENDQ_RETRY_BACKOFF_S": "0.2",
-            "EXTENDQ_RETRY_BACKOFF_MAX_S": "2",
-            "EXTENDQ_REQUEST_TIMEOUT_S": "5",
-            "EXTENDQ_LANDING_WINDOW_S": "8",
-            "EXTENDQ_CLAIM_LEASE_S": "10",
-        }
+        env = accounts_env(
+            f"{redis_server_url}/{db}",
+            emulators,
+            tenants,
+            EXTENDQ_SWEEP="on",
+            EXTENDQ_REVIEW_INTERVAL_S="1",
+            EXTENDQ_WEBHOOK_SECRETS="wss_default_account_secret",
+        )
         started.enter_context(WorkerProcess(env, log_path=logs / "worker.log", concurrency=4))
         yield Accounts(env, emulators)
     release_database(f"{redis_server_url}/0", db)

@@ -12,9 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
+from extendq.cli.redis_server import redis_answers
 from tests.support.asgi import free_port
 from tests.support.groups import kill_group, stop_group
 
@@ -50,11 +52,8 @@ class RedisNode:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)
 
     def _answers(self) -> bool:
-        with self.client(socket_timeout=1, socket_connect_timeout=1) as probe:
-            try:
-                return bool(probe.ping())
-            except (redis.ConnectionError, redis.TimeoutError):
-                return False
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return redis_answers(f"redis://{auth}127.0.0.1:{self.port}", timeout_s=1.0)
 
     def log_text(self) -> str:
         """What the process logged so far."""

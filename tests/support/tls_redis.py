@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from extendq.cli.redis_server import redis_answers
 from tests.support.asgi import free_port
 from tests.support.groups import stop_group
 
@@ -157,20 +158,17 @@ class TlsRedis:
 
     def client(self, **kwargs: object) -> redis.Redis:
         """A client that trusts the test CA and shows the client certificate."""
-        return redis.Redis.from_url(
-            self.url,
-            ssl_ca_certs=str(self.pki.ca_cert),
-            ssl_certfile=str(self.pki.client_cert),
-            ssl_keyfile=str(self.pki.client_key),
-            **kwargs,
-        )
+        return redis.Redis.from_url(self.url, **self._tls(), **kwargs)
+
+    def _tls(self) -> dict[str, str]:
+        return {
+            "ssl_ca_certs": str(self.pki.ca_cert),
+            "ssl_certfile": str(self.pki.client_cert),
+            "ssl_keyfile": str(self.pki.client_key),
+        }
 
     def _answers(self) -> bool:
-        with self.client(socket_connect_timeout=1, socket_timeout=1, ssl_check_hostname=False) as probe:
-            try:
-                return bool(probe.ping())
-            except (redis.ConnectionError, redis.TimeoutError):
-                return False
+        return redis_answers(self.url, timeout_s=1.0, tls={**self._tls(), "ssl_check_hostname": False})
 
     def log_text(self) -> str:
         """What the server logged so far."""
