@@ -68,23 +68,27 @@ def logout(dashboard: Dashboard) -> Handler:
 
 
 def cancel(dashboard: Dashboard, actions: Actions) -> Handler:
-    async def cancel_job(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        return await _act(
-            dashboard, request, lambda by: actions.cancel(job_id, by=by), lambda _: _to_job_page(request, job_id)
-        )
-
-    return cancel_job
+    return _job_action(dashboard, actions.cancel)
 
 
 def retry(dashboard: Dashboard, actions: Actions) -> Handler:
-    async def retry_job(request: Request) -> Response:
+    return _job_action(dashboard, actions.retry)
+
+
+def _job_action(dashboard: Dashboard, act: Callable[..., str | None]) -> Handler:
+    """The handler of one job's action (`act(job_id, by=...)`): its answer is the page of the job it names (a retry's
+    new job), else of the job acted on."""
+
+    async def act_on_job(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         return await _act(
-            dashboard, request, lambda by: actions.retry(job_id, by=by), lambda new_id: _to_job_page(request, new_id)
+            dashboard,
+            request,
+            lambda by: act(job_id, by=by),
+            lambda named: _to_job_page(request, named or job_id),
         )
 
-    return retry_job
+    return act_on_job
 
 
 def retry_failed(dashboard: Dashboard, actions: Actions) -> Handler:
