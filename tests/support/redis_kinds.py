@@ -20,6 +20,7 @@ from extendq.tasks.waiting import waiting_in_broker
 from extendq.worker.keys import Keys
 from extendq.worker.models import JobState
 from extendq.worker.store import RedisJobStore, open_store
+from tests.e2e.test_pipeline import wait_for
 from tests.support.beat import BeatProcess
 from tests.support.emulator import EmulatorProcess
 from tests.support.worker import WorkerProcess
@@ -51,7 +52,8 @@ def one_job_end_to_end(
         assert run["status"] == "PROCESSED" and run["object"] == "workflow_run"
         again = asyncio.run(result_async(job.id, timeout=30, app=producer))
         assert again["id"] == run["id"]
-        assert waiting_in_broker(producer, job.id) is False
+        # The step's message is acknowledged when the task returns, just after the result it published: a moment later
+        wait_for(lambda: waiting_in_broker(producer, job.id) is False, timeout_s=10)
     record = open_store(settings).load(job.id)
     assert record is not None and record.state is JobState.SUCCESS and record.run_id == run["id"]
     return job.id, run
